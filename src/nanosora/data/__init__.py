@@ -1,0 +1,1 @@
+"""Manifest schema and IO, dataset adapters, torch datasets, caches."""

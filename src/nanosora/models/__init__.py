@@ -1,0 +1,1 @@
+"""nn.Modules only, single device, no IO: layers, VAE, DiT, text encoder."""

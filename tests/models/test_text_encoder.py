@@ -1,0 +1,182 @@
+"""TextEncoder: shapes, padding invariance, determinism, frozen weights, offline loading errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+from nanosora.config import TextEncoderConfig
+from nanosora.models.text_encoder import (
+    TextEncoder,
+    default_minilm_path,
+    load_text_encoder,
+    pad_features,
+)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> TextEncoder:
+    return load_text_encoder(TextEncoderConfig())
+
+
+def test_shapes_dtype_and_mask(encoder: TextEncoder) -> None:
+    prompts = ["a red circle moving left", "", "cyan triangle"]
+    feats, mask = encoder(prompts)
+    tokens = encoder.tokenizer(prompts)["input_ids"]
+    lengths = torch.tensor([len(t) for t in tokens])
+    assert encoder.dim == 384
+    assert feats.shape == (3, int(lengths.max()), 384)
+    assert feats.dtype == torch.float32 and mask.dtype == torch.bool
+    assert torch.equal(mask.sum(1), lengths)
+    # The mask is a prefix of True; the empty prompt still has its [CLS] [SEP] tokens.
+    assert mask[1].sum() == 2 and mask[:, 0].all()
+    assert torch.equal(mask, torch.arange(mask.shape[1]) < lengths[:, None])
+    assert (feats[~mask] == 0).all()
+    assert feats[mask].abs().sum(-1).gt(0).all()
+
+
+def test_truncated_at_max_length() -> None:
+    enc = TextEncoder(TextEncoderConfig(max_length=5))
+    feats, mask = enc(["a very long prompt " * 20, "x"])
+    assert feats.shape == (2, 5, 384) and mask[0].all()
+
+
+def test_padding_does_not_change_real_tokens(encoder: TextEncoder) -> None:
+    short = "a red circle moving left"
+    alone, mask_alone = encoder([short])
+    batch, mask_batch = encoder(
+        [short, "a small yellow triangle slides slowly up the black canvas"]
+    )
+    n = int(mask_alone.sum())
+    assert mask_batch[0].sum() == n and batch.shape[1] > n
+    torch.testing.assert_close(batch[0, :n], alone[0, :n], rtol=0, atol=1e-5)
+
+
+def test_deterministic(encoder: TextEncoder) -> None:
+    a, _ = encoder(["a blue square moving up", ""])
+    b, _ = encoder(["a blue square moving up", ""])
+    assert torch.equal(a, b)
+
+
+def test_frozen(encoder: TextEncoder) -> None:
+    assert not any(p.requires_grad for p in encoder.parameters())
+    encoder.train()
+    assert not encoder.training and not encoder.model.training
+    feats, _ = encoder(["a green circle"])
+    assert not feats.requires_grad
+
+
+def test_semantic_sanity(encoder: TextEncoder) -> None:
+    feats, mask = encoder(
+        ["a red circle moving left", "a red ball moving to the left", "a blue square moving up"]
+    )
+    pooled = (feats * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(pooled[0], pooled[1], dim=0) > cos(pooled[0], pooled[2], dim=0)
+
+
+def test_load_text_encoder_is_cached() -> None:
+    assert load_text_encoder(TextEncoderConfig()) is load_text_encoder(TextEncoderConfig())
+
+
+def test_pad_features() -> None:
+    a, b = torch.randn(3, 4), torch.randn(6, 4)
+    feats, mask = pad_features([a, b])
+    assert feats.shape == (2, 6, 4) and mask.sum(1).tolist() == [3, 6]
+    assert torch.equal(feats[0, :3], a) and (feats[0, 3:] == 0).all()
+    feats, mask = pad_features([a, b], max_len=5)
+    assert feats.shape == (2, 5, 4) and mask.sum(1).tolist() == [3, 5]
+    assert torch.equal(feats[1], b[:5])
+    with pytest.raises(ValueError):
+        pad_features([])
+    with pytest.raises(ValueError):
+        pad_features([a, torch.randn(2, 5)])
+
+
+def test_pad_features_matches_encoder(encoder: TextEncoder) -> None:
+    # Caching path: unpadded per-prompt features re-padded give the batch output back.
+    feats, mask = encoder(["a red circle", "an orange square slides to the right"])
+    repadded, remask = pad_features([f[m] for f, m in zip(feats, mask, strict=True)])
+    assert torch.equal(repadded, feats) and torch.equal(remask, mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# t5 / clip: tiny random models saved locally, loaded through the real code path, no downloads.
+# ---------------------------------------------------------------------------------------------
+
+
+def _save_tiny(kind: str, path: Path) -> None:
+    torch.manual_seed(0)
+    if kind == "t5":
+        config = T5Config(
+            vocab_size=30522, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, pad_token_id=0
+        )
+        model = T5EncoderModel(config)
+    else:
+        config = CLIPTextConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=16,
+            pad_token_id=0,
+            bos_token_id=101,
+            eos_token_id=102,
+        )
+        model = CLIPTextModel(config)
+    model.save_pretrained(path)
+    # Real T5/CLIP tokenizers are not available offline; the MiniLM one exercises the same
+    # AutoTokenizer path (and its vocabulary fits the tiny models' embedding tables).
+    AutoTokenizer.from_pretrained(default_minilm_path(), local_files_only=True).save_pretrained(
+        path
+    )
+
+
+@pytest.mark.parametrize("kind", ["t5", "clip"])
+def test_local_t5_and_clip(kind: str, tmp_path: Path) -> None:
+    _save_tiny(kind, tmp_path)
+    enc = TextEncoder(TextEncoderConfig(kind=kind, path=str(tmp_path), max_length=64))
+    assert enc.dim == 32 and not any(p.requires_grad for p in enc.parameters())
+    short = "a red circle"
+    alone, mask_alone = enc([short])
+    batch, mask = enc([short, "", "a purple circle moving down across the frame"])
+    assert batch.shape[:2] == mask.shape and batch.shape[2] == 32
+    assert mask.sum(1).min() >= 1
+    n = int(mask_alone.sum())
+    torch.testing.assert_close(batch[0, :n], alone[0, :n], rtol=0, atol=1e-5)
+    if kind == "clip":
+        # Absolute positions: max_length is clamped to the model's position table.
+        assert enc([short * 20])[0].shape[1] == 16
+
+
+@pytest.mark.parametrize("kind", ["t5", "clip"])
+def test_missing_path_is_clear_error(kind: str, tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(FileNotFoundError, match="nope.*does not exist"):
+        TextEncoder(TextEncoderConfig(kind=kind, path=str(missing)))
+
+
+@pytest.mark.parametrize("kind", ["t5", "clip"])
+def test_dir_without_config_is_clear_error(kind: str, tmp_path: Path) -> None:
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"config.json not found in {tmp_path}")):
+        TextEncoder(TextEncoderConfig(kind=kind, path=str(tmp_path)))
+
+
+def test_wrong_model_family_is_clear_error(tmp_path: Path) -> None:
+    _save_tiny("t5", tmp_path)
+    with pytest.raises(ValueError, match="model_type='t5'.*clip"):
+        TextEncoder(TextEncoderConfig(kind="clip", path=str(tmp_path)))
+
+
+def test_missing_tokenizer_is_clear_error(tmp_path: Path) -> None:
+    _save_tiny("t5", tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / name).unlink()
+    with pytest.raises(FileNotFoundError, match="no tokenizer files"):
+        TextEncoder(TextEncoderConfig(kind="t5", path=str(tmp_path)))
