@@ -42,8 +42,8 @@ class VAEConfig:
 
     in_channels: int = doc(3, "pixel channels C")
     latent_channels: int = doc(8, "latent channels c")
-    base_channels: int = doc(64, "width of the first resolution level")
-    channel_mult: tuple[int, ...] = doc((1, 2, 2), "width multiplier per level after the fold")
+    base_channels: int = doc(32, "width of the first resolution level")
+    channel_mult: tuple[int, ...] = doc((1, 2, 4), "width multiplier per level after the fold")
     temporal_down: tuple[bool, ...] = doc(
         (True, True), "per downsampling step: also halve time (causal, 2k+1 -> k+1)"
     )
@@ -71,7 +71,7 @@ class VAEConfig:
 
 
 VAE_PRESETS: dict[str, VAEConfig] = {
-    # 4x8x8, ~2M parameters: the shapes-world default.
+    # 4x8x8, ~4.8M parameters: the shapes-world default.
     "shapes-4x8x8": VAEConfig(),
     # Same compression, wider: a 256px GPU recipe.
     "video-4x8x8": VAEConfig(latent_channels=16, base_channels=128, channel_mult=(1, 2, 4, 4),

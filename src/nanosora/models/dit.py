@@ -1,0 +1,237 @@
+"""Video Diffusion Transformer: noisy latents (B, c, t, h, w) + timestep + text -> velocity.
+
+Shape notation (README): B batch, c t h w latents, N tokens, D width, L text tokens, E text width.
+
+The model, in order:
+1. patchify: (B, c, t, h, w) -> (B, N, D) with N = t/pt * h/ph * w/ph (a linear map per patch);
+2. conditioning vector: sinusoidal timestep embedding -> MLP, plus the masked mean of the text
+   features -> MLP (a cheap global text signal, like SD3's pooled vector);
+3. ``depth`` blocks, each: adaLN-modulated self-attention over all tokens (full 3D) or over space
+   then time (factorised), cross-attention to the text tokens, adaLN-modulated MLP. Gates start at
+   zero (adaLN-Zero, DiT, Peebles & Xie 2023), so every block starts as the identity;
+4. final adaLN + linear to patch pixels, zero-initialised, so the untrained model predicts 0;
+5. unpatchify back to (B, c, t, h, w).
+
+Positions enter through 3D rotary embeddings (RoPE over t, h, w): relative, so the same weights
+extrapolate to other frame counts and sizes (needed for bucketed multi-resolution training).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from nanosora.config import DiTConfig
+
+
+def timestep_embedding(timestep: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """(B,) timesteps in [0, 1] -> (B, dim) sinusoidal features (scaled by 1000 like DDPM's)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=timestep.device) / half)
+    args = timestep.float()[:, None] * 1000.0 * freqs[None]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def rope_axis_dims(head_dim: int) -> tuple[int, int, int]:
+    """Split a head's channels among the (t, h, w) axes; each share must be even."""
+    hw = (head_dim // 3) // 2 * 2
+    return head_dim - 2 * hw, hw, hw
+
+
+def rope_3d(t: int, h: int, w: int, head_dim: int, device: torch.device | None = None) -> Tensor:
+    """Rotation angles for a (t, h, w) token grid: (N, head_dim // 2), N = t*h*w (t-major)."""
+    angles = []
+    for size, d in zip((t, h, w), rope_axis_dims(head_dim)):
+        freqs = 1.0 / (10000.0 ** (torch.arange(0, d, 2, device=device).float() / d))
+        angles.append(torch.outer(torch.arange(size, device=device).float(), freqs))  # (size, d/2)
+    at, ah, aw = angles
+    grid = torch.cat(
+        [
+            at[:, None, None].expand(t, h, w, -1),
+            ah[None, :, None].expand(t, h, w, -1),
+            aw[None, None, :].expand(t, h, w, -1),
+        ],
+        dim=-1,
+    )
+    return grid.reshape(t * h * w, -1)
+
+
+def apply_rope(x: Tensor, angles: Tensor) -> Tensor:
+    """Rotate channel pairs of x (B, heads, N, hd) by angles (N, hd/2)."""
+    x2 = x.float().unflatten(-1, (-1, 2))  # (B, heads, N, hd/2, 2)
+    cos, sin = angles.cos(), angles.sin()
+    out = torch.stack(
+        [x2[..., 0] * cos - x2[..., 1] * sin, x2[..., 0] * sin + x2[..., 1] * cos], dim=-1
+    )
+    return out.flatten(-2).type_as(x)
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """adaLN: (B, N, D) normalised tokens, (B, D) shift/scale from the conditioning vector."""
+    return x * (1 + scale[:, None]) + shift[:, None]
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with RoPE; full 3D or factorised (space, then time)."""
+
+    def __init__(self, dim: int, heads: int, qk_norm: bool, factorized: bool):
+        super().__init__()
+        self.heads, self.factorized = heads, factorized
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.q_norm = nn.RMSNorm(dim // heads) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(dim // heads) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim)
+        if factorized:
+            self.qkv_t = nn.Linear(dim, 3 * dim)
+            self.proj_t = nn.Linear(dim, dim)
+
+    def _qkv(self, x: Tensor, layer: nn.Linear, angles: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        q, k, v = rearrange(layer(x), "B N (k H d) -> k B H N d", k=3, H=self.heads)
+        # RoPE is applied on the full 3D grid before any regrouping: inside a frame the t angle
+        # is shared and cancels, so the same table serves spatial and temporal attention.
+        return apply_rope(self.q_norm(q), angles), apply_rope(self.k_norm(k), angles), v
+
+    def forward(self, x: Tensor, angles: Tensor, grid: tuple[int, int, int]) -> Tensor:
+        """(B, N, D) tokens, (N, hd/2) RoPE angles, grid (t, h, w) -> (B, N, D)."""
+        q, k, v = self._qkv(x, self.qkv, angles)
+        if not self.factorized:
+            out = F.scaled_dot_product_attention(q, k, v)
+            return self.proj(rearrange(out, "B H N d -> B N (H d)"))
+        t, h, w = grid
+        # Spatial: attend within each frame.
+        q, k, v = (rearrange(a, "B H (t s) d -> (B t) H s d", t=t) for a in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v)
+        spatial = self.proj(rearrange(out, "(B t) H s d -> B (t s) (H d)", t=t))
+        # Temporal: attend across frames at each spatial position, on the spatially updated x.
+        q, k, v = self._qkv(x + spatial, self.qkv_t, angles)
+        q, k, v = (rearrange(a, "B H (t s) d -> (B s) H t d", t=t) for a in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v)
+        temporal = self.proj_t(rearrange(out, "(B s) H t d -> B (t s) (H d)", s=h * w))
+        return spatial + temporal  # the block adds this to its input, like the full-3D path
+
+
+class CrossAttention(nn.Module):
+    """Tokens attend to text features; padded text tokens are masked out."""
+
+    def __init__(self, dim: int, text_dim: int, heads: int, qk_norm: bool):
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(text_dim, 2 * dim)
+        self.q_norm = nn.RMSNorm(dim // heads) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(dim // heads) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, text: Tensor, mask: Tensor) -> Tensor:
+        """(B, N, D) tokens, (B, L, E) text, (B, L) bool mask -> (B, N, D)."""
+        q = self.q_norm(rearrange(self.q(x), "B N (H d) -> B H N d", H=self.heads))
+        k, v = rearrange(self.kv(text), "B L (k H d) -> k B H L d", k=2, H=self.heads)
+        out = F.scaled_dot_product_attention(q, self.k_norm(k), v, attn_mask=mask[:, None, None, :])
+        return self.proj(rearrange(out, "B H N d -> B N (H d)"))
+
+
+class DiTBlock(nn.Module):
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        d = cfg.dim
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.attn = SelfAttention(d, cfg.heads, cfg.qk_norm, cfg.attention == "factorized")
+        self.norm2 = nn.LayerNorm(d, eps=1e-6)
+        self.cross = CrossAttention(d, cfg.text_dim, cfg.heads, cfg.qk_norm)
+        self.norm3 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        hidden = int(d * cfg.mlp_ratio)
+        self.mlp = nn.Sequential(
+            nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d)
+        )
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+
+    def forward(
+        self,
+        x: Tensor,
+        c: Tensor,
+        text: Tensor,
+        mask: Tensor,
+        angles: Tensor,
+        grid: tuple[int, int, int],
+    ) -> Tensor:
+        """(B, N, D) tokens, (B, D) conditioning -> (B, N, D)."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)
+        x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1), angles, grid)
+        x = x + self.cross(self.norm2(x), text, mask)
+        return x + gate2[:, None] * self.mlp(modulate(self.norm3(x), shift2, scale2))
+
+
+class VideoDiT(nn.Module):
+    """Text-conditioned video DiT predicting the rectified-flow velocity."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, p = cfg.dim, cfg.in_channels * cfg.patch_t * cfg.patch_hw**2
+        self.patch_embed = nn.Linear(p, d)
+        self.time_mlp = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
+        self.text_pool = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
+        self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
+        self.out = nn.Linear(d, p)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """Xavier for linears; zero for every adaLN map and the output (adaLN-Zero)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.time_mlp[0].weight, std=0.02)
+        nn.init.normal_(self.time_mlp[2].weight, std=0.02)
+        for block in self.blocks:
+            nn.init.zeros_(block.ada[-1].weight)
+            nn.init.zeros_(block.ada[-1].bias)
+        for layer in (self.ada_out[-1], self.out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def grid(self, t: int, h: int, w: int) -> tuple[int, int, int]:
+        """Token grid of a (t, h, w) latent; errors name the axis that does not divide."""
+        pt, ph = self.cfg.patch_t, self.cfg.patch_hw
+        if t % pt or h % ph or w % ph:
+            raise ValueError(
+                f"latent (t, h, w)=({t}, {h}, {w}) is not divisible by patch ({pt}, {ph}, {ph})"
+            )
+        return t // pt, h // ph, w // ph
+
+    def patchify(self, z: Tensor) -> Tensor:
+        """(B, c, t, h, w) -> (B, N, c*pt*ph*ph)."""
+        pt, ph = self.cfg.patch_t, self.cfg.patch_hw
+        return rearrange(z, "B c (t a) (h p) (w q) -> B (t h w) (c a p q)", a=pt, p=ph, q=ph)
+
+    def unpatchify(self, x: Tensor, grid: tuple[int, int, int]) -> Tensor:
+        """(B, N, c*pt*ph*ph) -> (B, c, t, h, w)."""
+        pt, ph = self.cfg.patch_t, self.cfg.patch_hw
+        t, h, w = grid
+        return rearrange(
+            x, "B (t h w) (c a p q) -> B c (t a) (h p) (w q)", t=t, h=h, w=w, a=pt, p=ph, q=ph
+        )
+
+    def forward(self, z: Tensor, timestep: Tensor, text: Tensor, mask: Tensor) -> Tensor:
+        """(B, c, t, h, w) noisy latents, (B,) timesteps in [0, 1], (B, L, E) text, (B, L) mask
+        -> (B, c, t, h, w) predicted velocity."""
+        grid = self.grid(*z.shape[2:])
+        angles = rope_3d(*grid, self.cfg.dim // self.cfg.heads, device=z.device)
+        x = self.patch_embed(self.patchify(z))  # (B, N, D)
+        m = mask.to(text.dtype)[..., None]
+        pooled = (text * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, E)
+        c = self.time_mlp(timestep_embedding(timestep, 256).to(x.dtype)) + self.text_pool(pooled)
+        for block in self.blocks:
+            x = block(x, c, text, mask, angles, grid)
+        shift, scale = self.ada_out(c).chunk(2, dim=-1)
+        x = self.out(modulate(self.norm_out(x), shift, scale))
+        return self.unpatchify(x, grid)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,184 @@
+"""Run directories: resolved config, weights, optimizer state, metrics, environment.
+
+A run directory holds everything needed to resume or to load a model, and nothing else:
+
+    config.yaml        the resolved config (the run can be reproduced from it alone)
+    model.safetensors  raw weights          ema.safetensors  EMA weights (what sampling uses)
+    state.pt           optimizer, step, RNG state           metrics.jsonl  one JSON line per log
+    env.json           versions and machine                 samples/, loss.png
+
+Checkpoints are written into a temporary folder and moved into place file by file after every
+file is complete, so a run killed mid-save still has its previous, consistent checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from nanosora.config import save_config
+
+
+class EMA:
+    """Exponential moving average of a model's parameters and buffers (kept in float32)."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.shadow[k].lerp_(v.float(), 1.0 - self.decay)
+            else:
+                self.shadow[k].copy_(v)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.shadow
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.shadow = {k: v.clone().float() for k, v in state.items()}
+
+
+class RunDir:
+    """A training run's directory; see the module docstring for its files."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def exists(self) -> bool:
+        return (self.path / "state.pt").is_file()
+
+    def start(self, cfg: Any, resume: bool) -> None:
+        """Create the directory; refuse to overwrite a finished or running run unless resuming."""
+        if self.exists() and not resume:
+            raise FileExistsError(
+                f"{self.path} already holds a run (state.pt); pass --resume to continue it "
+                "or choose another train.out_dir"
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "samples").mkdir(exist_ok=True)
+        save_config(cfg, self.path / "config.yaml")
+        write_env(self.path / "env.json")
+
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def metrics(self) -> list[dict[str, Any]]:
+        p = self.path / "metrics.jsonl"
+        if not p.is_file():
+            return []
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop metric lines past ``step`` (logged after the checkpoint a resume starts from)."""
+        kept = [r for r in self.metrics() if r.get("step", 0) <= step]
+        (self.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def save(self, model: nn.Module, ema: EMA | None, optimizer: torch.optim.Optimizer, state: dict) -> None:
+        """Atomically replace the checkpoint with the current weights and loop state."""
+        tmp = self.path / ".ckpt.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        save_file(_contiguous(model.state_dict()), str(tmp / "model.safetensors"))
+        if ema is not None:
+            save_file(_contiguous(ema.state_dict()), str(tmp / "ema.safetensors"))
+        torch.save({**state, "optimizer": optimizer.state_dict()}, tmp / "state.pt")
+        # state.pt goes last: its presence marks a complete checkpoint.
+        for name in ("model.safetensors", "ema.safetensors", "state.pt"):
+            if (tmp / name).exists():
+                os.replace(tmp / name, self.path / name)
+        tmp.rmdir()
+
+    def load(self, model: nn.Module, ema: EMA | None, optimizer: torch.optim.Optimizer) -> dict:
+        """Restore weights, EMA and optimizer; return the loop state (step, ...)."""
+        model.load_state_dict(load_file(str(self.path / "model.safetensors")))
+        if ema is not None and (self.path / "ema.safetensors").is_file():
+            ema.load_state_dict(load_file(str(self.path / "ema.safetensors")))
+        state = torch.load(self.path / "state.pt", weights_only=False)
+        optimizer.load_state_dict(state.pop("optimizer"))
+        return state
+
+
+def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+
+
+def load_weights(run_dir: str | Path, prefer_ema: bool = True) -> dict[str, torch.Tensor]:
+    """The EMA weights of a run (or the raw ones when there is no EMA file)."""
+    d = Path(run_dir)
+    for name in (("ema.safetensors", "model.safetensors") if prefer_ema else ("model.safetensors",)):
+        if (d / name).is_file():
+            return {k: v.float() for k, v in load_file(str(d / name)).items()}
+    raise FileNotFoundError(f"no model.safetensors or ema.safetensors in {d}")
+
+
+def write_env(path: Path) -> None:
+    """Record versions and machine facts next to the run, for reproducibility."""
+    env = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
+    path.write_text(json.dumps(env, indent=2))
+
+
+def lr_at(
+    step: int, peak: float, warmup: int, total: int, min_ratio: float, time_fraction: float = 0.0
+) -> float:
+    """Linear warmup to ``peak``, then cosine decay to ``peak * min_ratio``.
+
+    The decay ends at step ``total`` or when ``time_fraction`` (share of a wall-clock budget
+    used) reaches 1, whichever comes first: a time-limited run still anneals.
+    """
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_fraction))
+    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; the last good checkpoint is on disk."""
+
+
+def plot_metrics(run: RunDir, keys: tuple[str, ...], out: str = "loss.png") -> Path | None:
+    """Plot metric curves (log scale) into the run directory; returns the PNG path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = run.metrics()
+    if not records:
+        return None
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        pts = [(r["step"], r[key]) for r in records if key in r and r[key] is not None]
+        if pts:
+            ax.plot(*zip(*pts))
+            if all(v > 0 for _, v in pts):
+                ax.set_yscale("log")
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = run.path / out
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,215 @@
+"""`nanosora train vae`: the causal video VAE's training loop.
+
+Objective: object-weighted L1 + L2 reconstruction + a small KL term. On the shapes world most
+pixels are black background; weighting the object and its edges (a dilated mask of non-black
+pixels) put the capacity where the probe looks and added 2-3 dB in the prototype.
+
+Resumption is exact: data order and noise are derived from (seed, step), and the optimizer, EMA
+and step are restored, so a killed run that resumes follows the uninterrupted trajectory.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from nanosora.config import TrainConfig, VAELossConfig, VAETrainConfig
+from nanosora.data.datasets import ManifestClips, tensor_to_frames
+from nanosora.models.vae import VideoVAE, kl_divergence
+from nanosora.train.checkpoint import EMA, NonFiniteLossError, RunDir, lr_at, plot_metrics
+from nanosora.video.io import write_gif
+
+
+def batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:
+    """Indices of the clips in batch ``step``: epoch-wise permutations derived from the seed."""
+    if n < batch_size:
+        raise ValueError(f"{n} clips cannot fill a batch of {batch_size}")
+    per_epoch = n // batch_size
+    epoch, i = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return perm[i * batch_size : (i + 1) * batch_size].tolist()
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """A fresh generator per step, so noise does not depend on where a run was resumed."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step + 1)
+
+
+def time_fraction(state: dict, t: TrainConfig) -> float:
+    """Share of the wall-clock budget used (0 without one): the lr decays by steps or time."""
+    return state["elapsed"] / (60 * t.minutes) if t.minutes else 0.0
+
+
+def setup_threads(threads: int) -> None:
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def object_weights(x: torch.Tensor, extra: float) -> torch.Tensor:
+    """(B, C, T, H, W) clips -> (B, 1, T, H, W) weights: 1 + extra on non-black pixels and edges."""
+    mask = (x.amax(dim=1, keepdim=True) > -0.85).float()
+    mask = F.max_pool3d(mask, kernel_size=(1, 5, 5), stride=1, padding=(0, 2, 2))  # dilate 2 px
+    return 1.0 + extra * mask
+
+
+def vae_loss(
+    rec: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, cfg: VAELossConfig
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Weighted reconstruction + KL; returns the loss and its parts for logging."""
+    w = object_weights(x, cfg.object_weight)
+    err = rec.float() - x
+    l1 = (w * err.abs()).mean() / w.mean()
+    l2 = (w * err.pow(2)).mean() / w.mean()
+    kl = kl_divergence(mean.float(), logvar.float())
+    loss = cfg.l1 * l1 + cfg.l2 * l2 + cfg.kl * kl
+    return loss, {"l1": l1.item(), "l2": l2.item(), "kl": kl.item()}
+
+
+@torch.no_grad()
+def write_recon_gif(vae: VideoVAE, clips: ManifestClips, path: Path, fps: float, n: int = 4) -> None:
+    """GIF with one row per clip: original | reconstruction."""
+    x = torch.stack([clips[i]["video"] for i in range(min(n, len(clips)))])
+    rec = vae.decode(vae.encode(x)).clamp(-1, 1)
+    rows = [np.concatenate([tensor_to_frames(a), tensor_to_frames(b)], axis=2) for a, b in zip(x, rec)]
+    write_gif(path, np.concatenate(rows, axis=1), fps=fps)
+
+
+@torch.no_grad()
+def calibrate(vae: VideoVAE, clips: ManifestClips, max_clips: int = 512, batch_size: int = 16) -> None:
+    """Set the VAE's latent normalisation from posterior means of real clips."""
+    means = []
+    for lo in range(0, min(max_clips, len(clips)), batch_size):
+        x = torch.stack([clips[i]["video"] for i in range(lo, min(len(clips), lo + batch_size))])
+        means.append(vae.encode_moments(x)[0])
+    vae.calibrate(torch.cat(means))
+
+
+def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
+    """Train a VAE; returns the run directory (weights with calibrated latent statistics)."""
+    # 1. Run directory, threads, data.
+    setup_threads(cfg.train.threads)
+    run = RunDir(cfg.train.out_dir)
+    run.start(cfg, resume)
+    d = cfg.data
+    if not d.manifest:
+        raise ValueError("data.manifest is empty: give the training clips' manifest")
+    clips = ManifestClips(d.manifest, d.num_frames, d.height, d.width, d.fps, d.in_memory)
+    val = (
+        ManifestClips(cfg.val_manifest, d.num_frames, d.height, d.width, d.fps, d.in_memory)
+        if cfg.val_manifest
+        else clips
+    )
+    # 2. Model, optimizer, EMA; restore on resume.
+    torch.manual_seed(cfg.train.seed)
+    vae = VideoVAE(cfg.vae)
+    o = cfg.optim
+    opt = torch.optim.AdamW(vae.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    ema = EMA(vae, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+    state = {"step": 0, "elapsed": 0.0}
+    if resume and run.exists():
+        state = run.load(vae, ema, opt)
+        run.truncate_metrics(state["step"])
+    # 3. Loop.
+    train_loop(vae, opt, ema, clips, cfg, run, state)
+    # 4. Final: EMA weights, latent calibration, metrics, plots.
+    final = VideoVAE(cfg.vae)
+    final.load_state_dict(ema.state_dict() if ema else vae.state_dict())
+    final.eval()
+    calibrate(final, clips)
+    if ema is not None:
+        ema.load_state_dict(final.state_dict())
+    vae.latent_mean.copy_(final.latent_mean)
+    vae.latent_std.copy_(final.latent_std)
+    run.save(vae, ema, opt, state)
+    from nanosora.evaluate.reconstruction import reconstruction_metrics
+
+    metrics = reconstruction_metrics(final, val)
+    summary = {k: v for k, v in metrics.items() if k != "per_clip"}
+    (run.path / "eval.json").write_text(json.dumps(metrics, indent=2))
+    run.log({"step": state["step"], "final": True, **{f"val_{k}": v for k, v in summary.items()
+                                                      if isinstance(v, float)}})
+    write_recon_gif(final, val, run.path / "samples" / "final.gif", d.fps)
+    plot_metrics(run, ("loss", "l1", "kl"))
+    print(f"VAE {run.path}: PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f}, probe {summary['probe']}")
+    return run.path
+
+
+def train_loop(
+    vae: VideoVAE,
+    opt: torch.optim.Optimizer,
+    ema: EMA | None,
+    clips: ManifestClips,
+    cfg: VAETrainConfig,
+    run: RunDir,
+    state: dict,
+) -> None:
+    """Optimise until train.steps or train.minutes; checkpoints and samples along the way."""
+    t, o = cfg.train, cfg.optim
+    use_bf16 = t.bf16
+    start_time, start_elapsed = time.time(), state["elapsed"]
+    bar = tqdm(total=t.steps, initial=state["step"], desc="vae", unit="step")
+    vae.train()
+    while state["step"] < t.steps:
+        step = state["step"]
+        if t.minutes and start_elapsed + time.time() - start_time > 60 * t.minutes:
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, o.lr, o.warmup_steps, t.steps, o.min_lr_ratio, time_fraction(state, t))
+        x = torch.stack([clips[i]["video"] for i in batch_indices(len(clips), t.batch_size, step, t.seed)])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            rec, mean, logvar = vae(x, generator=step_generator(t.seed, step))
+        loss, parts = vae_loss(rec, x, mean, logvar, cfg.loss)
+        if not torch.isfinite(loss):
+            state["elapsed"] = start_elapsed + time.time() - start_time
+            run.save(vae, ema, opt, state)
+            raise NonFiniteLossError(
+                f"VAE loss is {loss.item()} at step {step} ({parts}); the checkpoint at step {step} "
+                f"(before this update) is in {run.path}. Lower optim.lr or set train.bf16=false, "
+                "then rerun with --resume."
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(vae.parameters(), o.grad_clip if o.grad_clip else float("inf"))
+        opt.step()
+        if ema is not None:
+            ema.update(vae)
+        state["step"] = step + 1
+        state["elapsed"] = start_elapsed + time.time() - start_time
+        bar.update(1)
+        if state["step"] % t.log_every == 0 or state["step"] == t.steps:
+            rec_psnr = float(-10 * torch.log10((rec.detach().float().clamp(-1, 1) - x).pow(2).mean() / 4))
+            run.log({"step": state["step"], "loss": loss.item(), **parts, "psnr": rec_psnr,
+                     "grad_norm": float(gnorm), "lr": opt.param_groups[0]["lr"], "elapsed": state["elapsed"]})
+            bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{rec_psnr:.1f}")
+        if state["step"] % t.ckpt_every == 0:
+            run.save(vae, ema, opt, state)
+            plot_metrics(run, ("loss", "psnr", "kl"))
+        if t.sample_every and state["step"] % t.sample_every == 0:
+            vae.eval()
+            write_recon_gif(vae, clips, run.path / "samples" / f"step{state['step']:06d}.gif", cfg.data.fps)
+            vae.train()
+    bar.close()
+    run.save(vae, ema, opt, state)
+
+
+def load_vae(run_dir: str | Path) -> VideoVAE:
+    """Load a trained VAE (EMA weights, latent statistics included) from a run or pipeline dir."""
+    from nanosora.config import VAEConfig, from_dict
+    import yaml
+
+    d = Path(run_dir)
+    if not (d / "config.yaml").is_file():
+        raise FileNotFoundError(f"{d} is not a VAE directory: config.yaml is missing")
+    raw = yaml.safe_load((d / "config.yaml").read_text())
+    vae_cfg = from_dict(VAEConfig, raw["vae"] if "vae" in raw else raw)
+    from nanosora.train.checkpoint import load_weights
+
+    vae = VideoVAE(vae_cfg)
+    vae.load_state_dict(load_weights(d))
+    return vae.eval()
