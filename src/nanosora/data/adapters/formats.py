@@ -90,6 +90,11 @@ def check_utf8(value: str, field: str) -> str:
     return value
 
 
+def youtube_url(youtube_id: str) -> str:
+    """The watch URL downloaders (yt-dlp, video2dataset) take for a YouTube id."""
+    return f"https://www.youtube.com/watch?v={youtube_id}"
+
+
 # ---------------------------------------------------------------------------------------------
 # CSV and JSON
 # ---------------------------------------------------------------------------------------------
@@ -154,6 +159,30 @@ def iter_jsonl(file: AnnotationFile) -> Iterator[tuple[int, dict[str, Any] | Row
                 yield line, RowError("(line)", "bad_json", "a JSON line that is not an object")
                 continue
             yield line, value
+
+
+def iter_json_records(file: AnnotationFile) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    """Records of a JSON list file (``.json``) or a JSON-lines file (any other suffix).
+
+    For a JSON list the "line" is the record's 1-based position in the list. A file that is not
+    a list of objects raises ``RowError`` (kind ``wrong_format``).
+    """
+    if file.path.suffix.lower() != ".json":
+        yield from iter_jsonl(file)
+        return
+    doc = load_json(file)
+    if not isinstance(doc, list):
+        raise RowError("(file)", "wrong_format", f"expected a JSON list, got {type(doc).__name__}")
+    for i, value in enumerate(doc, start=1):
+        if isinstance(value, dict):
+            yield i, value
+        else:
+            yield (
+                i,
+                RowError(
+                    "(record)", "bad_json", f"a list entry that is not an object: {value!r:.80}"
+                ),
+            )
 
 
 def load_json(file: AnnotationFile) -> Any:
