@@ -6,6 +6,9 @@ imports happen inside the command so `nanosora --help` stays fast.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
 
 app = typer.Typer(
@@ -13,9 +16,236 @@ app = typer.Typer(
     no_args_is_help=True,
     help="nanosora: a Sora-style text-to-video system that trains on a CPU in minutes.",
 )
+train_app = typer.Typer(no_args_is_help=True, help="Train the VAE or the DiT from a YAML config.")
+app.add_typer(train_app, name="train")
+
+
+def _fail(e: Exception) -> None:
+    """Print a user error without a traceback and exit non-zero."""
+    typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
+
+
+@app.command()
+def generate(
+    prompt: Annotated[Optional[str], typer.Argument(help="what to generate")] = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="output mp4 (a folder with --prompts)")] = Path("out.mp4"),
+    model: Annotated[Optional[Path], typer.Option(help="pipeline dir; default: the shipped shapes model")] = None,
+    seed: Annotated[int, typer.Option(help="noise seed (same seed, same video)")] = 0,
+    steps: Annotated[Optional[int], typer.Option(help="Euler steps (default: the pipeline's)")] = None,
+    cfg: Annotated[Optional[float], typer.Option("--cfg", help="classifier-free guidance scale")] = None,
+    num_frames: Annotated[Optional[int], typer.Option(help="frames, 4k+1")] = None,
+    prompts: Annotated[Optional[Path], typer.Option(help="text file, one prompt per line")] = None,
+    image: Annotated[Optional[Path], typer.Option(help="first frame to animate (image-to-video)")] = None,
+) -> None:
+    """Text to video: `nanosora generate "a red circle moving left" -o out.mp4`."""
+    from nanosora import generate as gen
+
+    if image is not None:
+        _fail(ValueError("--image needs a model trained with frame masks (issue 5); not available yet"))
+    if prompts is not None:
+        if not prompts.is_file():
+            _fail(FileNotFoundError(f"prompt file {prompts} not found"))
+        items = [line.strip() for line in prompts.read_text().splitlines() if line.strip()]
+        if not items:
+            _fail(ValueError(f"prompt file {prompts} has no prompts"))
+    elif prompt is None:
+        _fail(ValueError("give a PROMPT or --prompts FILE"))
+    else:
+        items = [prompt]
+    try:
+        gen.main(items, out, model, seed, steps, cfg, num_frames)
+    except USER_ERRORS as e:
+        _fail(e)
+
+
+@app.command()
+def shapes(
+    out: Annotated[Path, typer.Option("--out", help="output folder")],
+    num: Annotated[int, typer.Option("--num", help="number of clips")] = 1000,
+    seed: Annotated[int, typer.Option(help="dataset seed")] = 0,
+    split: Annotated[str, typer.Option(help="train (no held-out compositions), heldout or all")] = "train",
+    workers: Annotated[int, typer.Option(help="processes")] = 2,
+) -> None:
+    """Write a shapes-world dataset: mp4 clips + manifest.parquet."""
+    from nanosora.shapes.world import generate_dataset
+
+    if split not in ("train", "heldout", "all"):
+        _fail(ValueError(f"--split must be train, heldout or all, not {split!r}"))
+    path = generate_dataset(out, num, seed=seed, split=split, workers=workers)  # type: ignore[arg-type]
+    typer.echo(f"wrote {num} clips to {path / 'manifest.parquet'}")
+
+
+@train_app.command("vae")
+def train_vae(
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML experiment")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="dotted overrides, e.g. optim.lr=1e-4")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in train.out_dir")] = False,
+) -> None:
+    """Train the causal video VAE."""
+    from nanosora.config import VAETrainConfig, load_config
+    from nanosora.train import vae
+
+    try:
+        vae.main(load_config(VAETrainConfig, config, overrides or []), resume=resume)
+    except USER_ERRORS as e:
+        _fail(e)
+
+
+@train_app.command("dit")
+def train_dit(
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML experiment")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="dotted overrides, e.g. optim.lr=1e-4")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in train.out_dir")] = False,
+) -> None:
+    """Train the video DiT from a latent cache."""
+    from nanosora.config import DiTTrainConfig, load_config
+    from nanosora.train import dit
+
+    try:
+        dit.main(load_config(DiTTrainConfig, config, overrides or []), resume=resume)
+    except USER_ERRORS as e:
+        _fail(e)
+
+
+@app.command()
+def cache(
+    manifest: Annotated[Path, typer.Option(help="clips to encode")],
+    vae: Annotated[Path, typer.Option(help="trained VAE run directory")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="cache directory")],
+    num_frames: Annotated[int, typer.Option(help="frames per clip, 4k+1")] = 17,
+    size: Annotated[int, typer.Option(help="frame height and width")] = 64,
+    fps: Annotated[float, typer.Option(help="frames per second")] = 8.0,
+) -> None:
+    """Encode a manifest once into latent + text shards for DiT training (resumable)."""
+    from nanosora.data.cache import build_cache
+
+    try:
+        build_cache(manifest, vae, out, num_frames=num_frames, height=size, width=size, fps=fps)
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(f"cache written to {out}")
+
+
+@app.command()
+def quickstart(
+    workdir: Annotated[Path, typer.Option(help="where data, runs, model and report go")] = Path("quickstart"),
+    budget_minutes: Annotated[float, typer.Option(help="total training budget (VAE + DiT)")] = 15.0,
+    num_clips: Annotated[int, typer.Option(help="training clips to generate")] = 3000,
+    seed: Annotated[int, typer.Option(help="seed for data, init and sampling")] = 0,
+) -> None:
+    """Shapes data -> VAE -> cache -> DiT -> samples -> eval report, end to end on a CPU."""
+    from nanosora import quickstart as qs
+
+    try:
+        qs.main(workdir, budget_minutes, num_clips, seed)
+    except USER_ERRORS as e:
+        _fail(e)
 
 
 # ---- data: ingest / clips (real datasets) ---------------------------------------------------
+
+
+@app.command()
+def ingest(
+    dataset: Annotated[
+        str,
+        typer.Argument(
+            help="msrvtt, panda70m, videoinstruct, internvid, youku, shot2story, generic, opensora or datajuicer"
+        ),
+    ],
+    annotations: Annotated[
+        list[Path],
+        typer.Option(
+            "--annotations", "-a", help="annotation file as published (repeat for several)"
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("-o", "--out", help="manifest: .parquet, .csv or .jsonl")
+    ] = Path("manifest.parquet"),
+    videos: Annotated[
+        Path | None,
+        typer.Option(
+            help="folder of downloaded videos; rows match by path, file name, id or YouTube id"
+        ),
+    ] = None,
+    download_list: Annotated[
+        Path | None,
+        typer.Option(
+            "--download-list",
+            help="write what to fetch: .txt URLs (yt-dlp -a), .csv/.jsonl url,id,start,end (video2dataset)",
+        ),
+    ] = None,
+    rows: Annotated[
+        str | None,
+        typer.Option(help="clip|caption (msrvtt, videoinstruct, youku) or shot|video (shot2story)"),
+    ] = None,
+    to: Annotated[
+        str, typer.Option(help="manifest, opensora (CSV) or datajuicer (jsonl)")
+    ] = "manifest",
+    column: Annotated[
+        list[str] | None,
+        typer.Option(help="generic: MANIFEST_COLUMN=FILE_COLUMN, e.g. path=video (repeat)"),
+    ] = None,
+    meta: Annotated[
+        Path | None, typer.Option(help="Shot2Story *_meta.csv, or a Youku-mPLUG label map JSON")
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="stop at the first malformed record")] = False,
+    keep_missing: Annotated[
+        bool, typer.Option(help="keep rows whose video is not under --videos")
+    ] = False,
+    dedup: Annotated[bool, typer.Option(help="reject records whose id was already seen")] = True,
+    quiet: Annotated[bool, typer.Option(help="no progress bar or summary")] = False,
+) -> None:
+    """Annotations as a dataset publishes them -> a manifest (+ rejects, missing, summary files)."""
+    from nanosora.data import ingest as ing
+
+    try:
+        pairs = tuple(tuple(c.split("=", 1)) for c in column or [])
+        if any(len(p) != 2 for p in pairs):
+            raise ValueError(f"--column takes MANIFEST_COLUMN=FILE_COLUMN, got {column}")
+        cfg = ing.IngestConfig(
+            dataset=dataset, annotations=tuple(annotations), output=out, videos=videos,  # type: ignore[arg-type]
+            download_list=download_list, rows=rows, to=to, columns=pairs, meta=meta,  # type: ignore[arg-type]
+            strict=strict, keep_missing=keep_missing, dedup=dedup, progress=not quiet,
+        )  # fmt: skip
+        path = ing.main(cfg)
+    except (*USER_ERRORS, ing.IngestError) as e:
+        _fail(e)
+    typer.echo(str(path))
+
+
+@app.command()
+def clips(
+    manifest: Annotated[
+        Path, typer.Argument(help="manifest whose rows have start/end inside long videos")
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", "-d", help="folder for the clip files")
+    ] = Path("clips"),
+    out: Annotated[
+        Path | None,
+        typer.Option("-o", "--out", help="new manifest (default OUT_DIR/manifest.parquet)"),
+    ] = None,
+    mode: Annotated[
+        str, typer.Option(help="auto (copy where frame-exact, else re-encode), copy or reencode")
+    ] = "auto",
+    crf: Annotated[int, typer.Option(help="libx264 quality of re-encoded clips")] = 18,
+    quiet: Annotated[bool, typer.Option(help="no progress bar or summary")] = False,
+) -> None:
+    """Cut each row's [start, end) out of its long video, resumably; write a manifest of clips."""
+    from nanosora.data import clips as cl
+
+    try:
+        cfg = cl.ClipsConfig(manifest=manifest, out_dir=out_dir, output=out, mode=mode, crf=crf,  # type: ignore[arg-type]
+                             progress=not quiet)  # fmt: skip
+        path = cl.main(cfg)
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(str(path))
 
 
 # ---- end of data commands ---------------------------------------------------------------------
