@@ -11,7 +11,7 @@ Steps of ``main``:
    ``<out>.summary.json``, and print the summary.
 
 Memory is constant in the number of rows, with one exception: the duplicate-id filter keeps
-16 bytes per distinct record id (Panda-70M's 3.8M source videos: ~60 MB; 70M ids: ~1.1 GB);
+16-32 bytes per distinct record id (Panda-70M's ~3.8M source videos: <= 128 MB; 70M ids: 1-2 GB);
 ``dedup=False`` removes it. Malformed records never stop the run (unless ``strict``): each is
 written to the rejects file with file, line, field and reason.
 """
@@ -76,7 +76,7 @@ class IngestConfig:
     meta: Path | None = doc(None, "side file: Shot2Story *_meta.csv, Youku label map, ...")
     strict: bool = doc(False, "stop at the first malformed record instead of rejecting it")
     keep_missing: bool = doc(False, "keep rows whose video is not found under `videos`")
-    dedup: bool = doc(True, "reject records whose id was already seen (16 B per id)")
+    dedup: bool = doc(True, "reject records whose id was already seen (16-32 B per id)")
     batch_rows: int = doc(65536, "rows per parquet row group")
     progress: bool = doc(True, "show a progress bar")
 
@@ -131,7 +131,7 @@ def build_adapter(cfg: IngestConfig) -> Adapter:
 
 
 class SeenKeys:
-    """Set of 64-bit hashes of record ids: numpy open addressing, 8 bytes a slot, load <= 1/2.
+    """Set of 64-bit hashes of record ids: numpy open addressing, 8 bytes a slot, load 1/4-1/2.
 
     ``add`` takes a whole batch at once (vectorised linear probing), so checking 70M ids costs
     seconds, not the minutes a Python set of strings would, and a fraction of its memory.
