@@ -49,6 +49,9 @@ class VAEConfig:
     )
     fold: int = doc(2, "pixels folded into channels before the first conv (space-to-depth)")
     blocks_per_level: int = doc(1, "residual blocks per resolution level")
+    init_logvar: float = doc(
+        -4.0, "initial posterior log-variance (bias of the logvar head); 0 = the usual init"
+    )
 
     def __post_init__(self) -> None:
         if len(self.temporal_down) != len(self.channel_mult) - 1:
@@ -106,9 +109,9 @@ class DiTConfig:
 DIT_PRESETS: dict[str, DiTConfig] = {
     "tiny": DiTConfig(dim=128, depth=4, heads=4),  # ~2M: tests and smoke runs
     "shapes": DiTConfig(dim=192, depth=8, heads=6),  # ~7M: the shipped CPU model
-    "small": DiTConfig(dim=384, depth=12, heads=6),  # ~33M
-    "base": DiTConfig(dim=768, depth=12, heads=12, in_channels=16),  # ~130M
-    "large": DiTConfig(dim=1152, depth=28, heads=16, in_channels=16),  # ~700M
+    "small": DiTConfig(dim=384, depth=12, heads=6),  # ~40M
+    "base": DiTConfig(dim=768, depth=12, heads=12, in_channels=16),  # ~150M
+    "large": DiTConfig(dim=1152, depth=26, heads=16, in_channels=16),  # ~720M
 }
 
 
@@ -138,6 +141,22 @@ class FlowConfig:
     steps: int = doc(25, "Euler steps at sampling")
     cfg_scale: float = doc(5.0, "classifier-free guidance scale")
     text_dropout: float = doc(0.1, "probability of training a sample without text (for CFG)")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What a generation pipeline directory needs besides its weights (``pipeline.yaml``)."""
+
+    text: TextEncoderConfig = doc(TextEncoderConfig(), "text encoder the DiT was trained with")
+    steps: int = doc(25, "default Euler steps")
+    cfg_scale: float = doc(5.0, "default classifier-free guidance scale")
+    shift: float = doc(3.0, "sampling shift at base_tokens tokens")
+    base_tokens: int = doc(80, "token count the shift was tuned at (resolution/length shift)")
+    num_frames: int = doc(17, "default frames per clip (4k+1)")
+    height: int = doc(64, "default frame height")
+    width: int = doc(64, "default frame width")
+    fps: float = doc(8.0, "frames per second of written videos")
+    vocabulary: str = doc("", "'shapes' when the model only knows the shapes world (prompts are checked)")
 
 
 # --------------------------------------------------------------------------------------------

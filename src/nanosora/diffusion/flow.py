@@ -70,21 +70,13 @@ def sample_schedule(steps: int, shift: float = 1.0) -> Tensor:
     return shift_timesteps(torch.linspace(1.0, 0.0, steps + 1), shift)
 
 
-def guided_velocity(model: Callable[[Tensor, Tensor, bool], Tensor], scale: float) -> VelocityFn:
-    """Classifier-free guidance (Ho & Salimans 2022) on every channel.
+def classifier_free_guidance(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
+    """Classifier-free guidance (Ho & Salimans 2022) on every channel: u + scale * (c - u).
 
-    ``model(x, s, conditional)`` returns the velocity with or without text. At ``scale == 1`` the
-    result is exactly the conditional prediction; at 0, the unconditional one.
+    Written as c + (scale - 1)(c - u), which is the same value but makes ``scale == 1`` return
+    the conditional prediction bit for bit; at 0 it is the unconditional one.
     """
-
-    def fn(x: Tensor, s: Tensor) -> Tensor:
-        cond = model(x, s, True)
-        if scale == 1.0:
-            return cond
-        uncond = model(x, s, False)
-        return uncond + scale * (cond - uncond)
-
-    return fn
+    return cond + (scale - 1.0) * (cond - uncond)
 
 
 def euler_sample(

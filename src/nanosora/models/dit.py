@@ -93,7 +93,11 @@ class SelfAttention(nn.Module):
         q, k, v = rearrange(layer(x), "B N (k H d) -> k B H N d", k=3, H=self.heads)
         # RoPE is applied on the full 3D grid before any regrouping: inside a frame the t angle
         # is shared and cancels, so the same table serves spatial and temporal attention.
-        return apply_rope(self.q_norm(q), angles), apply_rope(self.k_norm(k), angles), v
+        # Norms run in float32 (under bf16 autocast a bf16 input with fp32 weights takes a slow
+        # unfused path); the rotated q, k go back to v's dtype for the attention kernel.
+        q = apply_rope(self.q_norm(q.float()), angles).to(v.dtype)
+        k = apply_rope(self.k_norm(k.float()), angles).to(v.dtype)
+        return q, k, v
 
     def forward(self, x: Tensor, angles: Tensor, grid: tuple[int, int, int]) -> Tensor:
         """(B, N, D) tokens, (N, hd/2) RoPE angles, grid (t, h, w) -> (B, N, D)."""
@@ -128,9 +132,10 @@ class CrossAttention(nn.Module):
 
     def forward(self, x: Tensor, text: Tensor, mask: Tensor) -> Tensor:
         """(B, N, D) tokens, (B, L, E) text, (B, L) bool mask -> (B, N, D)."""
-        q = self.q_norm(rearrange(self.q(x), "B N (H d) -> B H N d", H=self.heads))
+        q = rearrange(self.q(x), "B N (H d) -> B H N d", H=self.heads)
         k, v = rearrange(self.kv(text), "B L (k H d) -> k B H L d", k=2, H=self.heads)
-        out = F.scaled_dot_product_attention(q, self.k_norm(k), v, attn_mask=mask[:, None, None, :])
+        q, k = self.q_norm(q.float()).to(v.dtype), self.k_norm(k.float()).to(v.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
         return self.proj(rearrange(out, "B H N d -> B N (H d)"))
 
 

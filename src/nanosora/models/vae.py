@@ -124,6 +124,10 @@ class Encoder(nn.Module):
         self.body = nn.Sequential(*layers, ResBlock(widths[-1], widths[-1]))
         self.norm_out = FrameNorm(widths[-1])
         self.conv_out = CausalConv3d(widths[-1], 2 * cfg.latent_channels)
+        # Start with a narrow posterior: at logvar 0 the sampled latents are pure noise at init
+        # and the decoder can only learn the mean frame until the encoder's means grow.
+        with torch.no_grad():
+            self.conv_out.conv.bias[cfg.latent_channels :].fill_(cfg.init_logvar)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, T, H, W) pixels -> (B, 2c, t, h, w) posterior mean and log-variance."""

@@ -1,0 +1,176 @@
+"""`nanosora train dit`: rectified-flow training of the video DiT from a latent + text cache.
+
+One step (numbered as in the code):
+1. a batch of cached posteriors is sampled into normalised latents x0 (B, c, t, h, w), with text
+   features (B, L, E); a share ``flow.text_dropout`` of rows get the null prompt (for CFG);
+2. timesteps s ~ logit-normal, shifted toward noise by ``flow.train_shift``;
+3. x_s = (1 - s) x0 + s noise, target v = noise - x0;
+4. loss = mean squared error of the DiT's velocity; AdamW, warmup + cosine, clipping, EMA.
+
+Pretraining, full fine-tuning (``init_from``) and, later, LoRA are the same loop by config.
+Resumption is exact (data order and noise derive from (seed, step)).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nanosora.config import DiTTrainConfig, PipelineConfig
+from nanosora.data.cache import LatentCache
+from nanosora.diffusion.flow import add_noise, sample_timesteps, velocity_target
+from nanosora.models.dit import VideoDiT
+from nanosora.train.checkpoint import EMA, NonFiniteLossError, RunDir, load_weights, lr_at, plot_metrics
+from nanosora.train.vae import batch_indices, setup_threads, step_generator, time_fraction
+
+
+def flow_loss(
+    dit: VideoDiT, x0: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, cfg: DiTTrainConfig,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Rectified-flow velocity MSE for one batch (steps 2-4 of the module docstring)."""
+    f = cfg.flow
+    s = sample_timesteps(len(x0), f.logit_mean, f.logit_std, f.train_shift, generator=generator)
+    noise = torch.randn(x0.shape, generator=generator)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
+        pred = dit(add_noise(x0, noise, s), s, text, mask)
+    return (pred.float() - velocity_target(x0, noise)).pow(2).mean()
+
+
+def build_pipeline(dit: VideoDiT, cfg: DiTTrainConfig, cache: LatentCache):
+    """A generation pipeline around ``dit`` with the cache's VAE (for samples and export)."""
+    from nanosora.generate import Pipeline
+    from nanosora.models.text_encoder import load_text_encoder
+    from nanosora.train.vae import load_vae
+
+    vae = load_vae(cfg.vae or cache.meta["vae"])
+    m = cache.meta
+    pcfg = PipelineConfig(
+        text=cfg.text, steps=cfg.flow.steps, cfg_scale=cfg.flow.cfg_scale, shift=cfg.flow.sample_shift,
+        base_tokens=int(np.prod(dit.grid(*cache.latent_shape[1:]))), num_frames=m["num_frames"],
+        height=m["height"], width=m["width"], fps=m["fps"],
+        vocabulary="shapes" if _is_shapes(m["manifest"]) else "",
+    )
+    return Pipeline(vae, dit, load_text_encoder(cfg.text), pcfg)
+
+
+def _is_shapes(manifest: str) -> bool:
+    try:
+        import pandas as pd
+
+        return set(pd.read_parquet(manifest, columns=["source"])["source"].unique()) == {"shapes"}
+    except Exception:  # noqa: BLE001 - any unreadable manifest just means "not known to be shapes"
+        return False
+
+
+def write_samples(dit: VideoDiT, cfg: DiTTrainConfig, cache: LatentCache, path: Path) -> None:
+    """GIF grid of the sample prompts (one row each) from the given weights."""
+    from nanosora.video.io import write_gif
+
+    pipe = build_pipeline(dit, cfg, cache)
+    videos = pipe.generate(list(cfg.sample_prompts), seed=0)
+    write_gif(path, np.concatenate(list(videos), axis=1), fps=pipe.cfg.fps)
+
+
+def init_weights_from(dit: VideoDiT, source: str) -> None:
+    """Start from another run's (EMA) or a pipeline's transformer weights."""
+    d = Path(source)
+    weights = load_weights(d / "transformer" if (d / "transformer").is_dir() else d)
+    missing, unexpected = dit.load_state_dict(weights, strict=False)
+    if unexpected or missing:
+        raise ValueError(f"init_from={source}: weights do not match dit config "
+                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+
+
+def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
+    """Train the DiT from ``cfg.cache``; returns the run directory (with ``pipeline/`` inside)."""
+    # 1. Run directory, data.
+    setup_threads(cfg.train.threads)
+    run = RunDir(cfg.train.out_dir)
+    run.start(cfg, resume)
+    if not cfg.cache:
+        raise ValueError("cache is empty: build one with `nanosora cache` and pass cache=DIR")
+    cache = LatentCache(cfg.cache)
+    c = cache.latent_shape[0]
+    if c != cfg.dit.in_channels or cache.text.shape[-1] != cfg.dit.text_dim:
+        raise ValueError(f"cache {cfg.cache} has {c} latent channels and text width {cache.text.shape[-1]}; "
+                         f"dit expects {cfg.dit.in_channels} and {cfg.dit.text_dim}")
+    # 2. Model, optimizer, EMA.
+    torch.manual_seed(cfg.train.seed)
+    dit = VideoDiT(cfg.dit)
+    if cfg.init_from and not (resume and run.exists()):
+        init_weights_from(dit, cfg.init_from)
+    o = cfg.optim
+    opt = torch.optim.AdamW(dit.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    ema = EMA(dit, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+    state = {"step": 0, "elapsed": 0.0}
+    if resume and run.exists():
+        state = run.load(dit, ema, opt)
+        run.truncate_metrics(state["step"])
+    print(f"DiT {dit.num_params() / 1e6:.2f}M params, {len(cache)} cached clips, latents {cache.latent_shape}")
+    # 3. Loop.
+    train_loop(dit, opt, ema, cache, cfg, run, state)
+    # 4. Export the EMA weights as a pipeline, samples and plots.
+    final = VideoDiT(cfg.dit)
+    final.load_state_dict(ema.state_dict() if ema else dit.state_dict())
+    final.eval()
+    build_pipeline(final, cfg, cache).save(run.path / "pipeline")
+    write_samples(final, cfg, cache, run.path / "samples" / "final.gif")
+    plot_metrics(run, ("loss", "grad_norm"))
+    return run.path
+
+
+def train_loop(
+    dit: VideoDiT, opt: torch.optim.Optimizer, ema: EMA | None, cache: LatentCache,
+    cfg: DiTTrainConfig, run: RunDir, state: dict,
+) -> None:
+    """Optimise until train.steps or train.minutes; checkpoints and sample GIFs along the way."""
+    t, o = cfg.train, cfg.optim
+    start_time, start_elapsed = time.time(), state["elapsed"]
+    bar = tqdm(total=t.steps, initial=state["step"], desc="dit", unit="step")
+    losses: list[float] = []
+    dit.train()
+    while state["step"] < t.steps:
+        step = state["step"]
+        if t.minutes and start_elapsed + time.time() - start_time > 60 * t.minutes:
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, o.lr, o.warmup_steps, t.steps, o.min_lr_ratio, time_fraction(state, t))
+        gen = step_generator(t.seed, step)
+        x0, text, mask = cache.batch(batch_indices(len(cache), t.batch_size, step, t.seed), gen, cfg.flow.text_dropout)
+        loss = flow_loss(dit, x0, text, mask, cfg, gen)
+        if not torch.isfinite(loss):
+            state["elapsed"] = start_elapsed + time.time() - start_time
+            run.save(dit, ema, opt, state)
+            raise NonFiniteLossError(
+                f"DiT loss is {loss.item()} at step {step}; the checkpoint at step {step} (before this "
+                f"update) is in {run.path}. Lower optim.lr or set train.bf16=false, then rerun with --resume."
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(dit.parameters(), o.grad_clip if o.grad_clip else float("inf"))
+        opt.step()
+        if ema is not None:
+            ema.update(dit)
+        state["step"] = step + 1
+        state["elapsed"] = start_elapsed + time.time() - start_time
+        losses.append(loss.item())
+        bar.update(1)
+        if state["step"] % t.log_every == 0 or state["step"] == t.steps:
+            run.log({"step": state["step"], "loss": float(np.mean(losses)), "grad_norm": float(gnorm),
+                     "lr": opt.param_groups[0]["lr"], "elapsed": state["elapsed"]})
+            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
+            losses.clear()
+        if state["step"] % t.ckpt_every == 0:
+            run.save(dit, ema, opt, state)
+            plot_metrics(run, ("loss", "grad_norm"))
+        if t.sample_every and state["step"] % t.sample_every == 0 and ema is not None:
+            sampler = VideoDiT(cfg.dit)
+            sampler.load_state_dict(ema.state_dict())
+            write_samples(sampler.eval(), cfg, cache, run.path / "samples" / f"step{state['step']:06d}.gif")
+    bar.close()
+    run.save(dit, ema, opt, state)

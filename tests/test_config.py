@@ -1,0 +1,70 @@
+"""Strict config loading: YAML mirrors the dataclasses, unknown keys fail, overrides are dotted."""
+
+import pytest
+
+from nanosora.config import (
+    DIT_PRESETS,
+    ConfigError,
+    DataConfig,
+    DiTConfig,
+    DiTTrainConfig,
+    VAETrainConfig,
+    apply_overrides,
+    describe,
+    load_config,
+    save_config,
+)
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = apply_overrides(DiTTrainConfig(), ["optim.lr=1e-4", "dit.depth=3", "sample_prompts=[a, b]"])
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(DiTTrainConfig, tmp_path / "c.yaml") == cfg
+    assert cfg.optim.lr == 1e-4 and cfg.dit.depth == 3 and cfg.sample_prompts == ("a", "b")
+
+
+def test_partial_section_keeps_other_defaults(tmp_path):
+    (tmp_path / "c.yaml").write_text("train:\n  steps: 7\n")
+    cfg = load_config(VAETrainConfig, tmp_path / "c.yaml")
+    assert cfg.train.steps == 7
+    assert cfg.train.batch_size == VAETrainConfig().train.batch_size  # section default, not TrainConfig's
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("optim:\n  lrr: 1\n", "unknown key"),
+        ("dit:\n  depth: two\n", "expected an integer"),
+        ("dit:\n  attention: sparse\n", "not one of"),
+        ("- 1\n- 2\n", "top level must be a mapping"),
+    ],
+)
+def test_bad_yaml_names_the_field(tmp_path, text, message):
+    (tmp_path / "c.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(DiTTrainConfig, tmp_path / "c.yaml")
+
+
+def test_bad_overrides():
+    with pytest.raises(ConfigError, match="unknown key"):
+        apply_overrides(DiTTrainConfig(), ["optim.nope=1"])
+    with pytest.raises(ConfigError, match="key.path=value"):
+        apply_overrides(DiTTrainConfig(), ["optim.lr"])
+    with pytest.raises(ConfigError, match="not divisible"):
+        apply_overrides(DiTTrainConfig(), ["dit.heads=5"])
+
+
+def test_frame_count_must_be_4k_plus_1():
+    with pytest.raises(ConfigError, match="4k\\+1"):
+        DataConfig(num_frames=16)
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(DiTTrainConfig, "/nonexistent/x.yaml")
+
+
+def test_presets_and_describe():
+    assert set(DIT_PRESETS) >= {"tiny", "shapes", "small", "base", "large"}
+    lines = describe(DiTConfig)
+    assert any(line.startswith("dim = ") and "#" in line for line in lines)

@@ -1,0 +1,169 @@
+"""Training loops: exact resume after a kill, NaN guard, run-directory contents, cache, export."""
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nanosora.config import DiTConfig, DiTTrainConfig, VAEConfig, VAETrainConfig, apply_overrides
+from nanosora.data.cache import LatentCache, build_cache
+from nanosora.shapes.world import generate_dataset
+from nanosora.train import dit as train_dit
+from nanosora.train import vae as train_vae
+from nanosora.train.checkpoint import NonFiniteLossError, RunDir
+
+TINY_VAE = VAEConfig(base_channels=8, channel_mult=(1, 2, 2), latent_channels=4)
+TINY_DIT = DiTConfig(in_channels=4, dim=32, depth=2, heads=2)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shapes")
+    generate_dataset(root, 12, seed=5, progress=False)
+    return root / "manifest.parquet"
+
+
+def vae_cfg(data, out, steps=6, **over):
+    cfg = VAETrainConfig(vae=TINY_VAE)
+    items = [f"data.manifest={data}", f"train.out_dir={out}", f"train.steps={steps}", "train.batch_size=4",
+             "train.ckpt_every=3", "train.log_every=1", "train.sample_every=0", "optim.warmup_steps=2",
+             "train.threads=2"]
+    return apply_overrides(cfg, items + [f"{k}={v}" for k, v in over.items()])
+
+
+@pytest.fixture(scope="module")
+def vae_run(data, tmp_path_factory):
+    return train_vae.main(vae_cfg(data, tmp_path_factory.mktemp("vae") / "run"))
+
+
+@pytest.fixture(scope="module")
+def cache(data, vae_run, tmp_path_factory):
+    return build_cache(data, vae_run, tmp_path_factory.mktemp("cache"), shard_size=5)
+
+
+def dit_cfg(cache, vae_run, out, steps=6):
+    return apply_overrides(
+        DiTTrainConfig(dit=TINY_DIT),
+        [f"cache={cache}", f"vae={vae_run}", f"train.out_dir={out}", f"train.steps={steps}", "train.batch_size=4",
+         "train.ckpt_every=3", "train.log_every=1", "train.sample_every=0", "optim.warmup_steps=2",
+         "sample_prompts=[a red circle moving left]", "train.threads=2"],
+    )
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_at(monkeypatch, module, step):
+    """Make the loop die while computing ``step`` (after the checkpoint before it)."""
+    real = module.batch_indices
+
+    def dying(n, batch_size, s, seed):
+        if s == step:
+            raise Killed
+        return real(n, batch_size, s, seed)
+
+    monkeypatch.setattr(module, "batch_indices", dying)
+
+
+def assert_same_weights(a, b):
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0, msg=k)
+
+
+def test_vae_run_directory(vae_run):
+    for name in ("config.yaml", "model.safetensors", "ema.safetensors", "state.pt", "metrics.jsonl",
+                 "env.json", "loss.png", "eval.json", "samples/final.gif"):
+        assert (vae_run / name).is_file(), name
+    metrics = [json.loads(x) for x in (vae_run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3, 4, 5, 6]
+    ev = json.loads((vae_run / "eval.json").read_text())
+    assert set(ev["probe"]) == {"color", "shape", "direction", "all"} and math.isfinite(ev["psnr"])
+    vae = train_vae.load_vae(vae_run)
+    assert not torch.allclose(vae.latent_std, torch.ones_like(vae.latent_std))  # calibrated
+
+
+def test_vae_resume_after_kill_is_exact(data, tmp_path, monkeypatch):
+    whole = train_vae.main(vae_cfg(data, tmp_path / "whole"))
+    kill_at(monkeypatch, train_vae, 4)
+    with pytest.raises(Killed):
+        train_vae.main(vae_cfg(data, tmp_path / "killed"))
+    assert torch.load(tmp_path / "killed/state.pt", weights_only=False)["step"] == 3
+    monkeypatch.undo()
+    resumed = train_vae.main(vae_cfg(data, tmp_path / "killed"), resume=True)
+    assert_same_weights(whole, resumed)
+    steps = [json.loads(x)["step"] for x in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert steps[:6] == [1, 2, 3, 4, 5, 6]  # no duplicated lines from the killed attempt
+
+
+def test_existing_run_needs_resume(data, vae_run):
+    with pytest.raises(FileExistsError, match="--resume"):
+        train_vae.main(vae_cfg(data, vae_run))
+
+
+def test_nan_loss_stops_with_a_checkpoint(data, tmp_path, monkeypatch):
+    real = train_vae.vae_loss
+
+    def poisoned(rec, x, mean, logvar, cfg):
+        loss, parts = real(rec, x, mean, logvar, cfg)
+        return loss * float("nan"), parts
+
+    monkeypatch.setattr(train_vae, "vae_loss", poisoned)
+    with pytest.raises(NonFiniteLossError, match="step 0.*--resume"):
+        train_vae.main(vae_cfg(data, tmp_path / "nan"))
+    assert RunDir(tmp_path / "nan").exists()
+
+
+def test_cache_contents(cache, data):
+    c = LatentCache(cache)
+    assert len(c) == 12 and c.latent_shape == (4, 5, 8, 8)
+    assert len(json.loads((cache / "meta.json").read_text())["shards"]) == 3
+    z, text, mask = c.batch([0, 1, 2], torch.Generator().manual_seed(0))
+    assert z.shape == (3, 4, 5, 8, 8) and text.shape[:2] == mask.shape and mask[:, 0].all()
+    # The null prompt replaces text for dropped rows.
+    _, t2, m2 = c.batch([0, 1, 2], torch.Generator().manual_seed(0), text_dropout=1.0)
+    assert torch.equal(m2, c.null_mask.expand_as(m2))
+
+
+def test_cache_resumes_missing_shard(cache, data, vae_run):
+    before = load_file(str(cache / "shard-00001.safetensors"))
+    (cache / "shard-00001.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="shard-00001"):
+        LatentCache(cache)
+    build_cache(data, vae_run, cache, shard_size=5)
+    after = load_file(str(cache / "shard-00001.safetensors"))
+    torch.testing.assert_close(after["mean"], before["mean"])
+
+
+def test_dit_resume_after_kill_is_exact(cache, vae_run, tmp_path, monkeypatch):
+    whole = train_dit.main(dit_cfg(cache, vae_run, tmp_path / "whole"))
+    assert (whole / "pipeline/pipeline.yaml").is_file() and (whole / "samples/final.gif").is_file()
+    kill_at(monkeypatch, train_dit, 5)
+    with pytest.raises(Killed):
+        train_dit.main(dit_cfg(cache, vae_run, tmp_path / "killed"))
+    monkeypatch.undo()
+    resumed = train_dit.main(dit_cfg(cache, vae_run, tmp_path / "killed"), resume=True)
+    assert_same_weights(whole, resumed)
+
+
+def test_dit_loss_falls(cache, vae_run, tmp_path):
+    run = train_dit.main(apply_overrides(dit_cfg(cache, vae_run, tmp_path / "fit", steps=60),
+                                         ["optim.lr=3e-3", "flow.text_dropout=0.0"]))
+    losses = [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10
+
+
+def test_init_from_and_mismatch(cache, vae_run, tmp_path):
+    base = train_dit.main(dit_cfg(cache, vae_run, tmp_path / "base", steps=3))
+    tuned = train_dit.main(apply_overrides(dit_cfg(cache, vae_run, tmp_path / "tuned", steps=1),
+                                           [f"init_from={base / 'pipeline'}", "optim.lr=1e-12"]))
+    a = load_file(str(base / "ema.safetensors"))["out.weight"]
+    b = load_file(str(tuned / "model.safetensors"))["out.weight"]
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="do not match"):
+        train_dit.main(apply_overrides(dit_cfg(cache, vae_run, tmp_path / "bad", steps=1),
+                                       [f"init_from={base}", "dit.depth=3"]))
