@@ -251,5 +251,75 @@ def clips(
 # ---- end of data commands ---------------------------------------------------------------------
 
 
+# ---- story: premise -> film (nanosora.story) --------------------------------------------------
+
+
+def _film_size(size: str) -> tuple[int, int]:
+    """'WxH' -> (width, height)."""
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size takes WIDTHxHEIGHT, e.g. 256x256, not {size!r}") from None
+    return w, h
+
+
+@app.command()
+def story(
+    premise: Annotated[Optional[str], typer.Argument(help="the story, e.g. 'a red ball falls, then rises'")] = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="film mp4; work folder, .srt and storyboard go beside it")] = Path("film.mp4"),
+    shots: Annotated[int, typer.Option("--shots", help="number of shots")] = 6,
+    shot_seconds: Annotated[float, typer.Option(help="planned seconds per shot")] = 2.0,
+    writer: Annotated[str, typer.Option(help="offline (deterministic planner) or chat")] = "offline",
+    translate: Annotated[bool, typer.Option("--translate", help="translate non-English premise/prompts via the chat backend")] = False,
+    chat_base_url: Annotated[str, typer.Option(help="OpenAI-compatible base URL [env OPENAI_BASE_URL]")] = "",
+    chat_model: Annotated[str, typer.Option(help="chat model name [env NANOSORA_CHAT_MODEL]")] = "",
+    chat_api_key: Annotated[str, typer.Option(help="API key [env OPENAI_API_KEY]")] = "",
+    chat_timeout: Annotated[float, typer.Option(help="seconds per chat request")] = 120.0,
+    chat_retries: Annotated[int, typer.Option(help="extra tries after a failed request or unusable answer")] = 3,
+    model: Annotated[Optional[Path], typer.Option(help="pipeline dir; default: the shipped shapes model")] = None,
+    seed: Annotated[int, typer.Option(help="shot i uses seed + i unless shots.json gives one")] = 0,
+    steps: Annotated[Optional[int], typer.Option(help="Euler steps (default: the pipeline's)")] = None,
+    cfg: Annotated[Optional[float], typer.Option("--cfg", help="classifier-free guidance scale")] = None,
+    keyframes: Annotated[Optional[Path], typer.Option(help="folder of your keyframes, <shot id>.png/.jpg")] = None,
+    rerolls: Annotated[int, typer.Option(help="shapes model: redraw a clip the probe disagrees with, up to N times")] = 2,
+    size: Annotated[str, typer.Option(help="film WIDTHxHEIGHT (even)")] = "256x256",
+    fps: Annotated[float, typer.Option(help="film frames per second")] = 24.0,
+    fade: Annotated[float, typer.Option(help="cross-fade seconds for shots with transition 'fade'")] = 0.5,
+    title_seconds: Annotated[float, typer.Option(help="title card seconds (0: none)")] = 2.0,
+    end_seconds: Annotated[float, typer.Option(help="end card seconds (0: none)")] = 1.5,
+    burn_subtitles: Annotated[bool, typer.Option("--burn-subtitles", help="draw subtitles into the frames too")] = False,
+    audio: Annotated[Optional[Path], typer.Option(help="audio file to lay under the film")] = None,
+    stop_after: Annotated[str, typer.Option(help="script, shots, keyframes or clips: stop there to edit")] = "",
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run beside --out, keeping finished shots")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="start over, deleting the earlier run's files")] = False,
+) -> None:
+    """Premise -> script -> shots -> keyframes -> clips -> film: `nanosora story "PREMISE" -o film.mp4`."""
+    from nanosora import story as st
+    from nanosora.story.chat import ChatConfig
+    from nanosora.story.montage import MontageConfig
+
+    try:
+        if premise is None and not resume:
+            raise ValueError('give a PREMISE, e.g. nanosora story "a red ball falls, then rises" -o film.mp4')
+        width, height = _film_size(size)
+        config = st.StoryConfig(
+            premise=premise or "", out=str(out), num_shots=shots, shot_seconds=shot_seconds,
+            writer=writer, translate=translate, stop_after=stop_after, resume=resume, overwrite=overwrite,  # type: ignore[arg-type]
+            chat=ChatConfig(base_url=chat_base_url, model=chat_model, api_key=chat_api_key,
+                            timeout=chat_timeout, retries=chat_retries),
+            render=st.RenderConfig(model=str(model or ""), seed=seed, steps=steps, cfg_scale=cfg,
+                                   keyframes=str(keyframes or ""), rerolls=rerolls),
+            montage=MontageConfig(width=width, height=height, fps=fps, fade=fade, title_seconds=title_seconds,
+                                  end_seconds=end_seconds, burn_subtitles=burn_subtitles, audio=str(audio or "")),
+        )  # fmt: skip
+        path = st.main(config)
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(str(path))
+
+
+# ---- end of story commands --------------------------------------------------------------------
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,75 @@
+"""Keyframes: one still per shot, drawn by nanosora's own model or supplied by the user.
+
+The model draws a keyframe as a one-frame video: with the causal VAE a single frame is encoded
+like an image (DESIGN.md section 2, 4k+1 frames with k = 0), so text-to-image is text-to-video
+with `num_frames=1`. User keyframes come from the shot's `keyframe` field or from a folder with
+one image per shot, named after the shot id (`s01.png`, `s01.jpg`, ...).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from nanosora.story.schema import Shot, StoryError
+
+if TYPE_CHECKING:
+    from nanosora.generate import Pipeline
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def generate_keyframes(
+    pipe: Pipeline, prompts: list[str], seeds: list[int], steps: int | None = None,
+    cfg_scale: float | None = None,
+) -> list[np.ndarray]:  # fmt: skip
+    """One uint8 `(H, W, 3)` still per prompt, by single-frame generation (batched)."""
+    videos = pipe.generate(prompts, steps=steps, cfg_scale=cfg_scale, num_frames=1, seeds=seeds)
+    return [v[0] for v in videos]  # (B, 1, H, W, C) -> B x (H, W, C)
+
+
+def find_user_keyframe(shot: Shot, folder: Path | None, base: Path) -> Path | None:
+    """The user's image for `shot`: its `keyframe` field (relative to `base`), else FOLDER/<id>.*."""
+    if shot.keyframe:
+        p = Path(shot.keyframe)
+        p = p if p.is_absolute() else base / p
+        if not p.is_file():
+            raise StoryError(f"shot {shot.id!r}: keyframe {p} does not exist")
+        return p
+    if folder is None:
+        return None
+    for suffix in IMAGE_SUFFIXES:
+        for name in (shot.id + suffix, shot.id + suffix.upper()):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def read_image(path: str | os.PathLike, shot_id: str) -> np.ndarray:
+    """Decode an image file -> uint8 `(H, W, 3)` RGB; StoryError naming the shot if it is not one."""
+    p = Path(path)
+    # imdecode from bytes: imread cannot report why it failed and mishandles non-ASCII paths.
+    data = np.fromfile(p, np.uint8) if p.is_file() else None
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
+    if img is None:
+        raise StoryError(
+            f"shot {shot_id!r}: keyframe {p} is not a readable image (PNG, JPEG, WebP or BMP)"
+        )
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write uint8 `(H, W, 3)` RGB as PNG atomically (a resumed run trusts existing files)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise StoryError(f"{p}: could not encode PNG")
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, p)
+    return p
