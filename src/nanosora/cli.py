@@ -321,5 +321,52 @@ def story(
 # ---- end of story commands --------------------------------------------------------------------
 
 
+# ---- curate / analyze -------------------------------------------------------------------------
+
+
+@app.command()
+def curate(
+    recipe: Annotated[Path, typer.Option("--recipe", "-r", help="Data-Juicer-style recipe YAML")],
+    engine: Annotated[Optional[str], typer.Option(help="local (process pool) or ray; default: the recipe's executor_type")] = None,
+    np: Annotated[Optional[int], typer.Option("--np", help="processes / Ray actors (default: recipe's np, else all cores)")] = None,
+    dataset: Annotated[Optional[Path], typer.Option(help="override the recipe's dataset_path")] = None,
+    export: Annotated[Optional[Path], typer.Option(help="override the recipe's export_path")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bar or summary")] = False,
+) -> None:
+    """Filter, split, score and deduplicate a manifest with a recipe (resumable: rerun after a kill)."""
+    from nanosora.curate import runner
+    from nanosora.curate.recipe import RecipeError
+
+    try:
+        cfg = runner.CurateConfig(recipe=recipe, engine=engine, np=np, dataset=dataset,  # type: ignore[arg-type]
+                                  export=export, progress=not quiet)  # fmt: skip
+        path = runner.main(cfg)
+    except (*USER_ERRORS, RecipeError) as e:
+        _fail(e)
+    typer.echo(str(path))
+
+
+@app.command()
+def analyze(
+    manifest: Annotated[Optional[Path], typer.Argument(help="manifest with statistic columns")] = None,
+    out: Annotated[Path, typer.Option("-o", "--out", help="folder for stats, histograms, index.html")] = Path("analysis"),
+    recipe: Annotated[Optional[Path], typer.Option(help="compute the recipe's statistics first (drops nothing)")] = None,
+    np: Annotated[Optional[int], typer.Option("--np", help="processes for --recipe")] = None,
+    quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+) -> None:
+    """Statistics of every score column: percentiles, PNG histograms, HTML, 3-sigma thresholds."""
+    from nanosora.curate import analyze as an
+    from nanosora.curate.recipe import RecipeError
+
+    try:
+        path = an.main(out, manifest=manifest, recipe=recipe, np_=np, progress=not quiet)
+    except (*USER_ERRORS, RecipeError) as e:
+        _fail(e)
+    typer.echo(str(path))
+
+
+# ---- end of curate commands -------------------------------------------------------------------
+
+
 if __name__ == "__main__":
     app()
