@@ -115,7 +115,7 @@ def _put_lines(img: np.ndarray, lines: list[str], scale: float, thickness: int, 
         (w, h), base = cv2.getTextSize(line, FONT, scale, thickness)
         x, y = (img.shape[1] - w) // 2, y + h
         if outline:  # a black outline keeps white text readable on any frame
-            cv2.putText(img, line, (x, y), FONT, scale, (0, 0, 0), thickness + 3, cv2.LINE_AA)
+            cv2.putText(img, line, (x, y), FONT, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
         cv2.putText(img, line, (x, y), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
         y += base + h // 2
     return y
@@ -137,11 +137,11 @@ def draw_card(title: str, subtitle: str, width: int, height: int) -> np.ndarray:
 def burn_subtitle(frame: np.ndarray, text: str) -> np.ndarray:
     """`frame` with `text` (at most 2 wrapped lines) drawn near the bottom."""
     h, w = frame.shape[:2]
-    scale = w / 560
+    scale = max(0.4, w / 560)  # Hershey text below ~0.4 is unreadable
     lines = wrap(text, scale, 1, int(w * 0.92))[:2]
     line_h = cv2.getTextSize("Ag", FONT, scale, 1)[0][1] * 1.5
     out = frame.copy()
-    _put_lines(out, lines, scale, 1, int(h - 0.05 * h - len(lines) * line_h))
+    _put_lines(out, lines, scale, 1, int(h - 0.05 * h - len(lines) * line_h), outline=True)
     return out
 
 

@@ -8,6 +8,7 @@ with a new seed up to `rerolls` times (the best-matching attempt is kept and its
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,7 @@ class _Take:
 
     score: int  # prompt attributes the probe confirms (3 = all; -1 = not checked)
     seed: int
-    attempt: int
+    tries: int  # attempts drawn for the shot so far
     clip: np.ndarray
     reading: str
 
@@ -187,8 +188,10 @@ def _draw_takes(pipe: Pipeline, jobs: list[Job], work: Path, cfg: RenderConfig,
                 errors[sid] = _error(result)
                 continue
             score, reading = verdict(result, job.shot.prompt, vocabulary)
-            if sid not in best or score > best[sid].score:
+            if sid not in best or score > best[sid].score:  # ties keep the earlier, planned seed
                 best[sid] = _Take(score, seeds[sid], attempt + 1, result, reading)
+            else:
+                best[sid] = dataclasses.replace(best[sid], tries=attempt + 1)
             if score not in (-1, 3):
                 still.append(job)
         pending = still
@@ -213,6 +216,6 @@ def stage_clips(shots: ShotList, work: Path, state: RunState, cfg: RenderConfig,
             state.failed(job.shot.id, "clip", errors.get(job.shot.id, "no clip was drawn"))
             continue
         path = write_video(work / "clips" / f"{job.shot.id}.mp4", take.clip, fps=pipe.cfg.fps)
-        state.wrote(job.shot.id, "clip", path, job.inputs, seed=take.seed, attempts=take.attempt,
+        state.wrote(job.shot.id, "clip", path, job.inputs, seed=take.seed, tries=take.tries,
                     probe=take.reading, matched=take.score)  # fmt: skip
     return len(jobs)
