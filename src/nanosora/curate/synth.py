@@ -18,6 +18,8 @@ from nanosora.shapes.world import clip_rng, render, sample_spec
 from nanosora.video.io import write_video
 
 KINDS = ("multi", "short", "wide", "black")
+# Dark backgrounds of well-separated hues: consecutive scenes always differ in hue.
+BACKGROUNDS = ((20, 30, 110), (110, 60, 10), (20, 90, 30), (100, 20, 90), (90, 90, 20))
 
 
 def scene_frames(seed: int, index: int, scenes: int, scale: int, repeat: int) -> np.ndarray:
@@ -28,9 +30,10 @@ def scene_frames(seed: int, index: int, scenes: int, scale: int, repeat: int) ->
     clips = []
     for s in range(scenes):
         frames = render(sample_spec(clip_rng(seed, index * 16 + s), "all"))
-        # A grey background per scene makes the cut visible to content detectors (a black
+        # A coloured background per scene makes the cut visible to content detectors (a black
         # background with one small object changes too little between scenes).
-        frames = np.where(frames == 0, np.uint8(40 + 50 * (s % 4)), frames)
+        background = np.array(BACKGROUNDS[(index + s) % len(BACKGROUNDS)], np.uint8)
+        frames = np.where((frames == 0).all(-1, keepdims=True), background, frames)
         clips.append(np.repeat(frames, repeat, axis=0))
     video = np.concatenate(clips)
     return video.repeat(scale, axis=1).repeat(scale, axis=2)
