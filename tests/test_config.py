@@ -17,7 +17,9 @@ from nanosora.config import (
 
 
 def test_yaml_round_trip(tmp_path):
-    cfg = apply_overrides(DiTTrainConfig(), ["optim.lr=1e-4", "dit.depth=3", "sample_prompts=[a, b]"])
+    cfg = apply_overrides(
+        DiTTrainConfig(), ["optim.lr=1e-4", "dit.depth=3", "sample_prompts=[a, b]"]
+    )
     save_config(cfg, tmp_path / "c.yaml")
     assert load_config(DiTTrainConfig, tmp_path / "c.yaml") == cfg
     assert cfg.optim.lr == 1e-4 and cfg.dit.depth == 3 and cfg.sample_prompts == ("a", "b")
@@ -27,7 +29,9 @@ def test_partial_section_keeps_other_defaults(tmp_path):
     (tmp_path / "c.yaml").write_text("train:\n  steps: 7\n")
     cfg = load_config(VAETrainConfig, tmp_path / "c.yaml")
     assert cfg.train.steps == 7
-    assert cfg.train.batch_size == VAETrainConfig().train.batch_size  # section default, not TrainConfig's
+    assert (
+        cfg.train.batch_size == VAETrainConfig().train.batch_size
+    )  # section default, not TrainConfig's
 
 
 @pytest.mark.parametrize(

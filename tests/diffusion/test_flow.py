@@ -55,7 +55,9 @@ def test_timestep_sampling_is_shifted_and_seeded():
     assert 0 < plain.min() and plain.max() < 1
     assert abs(plain.mean().item() - 0.5) < 0.01  # logit-normal(0, 1) is symmetric
     assert shifted.mean() > 0.65  # most mass at high noise
-    torch.testing.assert_close(sample_timesteps(5, generator=g()), sample_timesteps(5, generator=g()))
+    torch.testing.assert_close(
+        sample_timesteps(5, generator=g()), sample_timesteps(5, generator=g())
+    )
 
 
 def test_cfg():
@@ -63,4 +65,6 @@ def test_cfg():
     # Scale 1 is exactly the conditional prediction, on every channel.
     assert torch.equal(classifier_free_guidance(cond, uncond, 1.0), cond)
     torch.testing.assert_close(classifier_free_guidance(cond, uncond, 0.0), uncond)
-    torch.testing.assert_close(classifier_free_guidance(cond, uncond, 3.0), uncond + 3 * (cond - uncond))
+    torch.testing.assert_close(
+        classifier_free_guidance(cond, uncond, 3.0), uncond + 3 * (cond - uncond)
+    )

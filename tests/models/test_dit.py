@@ -70,7 +70,9 @@ def test_batch_elements_are_independent():
     m = make()
     z, s, text, mask = inputs(b=3)
     full = m(z, s, text, mask)
-    torch.testing.assert_close(m(z[1:2], s[1:2], text[1:2], mask[1:2]), full[1:2], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        m(z[1:2], s[1:2], text[1:2], mask[1:2]), full[1:2], atol=1e-5, rtol=1e-5
+    )
 
 
 def test_other_sizes_run():

@@ -27,9 +27,17 @@ def data(tmp_path_factory):
 
 def vae_cfg(data, out, steps=6, **over):
     cfg = VAETrainConfig(vae=TINY_VAE)
-    items = [f"data.manifest={data}", f"train.out_dir={out}", f"train.steps={steps}", "train.batch_size=4",
-             "train.ckpt_every=3", "train.log_every=1", "train.sample_every=0", "optim.warmup_steps=2",
-             "train.threads=2"]
+    items = [
+        f"data.manifest={data}",
+        f"train.out_dir={out}",
+        f"train.steps={steps}",
+        "train.batch_size=4",
+        "train.ckpt_every=3",
+        "train.log_every=1",
+        "train.sample_every=0",
+        "optim.warmup_steps=2",
+        "train.threads=2",
+    ]
     return apply_overrides(cfg, items + [f"{k}={v}" for k, v in over.items()])
 
 
@@ -46,9 +54,19 @@ def cache(data, vae_run, tmp_path_factory):
 def dit_cfg(cache, vae_run, out, steps=6):
     return apply_overrides(
         DiTTrainConfig(dit=TINY_DIT),
-        [f"cache={cache}", f"vae={vae_run}", f"train.out_dir={out}", f"train.steps={steps}", "train.batch_size=4",
-         "train.ckpt_every=3", "train.log_every=1", "train.sample_every=0", "optim.warmup_steps=2",
-         "sample_prompts=[a red circle moving left]", "train.threads=2"],
+        [
+            f"cache={cache}",
+            f"vae={vae_run}",
+            f"train.out_dir={out}",
+            f"train.steps={steps}",
+            "train.batch_size=4",
+            "train.ckpt_every=3",
+            "train.log_every=1",
+            "train.sample_every=0",
+            "optim.warmup_steps=2",
+            "sample_prompts=[a red circle moving left]",
+            "train.threads=2",
+        ],
     )
 
 
@@ -76,8 +94,17 @@ def assert_same_weights(a, b):
 
 
 def test_vae_run_directory(vae_run):
-    for name in ("config.yaml", "model.safetensors", "ema.safetensors", "state.pt", "metrics.jsonl",
-                 "env.json", "loss.png", "eval.json", "samples/final.gif"):
+    for name in (
+        "config.yaml",
+        "model.safetensors",
+        "ema.safetensors",
+        "state.pt",
+        "metrics.jsonl",
+        "env.json",
+        "loss.png",
+        "eval.json",
+        "samples/final.gif",
+    ):
         assert (vae_run / name).is_file(), name
     metrics = [json.loads(x) for x in (vae_run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3, 4, 5, 6]
@@ -151,19 +178,31 @@ def test_dit_resume_after_kill_is_exact(cache, vae_run, tmp_path, monkeypatch):
 
 
 def test_dit_loss_falls(cache, vae_run, tmp_path):
-    run = train_dit.main(apply_overrides(dit_cfg(cache, vae_run, tmp_path / "fit", steps=60),
-                                         ["optim.lr=3e-3", "flow.text_dropout=0.0"]))
+    run = train_dit.main(
+        apply_overrides(
+            dit_cfg(cache, vae_run, tmp_path / "fit", steps=60),
+            ["optim.lr=3e-3", "flow.text_dropout=0.0"],
+        )
+    )
     losses = [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10
 
 
 def test_init_from_and_mismatch(cache, vae_run, tmp_path):
     base = train_dit.main(dit_cfg(cache, vae_run, tmp_path / "base", steps=3))
-    tuned = train_dit.main(apply_overrides(dit_cfg(cache, vae_run, tmp_path / "tuned", steps=1),
-                                           [f"init_from={base / 'pipeline'}", "optim.lr=1e-12"]))
+    tuned = train_dit.main(
+        apply_overrides(
+            dit_cfg(cache, vae_run, tmp_path / "tuned", steps=1),
+            [f"init_from={base / 'pipeline'}", "optim.lr=1e-12"],
+        )
+    )
     a = load_file(str(base / "ema.safetensors"))["out.weight"]
     b = load_file(str(tuned / "model.safetensors"))["out.weight"]
     torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="do not match"):
-        train_dit.main(apply_overrides(dit_cfg(cache, vae_run, tmp_path / "bad", steps=1),
-                                       [f"init_from={base}", "dit.depth=3"]))
+        train_dit.main(
+            apply_overrides(
+                dit_cfg(cache, vae_run, tmp_path / "bad", steps=1),
+                [f"init_from={base}", "dit.depth=3"],
+            )
+        )

@@ -118,18 +118,24 @@ class LatentCache:
         d = Path(cache_dir)
         meta_path = d / "meta.json"
         if not meta_path.is_file():
-            raise FileNotFoundError(f"{d} is not a latent cache (meta.json missing); build it first")
+            raise FileNotFoundError(
+                f"{d} is not a latent cache (meta.json missing); build it first"
+            )
         self.meta = json.loads(meta_path.read_text())
         parts = []
         for shard in self.meta["shards"]:
             p = d / shard["file"]
             if not p.is_file():
-                raise FileNotFoundError(f"cache shard {p} is missing; rebuild the cache to resume it")
+                raise FileNotFoundError(
+                    f"cache shard {p} is missing; rebuild the cache to resume it"
+                )
             parts.append(load_file(str(p)))
         max_len = max(p["text"].shape[1] for p in parts)
 
         def pad(t: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.pad(t, (0, 0, 0, max_len - t.shape[1]) if t.dim() == 3 else (0, max_len - t.shape[1]))
+            return torch.nn.functional.pad(
+                t, (0, 0, 0, max_len - t.shape[1]) if t.dim() == 3 else (0, max_len - t.shape[1])
+            )
 
         self.mean = torch.cat([p["mean"] for p in parts])
         self.std = torch.cat([torch.exp(0.5 * p["logvar"]) for p in parts])

@@ -15,7 +15,11 @@ from nanosora.shapes.world import eval_prompts
 
 
 def evaluate_adherence(
-    pipe: Pipeline, seeds: int = 4, steps: int = 25, cfg_scale: float | None = None, batch_size: int = 16
+    pipe: Pipeline,
+    seeds: int = 4,
+    steps: int = 25,
+    cfg_scale: float | None = None,
+    batch_size: int = 16,
 ) -> dict:
     """Generate every eval prompt with ``seeds`` seeds; return adherence and per-sample records.
 
@@ -31,15 +35,27 @@ def evaluate_adherence(
         results, targets, first = [], [], []
         for lo in range(0, len(jobs), batch_size):
             chunk = jobs[lo : lo + batch_size]
-            videos = pipe.generate([items[i][3] for i, _ in chunk], steps=steps, cfg_scale=cfg_scale,
-                                   seeds=[1000 * k + i for i, k in chunk])
+            videos = pipe.generate(
+                [items[i][3] for i, _ in chunk],
+                steps=steps,
+                cfg_scale=cfg_scale,
+                seeds=[1000 * k + i for i, k in chunk],
+            )
             for (i, k), video in zip(chunk, videos):
                 r = probe_frames(video)
                 results.append(r)
                 targets.append(items[i][:3])
-                out["samples"].append({"split": key, "prompt": items[i][3], "seed": 1000 * k + i,
-                                       "color": r.color, "shape": r.shape, "direction": r.direction,
-                                       "correct": (r.color, r.shape, r.direction) == items[i][:3]})
+                out["samples"].append(
+                    {
+                        "split": key,
+                        "prompt": items[i][3],
+                        "seed": 1000 * k + i,
+                        "color": r.color,
+                        "shape": r.shape,
+                        "direction": r.direction,
+                        "correct": (r.color, r.shape, r.direction) == items[i][:3],
+                    }
+                )
                 if k == 0:
                     first.append(video)
         out[key] = adherence(results, targets)

@@ -53,6 +53,8 @@ def reconstruction_metrics(
     }
     if has_attrs:
         acc = {a: float(np.mean([r[a] for r in per_clip])) for a in ("color", "shape", "direction")}
-        acc["all"] = float(np.mean([r["color"] and r["shape"] and r["direction"] for r in per_clip]))
+        acc["all"] = float(
+            np.mean([r["color"] and r["shape"] and r["direction"] for r in per_clip])
+        )
         out["probe"] = acc
     return out

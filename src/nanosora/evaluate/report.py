@@ -61,7 +61,9 @@ def write_report(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / "report.json"
-    json_path.write_text(json.dumps({"title": title, "metrics": metrics, "tables": tables}, indent=2, default=str))
+    json_path.write_text(
+        json.dumps({"title": title, "metrics": metrics, "tables": tables}, indent=2, default=str)
+    )
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         "<h2>Metrics</h2>",

@@ -37,10 +37,13 @@ class EMA:
         self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int) -> None:
+        """Move the average toward ``model``; the decay warms up as (1 + step) / (10 + step) so a
+        short run's EMA is not dominated by its random initialisation."""
+        decay = min(self.decay, (1 + step) / (10 + step))
         for k, v in model.state_dict().items():
             if v.dtype.is_floating_point:
-                self.shadow[k].lerp_(v.float(), 1.0 - self.decay)
+                self.shadow[k].lerp_(v.float(), 1.0 - decay)
             else:
                 self.shadow[k].copy_(v)
 
@@ -87,7 +90,9 @@ class RunDir:
         kept = [r for r in self.metrics() if r.get("step", 0) <= step]
         (self.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
 
-    def save(self, model: nn.Module, ema: EMA | None, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    def save(
+        self, model: nn.Module, ema: EMA | None, optimizer: torch.optim.Optimizer, state: dict
+    ) -> None:
         """Atomically replace the checkpoint with the current weights and loop state."""
         tmp = self.path / ".ckpt.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -119,7 +124,7 @@ def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def load_weights(run_dir: str | Path, prefer_ema: bool = True) -> dict[str, torch.Tensor]:
     """The EMA weights of a run (or the raw ones when there is no EMA file)."""
     d = Path(run_dir)
-    for name in (("ema.safetensors", "model.safetensors") if prefer_ema else ("model.safetensors",)):
+    for name in ("ema.safetensors", "model.safetensors") if prefer_ema else ("model.safetensors",):
         if (d / name).is_file():
             return {k: v.float() for k, v in load_file(str(d / name)).items()}
     raise FileNotFoundError(f"no model.safetensors or ema.safetensors in {d}")

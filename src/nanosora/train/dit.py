@@ -24,12 +24,23 @@ from nanosora.config import DiTTrainConfig, PipelineConfig
 from nanosora.data.cache import LatentCache
 from nanosora.diffusion.flow import add_noise, sample_timesteps, velocity_target
 from nanosora.models.dit import VideoDiT
-from nanosora.train.checkpoint import EMA, NonFiniteLossError, RunDir, load_weights, lr_at, plot_metrics
+from nanosora.train.checkpoint import (
+    EMA,
+    NonFiniteLossError,
+    RunDir,
+    load_weights,
+    lr_at,
+    plot_metrics,
+)
 from nanosora.train.vae import batch_indices, setup_threads, step_generator, time_fraction
 
 
 def flow_loss(
-    dit: VideoDiT, x0: torch.Tensor, text: torch.Tensor, mask: torch.Tensor, cfg: DiTTrainConfig,
+    dit: VideoDiT,
+    x0: torch.Tensor,
+    text: torch.Tensor,
+    mask: torch.Tensor,
+    cfg: DiTTrainConfig,
     generator: torch.Generator,
 ) -> torch.Tensor:
     """Rectified-flow velocity MSE for one batch (steps 2-4 of the module docstring)."""
@@ -50,9 +61,15 @@ def build_pipeline(dit: VideoDiT, cfg: DiTTrainConfig, cache: LatentCache):
     vae = load_vae(cfg.vae or cache.meta["vae"])
     m = cache.meta
     pcfg = PipelineConfig(
-        text=cfg.text, steps=cfg.flow.steps, cfg_scale=cfg.flow.cfg_scale, shift=cfg.flow.sample_shift,
-        base_tokens=int(np.prod(dit.grid(*cache.latent_shape[1:]))), num_frames=m["num_frames"],
-        height=m["height"], width=m["width"], fps=m["fps"],
+        text=cfg.text,
+        steps=cfg.flow.steps,
+        cfg_scale=cfg.flow.cfg_scale,
+        shift=cfg.flow.sample_shift,
+        base_tokens=int(np.prod(dit.grid(*cache.latent_shape[1:]))),
+        num_frames=m["num_frames"],
+        height=m["height"],
+        width=m["width"],
+        fps=m["fps"],
         vocabulary="shapes" if _is_shapes(m["manifest"]) else "",
     )
     return Pipeline(vae, dit, load_text_encoder(cfg.text), pcfg)
@@ -82,8 +99,10 @@ def init_weights_from(dit: VideoDiT, source: str) -> None:
     weights = load_weights(d / "transformer" if (d / "transformer").is_dir() else d)
     missing, unexpected = dit.load_state_dict(weights, strict=False)
     if unexpected or missing:
-        raise ValueError(f"init_from={source}: weights do not match dit config "
-                         f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise ValueError(
+            f"init_from={source}: weights do not match dit config "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
 
 
 def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
@@ -97,8 +116,10 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     cache = LatentCache(cfg.cache)
     c = cache.latent_shape[0]
     if c != cfg.dit.in_channels or cache.text.shape[-1] != cfg.dit.text_dim:
-        raise ValueError(f"cache {cfg.cache} has {c} latent channels and text width {cache.text.shape[-1]}; "
-                         f"dit expects {cfg.dit.in_channels} and {cfg.dit.text_dim}")
+        raise ValueError(
+            f"cache {cfg.cache} has {c} latent channels and text width {cache.text.shape[-1]}; "
+            f"dit expects {cfg.dit.in_channels} and {cfg.dit.text_dim}"
+        )
     # 2. Model, optimizer, EMA.
     torch.manual_seed(cfg.train.seed)
     dit = VideoDiT(cfg.dit)
@@ -111,7 +132,9 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     if resume and run.exists():
         state = run.load(dit, ema, opt)
         run.truncate_metrics(state["step"])
-    print(f"DiT {dit.num_params() / 1e6:.2f}M params, {len(cache)} cached clips, latents {cache.latent_shape}")
+    print(
+        f"DiT {dit.num_params() / 1e6:.2f}M params, {len(cache)} cached clips, latents {cache.latent_shape}"
+    )
     # 3. Loop.
     train_loop(dit, opt, ema, cache, cfg, run, state)
     # 4. Export the EMA weights as a pipeline, samples and plots.
@@ -125,8 +148,13 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
 
 
 def train_loop(
-    dit: VideoDiT, opt: torch.optim.Optimizer, ema: EMA | None, cache: LatentCache,
-    cfg: DiTTrainConfig, run: RunDir, state: dict,
+    dit: VideoDiT,
+    opt: torch.optim.Optimizer,
+    ema: EMA | None,
+    cache: LatentCache,
+    cfg: DiTTrainConfig,
+    run: RunDir,
+    state: dict,
 ) -> None:
     """Optimise until train.steps or train.minutes; checkpoints and sample GIFs along the way."""
     t, o = cfg.train, cfg.optim
@@ -139,9 +167,13 @@ def train_loop(
         if t.minutes and start_elapsed + time.time() - start_time > 60 * t.minutes:
             break
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, o.lr, o.warmup_steps, t.steps, o.min_lr_ratio, time_fraction(state, t))
+            g["lr"] = lr_at(
+                step, o.lr, o.warmup_steps, t.steps, o.min_lr_ratio, time_fraction(state, t)
+            )
         gen = step_generator(t.seed, step)
-        x0, text, mask = cache.batch(batch_indices(len(cache), t.batch_size, step, t.seed), gen, cfg.flow.text_dropout)
+        x0, text, mask = cache.batch(
+            batch_indices(len(cache), t.batch_size, step, t.seed), gen, cfg.flow.text_dropout
+        )
         loss = flow_loss(dit, x0, text, mask, cfg, gen)
         if not torch.isfinite(loss):
             state["elapsed"] = start_elapsed + time.time() - start_time
@@ -152,17 +184,26 @@ def train_loop(
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(dit.parameters(), o.grad_clip if o.grad_clip else float("inf"))
+        gnorm = torch.nn.utils.clip_grad_norm_(
+            dit.parameters(), o.grad_clip if o.grad_clip else float("inf")
+        )
         opt.step()
         if ema is not None:
-            ema.update(dit)
+            ema.update(dit, step)
         state["step"] = step + 1
         state["elapsed"] = start_elapsed + time.time() - start_time
         losses.append(loss.item())
         bar.update(1)
         if state["step"] % t.log_every == 0 or state["step"] == t.steps:
-            run.log({"step": state["step"], "loss": float(np.mean(losses)), "grad_norm": float(gnorm),
-                     "lr": opt.param_groups[0]["lr"], "elapsed": state["elapsed"]})
+            run.log(
+                {
+                    "step": state["step"],
+                    "loss": float(np.mean(losses)),
+                    "grad_norm": float(gnorm),
+                    "lr": opt.param_groups[0]["lr"],
+                    "elapsed": state["elapsed"],
+                }
+            )
             bar.set_postfix(loss=f"{np.mean(losses):.4f}")
             losses.clear()
         if state["step"] % t.ckpt_every == 0:
@@ -171,6 +212,8 @@ def train_loop(
         if t.sample_every and state["step"] % t.sample_every == 0 and ema is not None:
             sampler = VideoDiT(cfg.dit)
             sampler.load_state_dict(ema.state_dict())
-            write_samples(sampler.eval(), cfg, cache, run.path / "samples" / f"step{state['step']:06d}.gif")
+            write_samples(
+                sampler.eval(), cfg, cache, run.path / "samples" / f"step{state['step']:06d}.gif"
+            )
     bar.close()
     run.save(dit, ema, opt, state)

@@ -72,16 +72,22 @@ def vae_loss(
 
 
 @torch.no_grad()
-def write_recon_gif(vae: VideoVAE, clips: ManifestClips, path: Path, fps: float, n: int = 4) -> None:
+def write_recon_gif(
+    vae: VideoVAE, clips: ManifestClips, path: Path, fps: float, n: int = 4
+) -> None:
     """GIF with one row per clip: original | reconstruction."""
     x = torch.stack([clips[i]["video"] for i in range(min(n, len(clips)))])
     rec = vae.decode(vae.encode(x)).clamp(-1, 1)
-    rows = [np.concatenate([tensor_to_frames(a), tensor_to_frames(b)], axis=2) for a, b in zip(x, rec)]
+    rows = [
+        np.concatenate([tensor_to_frames(a), tensor_to_frames(b)], axis=2) for a, b in zip(x, rec)
+    ]
     write_gif(path, np.concatenate(rows, axis=1), fps=fps)
 
 
 @torch.no_grad()
-def calibrate(vae: VideoVAE, clips: ManifestClips, max_clips: int = 512, batch_size: int = 16) -> None:
+def calibrate(
+    vae: VideoVAE, clips: ManifestClips, max_clips: int = 512, batch_size: int = 16
+) -> None:
     """Set the VAE's latent normalisation from posterior means of real clips."""
     means = []
     for lo in range(0, min(max_clips, len(clips)), batch_size):
@@ -132,11 +138,18 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
     metrics = reconstruction_metrics(final, val)
     summary = {k: v for k, v in metrics.items() if k != "per_clip"}
     (run.path / "eval.json").write_text(json.dumps(metrics, indent=2))
-    run.log({"step": state["step"], "final": True, **{f"val_{k}": v for k, v in summary.items()
-                                                      if isinstance(v, float)}})
+    run.log(
+        {
+            "step": state["step"],
+            "final": True,
+            **{f"val_{k}": v for k, v in summary.items() if isinstance(v, float)},
+        }
+    )
     write_recon_gif(final, val, run.path / "samples" / "final.gif", d.fps)
     plot_metrics(run, ("loss", "l1", "kl"))
-    print(f"VAE {run.path}: PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f}, probe {summary['probe']}")
+    print(
+        f"VAE {run.path}: PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f}, probe {summary['probe']}"
+    )
     return run.path
 
 
@@ -160,8 +173,12 @@ def train_loop(
         if t.minutes and start_elapsed + time.time() - start_time > 60 * t.minutes:
             break
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, o.lr, o.warmup_steps, t.steps, o.min_lr_ratio, time_fraction(state, t))
-        x = torch.stack([clips[i]["video"] for i in batch_indices(len(clips), t.batch_size, step, t.seed)])
+            g["lr"] = lr_at(
+                step, o.lr, o.warmup_steps, t.steps, o.min_lr_ratio, time_fraction(state, t)
+            )
+        x = torch.stack(
+            [clips[i]["video"] for i in batch_indices(len(clips), t.batch_size, step, t.seed)]
+        )
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
             rec, mean, logvar = vae(x, generator=step_generator(t.seed, step))
         loss, parts = vae_loss(rec, x, mean, logvar, cfg.loss)
@@ -175,24 +192,39 @@ def train_loop(
             )
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(vae.parameters(), o.grad_clip if o.grad_clip else float("inf"))
+        gnorm = torch.nn.utils.clip_grad_norm_(
+            vae.parameters(), o.grad_clip if o.grad_clip else float("inf")
+        )
         opt.step()
         if ema is not None:
-            ema.update(vae)
+            ema.update(vae, step)
         state["step"] = step + 1
         state["elapsed"] = start_elapsed + time.time() - start_time
         bar.update(1)
         if state["step"] % t.log_every == 0 or state["step"] == t.steps:
-            rec_psnr = float(-10 * torch.log10((rec.detach().float().clamp(-1, 1) - x).pow(2).mean() / 4))
-            run.log({"step": state["step"], "loss": loss.item(), **parts, "psnr": rec_psnr,
-                     "grad_norm": float(gnorm), "lr": opt.param_groups[0]["lr"], "elapsed": state["elapsed"]})
+            rec_psnr = float(
+                -10 * torch.log10((rec.detach().float().clamp(-1, 1) - x).pow(2).mean() / 4)
+            )
+            run.log(
+                {
+                    "step": state["step"],
+                    "loss": loss.item(),
+                    **parts,
+                    "psnr": rec_psnr,
+                    "grad_norm": float(gnorm),
+                    "lr": opt.param_groups[0]["lr"],
+                    "elapsed": state["elapsed"],
+                }
+            )
             bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{rec_psnr:.1f}")
         if state["step"] % t.ckpt_every == 0:
             run.save(vae, ema, opt, state)
             plot_metrics(run, ("loss", "psnr", "kl"))
         if t.sample_every and state["step"] % t.sample_every == 0:
             vae.eval()
-            write_recon_gif(vae, clips, run.path / "samples" / f"step{state['step']:06d}.gif", cfg.data.fps)
+            write_recon_gif(
+                vae, clips, run.path / "samples" / f"step{state['step']:06d}.gif", cfg.data.fps
+            )
             vae.train()
     bar.close()
     run.save(vae, ema, opt, state)
@@ -200,8 +232,9 @@ def train_loop(
 
 def load_vae(run_dir: str | Path) -> VideoVAE:
     """Load a trained VAE (EMA weights, latent statistics included) from a run or pipeline dir."""
-    from nanosora.config import VAEConfig, from_dict
     import yaml
+
+    from nanosora.config import VAEConfig, from_dict
 
     d = Path(run_dir)
     if not (d / "config.yaml").is_file():
