@@ -273,6 +273,10 @@ def main(cfg: StoryConfig) -> Path:
     work = prepare_workdir(cfg)
     state = RunState(work / "state.json")
     state.data.setdefault("premise", cfg.premise)
+    if cfg.premise and cfg.premise != state.data["premise"] and (work / "script.json").is_file():
+        print(
+            f"warning: resuming with the saved script of {state.data['premise']!r}; the new premise is ignored"
+        )
     chat = ChatClient(cfg.chat) if cfg.writer == "chat" or cfg.translate else None
     mdir = model_dir(cfg)
     vocabulary = model_vocabulary(mdir)

@@ -30,9 +30,13 @@ SHAPES_RULES = (
 class Writer(Protocol):
     """What the story pipeline needs from a writer backend."""
 
-    def write_script(self, premise: str) -> Script: ...
+    def write_script(self, premise: str) -> Script:
+        """Premise -> validated script."""
+        ...
 
-    def plan_shots(self, script: Script, num_shots: int) -> ShotList: ...
+    def plan_shots(self, script: Script, num_shots: int) -> ShotList:
+        """Script -> validated shot list of `num_shots` shots."""
+        ...
 
 
 class OfflineWriter:
