@@ -45,7 +45,7 @@ def vae_config(workdir: Path, minutes: float, seed: int) -> VAETrainConfig:
     )
 
 
-def dit_config(workdir: Path, minutes: float, seed: int) -> DiTTrainConfig:
+def dit_config(workdir: Path, minutes: float, seed: int, num_clips: int = 3000) -> DiTTrainConfig:
     """The shapes DiT recipe (configs/shapes_dit.yaml) bounded by time."""
     return DiTTrainConfig(
         flow=FlowConfig(),
@@ -54,7 +54,7 @@ def dit_config(workdir: Path, minutes: float, seed: int) -> DiTTrainConfig:
             out_dir=str(workdir / "runs/dit"),
             steps=100_000,
             minutes=minutes,
-            batch_size=32,
+            batch_size=min(32, num_clips),
             seed=seed,
             ema_decay=0.995,
             ckpt_every=200,
@@ -106,7 +106,7 @@ def main(
         lambda: build_cache(vcfg.data.manifest, w / "runs/vae", w / "cache"),
         (w / "cache/meta.json").is_file(),
     )
-    dcfg = dit_config(w, budget_minutes * (1 - VAE_SHARE), seed)
+    dcfg = dit_config(w, budget_minutes * (1 - VAE_SHARE), seed, num_clips)
     stage(
         "dit",
         lambda: train_dit.main(dcfg, resume=True),
