@@ -168,6 +168,7 @@ def train_loop(
     start_time, start_elapsed = time.time(), state["elapsed"]
     bar = tqdm(total=t.steps, initial=state["step"], desc="vae", unit="step")
     vae.train()
+    forward = torch.compile(vae) if t.compile else vae
     while state["step"] < t.steps:
         step = state["step"]
         if t.minutes and start_elapsed + time.time() - start_time > 60 * t.minutes:
@@ -180,7 +181,7 @@ def train_loop(
             [clips[i]["video"] for i in batch_indices(len(clips), t.batch_size, step, t.seed)]
         )
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-            rec, mean, logvar = vae(x, generator=step_generator(t.seed, step))
+            rec, mean, logvar = forward(x, generator=step_generator(t.seed, step))
         loss, parts = vae_loss(rec, x, mean, logvar, cfg.loss)
         if not torch.isfinite(loss):
             state["elapsed"] = start_elapsed + time.time() - start_time
