@@ -15,7 +15,7 @@ $(BIN)/python:
 # without the pin makes pip pick a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install -q -c constraints.txt torch
-	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,scale]"
 	touch $@
 
 install: $(VENV)/.installed
