@@ -13,7 +13,7 @@ $(BIN)/python:
 
 # torch first and alone, pinned by constraints.txt: anything that depends on torch installed
 # without the pin makes pip pick a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+$(VENV)/.installed: pyproject.toml constraints.txt Makefile | $(BIN)/python
 	$(BIN)/pip install -q -c constraints.txt torch
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev,scale]"
 	touch $@
