@@ -67,6 +67,7 @@ def eval_vae(
 ) -> Path:
     """Reconstruction report for a VAE run on any manifest; returns report.html."""
     import torch
+    import yaml
 
     from nanosora.data.datasets import ManifestClips, tensor_to_frames
     from nanosora.evaluate.reconstruction import reconstruction_metrics
@@ -74,7 +75,12 @@ def eval_vae(
     from nanosora.train.vae import load_vae
 
     vae = load_vae(vae_dir)
-    clips = ManifestClips(manifest, 17, 64, 64, 8.0, in_memory=False)
+    # Clips are shaped like the VAE's training data when its run config says so.
+    data = yaml.safe_load((Path(vae_dir) / "config.yaml").read_text()).get("data", {})
+    shape = [
+        data.get(k, d) for k, d in (("num_frames", 17), ("height", 64), ("width", 64), ("fps", 8.0))
+    ]
+    clips = ManifestClips(manifest, *shape, in_memory=False)
     m = reconstruction_metrics(vae, clips, max_clips=max_clips)
     videos = []
     with torch.no_grad():
