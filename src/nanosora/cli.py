@@ -7,7 +7,7 @@ imports happen inside the command so `nanosora --help` stays fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -31,21 +31,33 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
 
 @app.command()
 def generate(
-    prompt: Annotated[Optional[str], typer.Argument(help="what to generate")] = None,
-    out: Annotated[Path, typer.Option("-o", "--out", help="output mp4 (a folder with --prompts)")] = Path("out.mp4"),
-    model: Annotated[Optional[Path], typer.Option(help="pipeline dir; default: the shipped shapes model")] = None,
+    prompt: Annotated[str | None, typer.Argument(help="what to generate")] = None,
+    out: Annotated[
+        Path, typer.Option("-o", "--out", help="output mp4 (a folder with --prompts)")
+    ] = Path("out.mp4"),
+    model: Annotated[
+        Path | None, typer.Option(help="pipeline dir; default: the shipped shapes model")
+    ] = None,
     seed: Annotated[int, typer.Option(help="noise seed (same seed, same video)")] = 0,
-    steps: Annotated[Optional[int], typer.Option(help="Euler steps (default: the pipeline's)")] = None,
-    cfg: Annotated[Optional[float], typer.Option("--cfg", help="classifier-free guidance scale")] = None,
-    num_frames: Annotated[Optional[int], typer.Option(help="frames, 4k+1")] = None,
-    prompts: Annotated[Optional[Path], typer.Option(help="text file, one prompt per line")] = None,
-    image: Annotated[Optional[Path], typer.Option(help="first frame to animate (image-to-video)")] = None,
+    steps: Annotated[int | None, typer.Option(help="Euler steps (default: the pipeline's)")] = None,
+    cfg: Annotated[
+        float | None, typer.Option("--cfg", help="classifier-free guidance scale")
+    ] = None,
+    num_frames: Annotated[int | None, typer.Option(help="frames, 4k+1")] = None,
+    prompts: Annotated[Path | None, typer.Option(help="text file, one prompt per line")] = None,
+    image: Annotated[
+        Path | None, typer.Option(help="first frame to animate (image-to-video)")
+    ] = None,
 ) -> None:
     """Text to video: `nanosora generate "a red circle moving left" -o out.mp4`."""
     from nanosora import generate as gen
 
     if image is not None:
-        _fail(ValueError("--image needs a model trained with frame masks (issue 5); not available yet"))
+        _fail(
+            ValueError(
+                "--image needs a model trained with frame masks (issue 5); not available yet"
+            )
+        )
     if prompts is not None:
         if not prompts.is_file():
             _fail(FileNotFoundError(f"prompt file {prompts} not found"))
@@ -67,7 +79,9 @@ def shapes(
     out: Annotated[Path, typer.Option("--out", help="output folder")],
     num: Annotated[int, typer.Option("--num", help="number of clips")] = 1000,
     seed: Annotated[int, typer.Option(help="dataset seed")] = 0,
-    split: Annotated[str, typer.Option(help="train (no held-out compositions), heldout or all")] = "train",
+    split: Annotated[
+        str, typer.Option(help="train (no held-out compositions), heldout or all")
+    ] = "train",
     workers: Annotated[int, typer.Option(help="processes")] = 2,
 ) -> None:
     """Write a shapes-world dataset: mp4 clips + manifest.parquet."""
@@ -81,8 +95,10 @@ def shapes(
 
 @train_app.command("vae")
 def train_vae(
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML experiment")] = None,
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="dotted overrides, e.g. optim.lr=1e-4")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML experiment")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="dotted overrides, e.g. optim.lr=1e-4")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in train.out_dir")] = False,
 ) -> None:
     """Train the causal video VAE."""
@@ -97,8 +113,10 @@ def train_vae(
 
 @train_app.command("dit")
 def train_dit(
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML experiment")] = None,
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="dotted overrides, e.g. optim.lr=1e-4")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML experiment")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="dotted overrides, e.g. optim.lr=1e-4")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in train.out_dir")] = False,
 ) -> None:
     """Train the video DiT from a latent cache."""
@@ -132,7 +150,9 @@ def cache(
 
 @app.command()
 def quickstart(
-    workdir: Annotated[Path, typer.Option(help="where data, runs, model and report go")] = Path("quickstart"),
+    workdir: Annotated[Path, typer.Option(help="where data, runs, model and report go")] = Path(
+        "quickstart"
+    ),
     budget_minutes: Annotated[float, typer.Option(help="total training budget (VAE + DiT)")] = 15.0,
     num_clips: Annotated[int, typer.Option(help="training clips to generate")] = 3000,
     seed: Annotated[int, typer.Option(help="seed for data, init and sampling")] = 0,
@@ -149,9 +169,13 @@ def quickstart(
 @app.command("eval")
 def evaluate(
     out: Annotated[Path, typer.Option("-o", "--out", help="report folder")] = Path("eval"),
-    model: Annotated[Optional[Path], typer.Option(help="pipeline dir; default: the shipped model")] = None,
-    vae: Annotated[Optional[Path], typer.Option(help="VAE run dir: evaluate reconstruction instead")] = None,
-    manifest: Annotated[Optional[Path], typer.Option(help="clips to reconstruct (with --vae)")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="pipeline dir; default: the shipped model")
+    ] = None,
+    vae: Annotated[
+        Path | None, typer.Option(help="VAE run dir: evaluate reconstruction instead")
+    ] = None,
+    manifest: Annotated[Path | None, typer.Option(help="clips to reconstruct (with --vae)")] = None,
     seeds: Annotated[int, typer.Option(help="seeds per eval prompt")] = 4,
     steps: Annotated[int, typer.Option(help="Euler steps")] = 25,
 ) -> None:
@@ -289,33 +313,68 @@ def _film_size(size: str) -> tuple[int, int]:
 
 @app.command()
 def story(
-    premise: Annotated[Optional[str], typer.Argument(help="the story, e.g. 'a red ball falls, then rises'")] = None,
-    out: Annotated[Path, typer.Option("-o", "--out", help="film mp4; work folder, .srt and storyboard go beside it")] = Path("film.mp4"),
+    premise: Annotated[
+        str | None, typer.Argument(help="the story, e.g. 'a red ball falls, then rises'")
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option("-o", "--out", help="film mp4; work folder, .srt and storyboard go beside it"),
+    ] = Path("film.mp4"),
     shots: Annotated[int, typer.Option("--shots", help="number of shots")] = 6,
     shot_seconds: Annotated[float, typer.Option(help="planned seconds per shot")] = 2.0,
-    writer: Annotated[str, typer.Option(help="offline (deterministic planner) or chat")] = "offline",
-    translate: Annotated[bool, typer.Option("--translate", help="translate non-English premise/prompts via the chat backend")] = False,
-    chat_base_url: Annotated[str, typer.Option(help="OpenAI-compatible base URL [env OPENAI_BASE_URL]")] = "",
+    writer: Annotated[
+        str, typer.Option(help="offline (deterministic planner) or chat")
+    ] = "offline",
+    translate: Annotated[
+        bool,
+        typer.Option(
+            "--translate", help="translate non-English premise/prompts via the chat backend"
+        ),
+    ] = False,
+    chat_base_url: Annotated[
+        str, typer.Option(help="OpenAI-compatible base URL [env OPENAI_BASE_URL]")
+    ] = "",
     chat_model: Annotated[str, typer.Option(help="chat model name [env NANOSORA_CHAT_MODEL]")] = "",
     chat_api_key: Annotated[str, typer.Option(help="API key [env OPENAI_API_KEY]")] = "",
     chat_timeout: Annotated[float, typer.Option(help="seconds per chat request")] = 120.0,
-    chat_retries: Annotated[int, typer.Option(help="extra tries after a failed request or unusable answer")] = 3,
-    model: Annotated[Optional[Path], typer.Option(help="pipeline dir; default: the shipped shapes model")] = None,
+    chat_retries: Annotated[
+        int, typer.Option(help="extra tries after a failed request or unusable answer")
+    ] = 3,
+    model: Annotated[
+        Path | None, typer.Option(help="pipeline dir; default: the shipped shapes model")
+    ] = None,
     seed: Annotated[int, typer.Option(help="shot i uses seed + i unless shots.json gives one")] = 0,
-    steps: Annotated[Optional[int], typer.Option(help="Euler steps (default: the pipeline's)")] = None,
-    cfg: Annotated[Optional[float], typer.Option("--cfg", help="classifier-free guidance scale")] = None,
-    keyframes: Annotated[Optional[Path], typer.Option(help="folder of your keyframes, <shot id>.png/.jpg")] = None,
-    rerolls: Annotated[int, typer.Option(help="shapes model: redraw a clip the probe disagrees with, up to N times")] = 2,
+    steps: Annotated[int | None, typer.Option(help="Euler steps (default: the pipeline's)")] = None,
+    cfg: Annotated[
+        float | None, typer.Option("--cfg", help="classifier-free guidance scale")
+    ] = None,
+    keyframes: Annotated[
+        Path | None, typer.Option(help="folder of your keyframes, <shot id>.png/.jpg")
+    ] = None,
+    rerolls: Annotated[
+        int,
+        typer.Option(help="shapes model: redraw a clip the probe disagrees with, up to N times"),
+    ] = 2,
     size: Annotated[str, typer.Option(help="film WIDTHxHEIGHT (even)")] = "256x256",
     fps: Annotated[float, typer.Option(help="film frames per second")] = 24.0,
-    fade: Annotated[float, typer.Option(help="cross-fade seconds for shots with transition 'fade'")] = 0.5,
+    fade: Annotated[
+        float, typer.Option(help="cross-fade seconds for shots with transition 'fade'")
+    ] = 0.5,
     title_seconds: Annotated[float, typer.Option(help="title card seconds (0: none)")] = 2.0,
     end_seconds: Annotated[float, typer.Option(help="end card seconds (0: none)")] = 1.5,
-    burn_subtitles: Annotated[bool, typer.Option("--burn-subtitles", help="draw subtitles into the frames too")] = False,
-    audio: Annotated[Optional[Path], typer.Option(help="audio file to lay under the film")] = None,
-    stop_after: Annotated[str, typer.Option(help="script, shots, keyframes or clips: stop there to edit")] = "",
-    resume: Annotated[bool, typer.Option("--resume", help="continue the run beside --out, keeping finished shots")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="start over, deleting the earlier run's files")] = False,
+    burn_subtitles: Annotated[
+        bool, typer.Option("--burn-subtitles", help="draw subtitles into the frames too")
+    ] = False,
+    audio: Annotated[Path | None, typer.Option(help="audio file to lay under the film")] = None,
+    stop_after: Annotated[
+        str, typer.Option(help="script, shots, keyframes or clips: stop there to edit")
+    ] = "",
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue the run beside --out, keeping finished shots")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="start over, deleting the earlier run's files")
+    ] = False,
 ) -> None:
     """Premise -> script -> shots -> keyframes -> clips -> film: `nanosora story "PREMISE" -o film.mp4`."""
     from nanosora import story as st
@@ -324,7 +383,9 @@ def story(
 
     try:
         if premise is None and not resume:
-            raise ValueError('give a PREMISE, e.g. nanosora story "a red ball falls, then rises" -o film.mp4')
+            raise ValueError(
+                'give a PREMISE, e.g. nanosora story "a red ball falls, then rises" -o film.mp4'
+            )
         width, height = _film_size(size)
         config = st.StoryConfig(
             premise=premise or "", out=str(out), num_shots=shots, shot_seconds=shot_seconds,
@@ -351,10 +412,16 @@ def story(
 @app.command()
 def curate(
     recipe: Annotated[Path, typer.Option("--recipe", "-r", help="Data-Juicer-style recipe YAML")],
-    engine: Annotated[Optional[str], typer.Option(help="local (process pool) or ray; default: the recipe's executor_type")] = None,
-    np: Annotated[Optional[int], typer.Option("--np", help="processes / Ray actors (default: recipe's np, else all cores)")] = None,
-    dataset: Annotated[Optional[Path], typer.Option(help="override the recipe's dataset_path")] = None,
-    export: Annotated[Optional[Path], typer.Option(help="override the recipe's export_path")] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="local (process pool) or ray; default: the recipe's executor_type"),
+    ] = None,
+    np: Annotated[
+        int | None,
+        typer.Option("--np", help="processes / Ray actors (default: recipe's np, else all cores)"),
+    ] = None,
+    dataset: Annotated[Path | None, typer.Option(help="override the recipe's dataset_path")] = None,
+    export: Annotated[Path | None, typer.Option(help="override the recipe's export_path")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar or summary")] = False,
 ) -> None:
     """Filter, split, score and deduplicate a manifest with a recipe (resumable: rerun after a kill)."""
@@ -372,10 +439,14 @@ def curate(
 
 @app.command()
 def analyze(
-    manifest: Annotated[Optional[Path], typer.Argument(help="manifest with statistic columns")] = None,
-    out: Annotated[Path, typer.Option("-o", "--out", help="folder for stats, histograms, index.html")] = Path("analysis"),
-    recipe: Annotated[Optional[Path], typer.Option(help="compute the recipe's statistics first (drops nothing)")] = None,
-    np: Annotated[Optional[int], typer.Option("--np", help="processes for --recipe")] = None,
+    manifest: Annotated[Path | None, typer.Argument(help="manifest with statistic columns")] = None,
+    out: Annotated[
+        Path, typer.Option("-o", "--out", help="folder for stats, histograms, index.html")
+    ] = Path("analysis"),
+    recipe: Annotated[
+        Path | None, typer.Option(help="compute the recipe's statistics first (drops nothing)")
+    ] = None,
+    np: Annotated[int | None, typer.Option("--np", help="processes for --recipe")] = None,
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Statistics of every score column: percentiles, PNG histograms, HTML, 3-sigma thresholds."""
