@@ -24,15 +24,15 @@ from nanosora.config import DiTTrainConfig, PipelineConfig
 from nanosora.data.cache import LatentCache
 from nanosora.diffusion.flow import add_noise, sample_timesteps, velocity_target
 from nanosora.models.dit import VideoDiT
-from nanosora.train.checkpoint import (
-    EMA,
-    NonFiniteLossError,
-    RunDir,
-    load_weights,
-    lr_at,
-    plot_metrics,
+from nanosora.train.checkpoint import EMA, RunDir, load_weights, plot_metrics
+from nanosora.train.loop import (
+    batch_indices,
+    check_finite,
+    optimizer_step,
+    set_lr,
+    setup_threads,
+    step_generator,
 )
-from nanosora.train.vae import batch_indices, setup_threads, step_generator, time_fraction
 
 
 def flow_loss(
@@ -168,30 +168,15 @@ def train_loop(
         step = state["step"]
         if t.minutes and start_elapsed + time.time() - start_time > 60 * t.minutes:
             break
-        for g in opt.param_groups:
-            g["lr"] = lr_at(
-                step, o.lr, o.warmup_steps, t.steps, o.min_lr_ratio, time_fraction(state, t)
-            )
+        set_lr(opt, step, o, t, state)
         gen = step_generator(t.seed, step)
         x0, text, mask = cache.batch(
             batch_indices(len(cache), t.batch_size, step, t.seed), gen, cfg.flow.text_dropout
         )
         loss = flow_loss(forward, x0, text, mask, cfg, gen)
-        if not torch.isfinite(loss):
-            state["elapsed"] = start_elapsed + time.time() - start_time
-            run.save(dit, ema, opt, state)
-            raise NonFiniteLossError(
-                f"DiT loss is {loss.item()} at step {step}; the checkpoint at step {step} (before this "
-                f"update) is in {run.path}. Lower optim.lr or set train.bf16=false, then rerun with --resume."
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(
-            dit.parameters(), o.grad_clip if o.grad_clip else float("inf")
-        )
-        opt.step()
-        if ema is not None:
-            ema.update(dit, step)
+        state["elapsed"] = start_elapsed + time.time() - start_time
+        check_finite(loss, "DiT", run, dit, ema, opt, state)
+        gnorm = optimizer_step(loss, dit, opt, ema, o.grad_clip, step)
         state["step"] = step + 1
         state["elapsed"] = start_elapsed + time.time() - start_time
         losses.append(loss.item())
@@ -201,7 +186,7 @@ def train_loop(
                 {
                     "step": state["step"],
                     "loss": float(np.mean(losses)),
-                    "grad_norm": float(gnorm),
+                    "grad_norm": gnorm,
                     "lr": opt.param_groups[0]["lr"],
                     "elapsed": state["elapsed"],
                 }

@@ -19,36 +19,19 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from nanosora.config import TrainConfig, VAELossConfig, VAETrainConfig
+from nanosora.config import VAELossConfig, VAETrainConfig
 from nanosora.data.datasets import ManifestClips, tensor_to_frames
 from nanosora.models.vae import VideoVAE, kl_divergence
-from nanosora.train.checkpoint import EMA, NonFiniteLossError, RunDir, lr_at, plot_metrics
+from nanosora.train.checkpoint import EMA, RunDir, plot_metrics
+from nanosora.train.loop import (
+    batch_indices,
+    check_finite,
+    optimizer_step,
+    set_lr,
+    setup_threads,
+    step_generator,
+)
 from nanosora.video.io import write_gif
-
-
-def batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:
-    """Indices of the clips in batch ``step``: epoch-wise permutations derived from the seed."""
-    if n < batch_size:
-        raise ValueError(f"{n} clips cannot fill a batch of {batch_size}")
-    per_epoch = n // batch_size
-    epoch, i = divmod(step, per_epoch)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    return perm[i * batch_size : (i + 1) * batch_size].tolist()
-
-
-def step_generator(seed: int, step: int) -> torch.Generator:
-    """A fresh generator per step, so noise does not depend on where a run was resumed."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + step + 1)
-
-
-def time_fraction(state: dict, t: TrainConfig) -> float:
-    """Share of the wall-clock budget used (0 without one): the lr decays by steps or time."""
-    return state["elapsed"] / (60 * t.minutes) if t.minutes else 0.0
-
-
-def setup_threads(threads: int) -> None:
-    if threads > 0:
-        torch.set_num_threads(threads)
 
 
 def object_weights(x: torch.Tensor, extra: float) -> torch.Tensor:
@@ -173,32 +156,16 @@ def train_loop(
         step = state["step"]
         if t.minutes and start_elapsed + time.time() - start_time > 60 * t.minutes:
             break
-        for g in opt.param_groups:
-            g["lr"] = lr_at(
-                step, o.lr, o.warmup_steps, t.steps, o.min_lr_ratio, time_fraction(state, t)
-            )
+        set_lr(opt, step, o, t, state)
         x = torch.stack(
             [clips[i]["video"] for i in batch_indices(len(clips), t.batch_size, step, t.seed)]
         )
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
             rec, mean, logvar = forward(x, generator=step_generator(t.seed, step))
         loss, parts = vae_loss(rec, x, mean, logvar, cfg.loss)
-        if not torch.isfinite(loss):
-            state["elapsed"] = start_elapsed + time.time() - start_time
-            run.save(vae, ema, opt, state)
-            raise NonFiniteLossError(
-                f"VAE loss is {loss.item()} at step {step} ({parts}); the checkpoint at step {step} "
-                f"(before this update) is in {run.path}. Lower optim.lr or set train.bf16=false, "
-                "then rerun with --resume."
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(
-            vae.parameters(), o.grad_clip if o.grad_clip else float("inf")
-        )
-        opt.step()
-        if ema is not None:
-            ema.update(vae, step)
+        state["elapsed"] = start_elapsed + time.time() - start_time
+        check_finite(loss, f"VAE ({parts})", run, vae, ema, opt, state)
+        gnorm = optimizer_step(loss, vae, opt, ema, o.grad_clip, step)
         state["step"] = step + 1
         state["elapsed"] = start_elapsed + time.time() - start_time
         bar.update(1)
@@ -212,7 +179,7 @@ def train_loop(
                     "loss": loss.item(),
                     **parts,
                     "psnr": rec_psnr,
-                    "grad_norm": float(gnorm),
+                    "grad_norm": gnorm,
                     "lr": opt.param_groups[0]["lr"],
                     "elapsed": state["elapsed"],
                 }
