@@ -148,6 +148,11 @@ class FlowConfig:
     sample_shift: float = doc(3.0, "shift of the sampling schedule")
     steps: int = doc(25, "Euler steps at sampling")
     cfg_scale: float = doc(5.0, "classifier-free guidance scale")
+    cfg_interval: tuple[float, float] = doc(
+        (0.0, 1.0),
+        "noise levels (lo, hi] where guidance applies; outside, the conditional prediction alone "
+        "(guidance interval, Kynkaanniemi et al. 2024)",
+    )
     text_dropout: float = doc(0.1, "probability of training a sample without text (for CFG)")
 
 
@@ -158,6 +163,11 @@ class PipelineConfig:
     text: TextEncoderConfig = doc(TextEncoderConfig(), "text encoder the DiT was trained with")
     steps: int = doc(25, "default Euler steps")
     cfg_scale: float = doc(5.0, "default classifier-free guidance scale")
+    cfg_interval: tuple[float, float] = doc(
+        (0.0, 1.0),
+        "noise levels (lo, hi] where guidance applies; outside, the conditional prediction alone "
+        "(guidance interval, Kynkaanniemi et al. 2024)",
+    )
     shift: float = doc(3.0, "sampling shift at base_tokens tokens")
     base_tokens: int = doc(80, "token count the shift was tuned at (resolution/length shift)")
     num_frames: int = doc(17, "default frames per clip (4k+1)")
@@ -242,6 +252,12 @@ class VAETrainConfig:
     train: TrainConfig = doc(TrainConfig(out_dir="runs/vae", batch_size=8), "loop")
     loss: VAELossConfig = doc(VAELossConfig(), "objective")
     val_manifest: str = doc("", "held-out clips for PSNR/SSIM/probe accuracy at the end")
+    init_from: str = doc("", "VAE run or pipeline directory whose weights start training")
+    train_encoder: bool = doc(
+        True,
+        "false: fine-tune the decoder only; the encoder and latent statistics stay frozen, so a "
+        "DiT trained on the old latents stays valid",
+    )
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from nanosora.config import DiTConfig, PipelineConfig, VAEConfig, from_dict, sav
 from nanosora.diffusion.flow import (
     classifier_free_guidance,
     euler_sample,
+    guidance_active,
     resolution_shift,
     sample_schedule,
 )
@@ -129,10 +130,17 @@ class Pipeline:
         cfg_scale: float | None = None,
         num_frames: int | None = None,
         seeds: list[int] | None = None,
+        cfg_interval: tuple[float, float] | None = None,
     ) -> np.ndarray:
-        """Prompts -> uint8 videos (B, T, H, W, C); prompt i uses ``seeds[i]`` or ``seed + i``."""
+        """Prompts -> uint8 videos (B, T, H, W, C); prompt i uses ``seeds[i]`` or ``seed + i``.
+
+        Guidance (scale ``cfg_scale``) applies at noise levels inside ``cfg_interval``; both
+        default to the pipeline's settings.
+        """
         c = self.cfg
         steps, scale = steps or c.steps, c.cfg_scale if cfg_scale is None else cfg_scale
+        interval = tuple(c.cfg_interval if cfg_interval is None else cfg_interval)
+        guidance_active(1.0, interval)  # validates the interval before any work
         num_frames = num_frames or c.num_frames
         for p in prompts:
             check_prompt(p)
@@ -150,7 +158,7 @@ class Pipeline:
         shift = resolution_shift(c.shift, grid[0] * grid[1] * grid[2], c.base_tokens)
 
         def velocity(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-            if scale == 1.0:
+            if scale == 1.0 or not guidance_active(float(s[0]), interval):
                 return self.dit(x, s, cond_text, cond_mask)
             # One batched forward for the conditional and unconditional halves.
             v = self.dit(

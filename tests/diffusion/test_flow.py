@@ -7,6 +7,7 @@ from nanosora.diffusion.flow import (
     add_noise,
     classifier_free_guidance,
     euler_sample,
+    guidance_active,
     resolution_shift,
     sample_schedule,
     sample_timesteps,
@@ -68,3 +69,12 @@ def test_cfg():
     torch.testing.assert_close(
         classifier_free_guidance(cond, uncond, 3.0), uncond + 3 * (cond - uncond)
     )
+
+
+def test_guidance_interval():
+    assert guidance_active(1.0) and guidance_active(0.01)  # default: everywhere but s = 0
+    assert guidance_active(0.8, (0.75, 1.0)) and not guidance_active(0.75, (0.75, 1.0))
+    assert not guidance_active(0.2, (0.75, 1.0))
+    for bad in ((0.8, 0.5), (-0.1, 1.0), (0.5, 1.5), (0.5, 0.5)):
+        with pytest.raises(ValueError, match="guidance interval"):
+            guidance_active(0.9, bad)

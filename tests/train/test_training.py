@@ -208,3 +208,23 @@ def test_init_from_and_mismatch(cache, vae_run, tmp_path):
                 [f"init_from={base}", "dit.depth=3"],
             )
         )
+
+
+def test_vae_decoder_only_finetune_keeps_latents(data, vae_run, tmp_path):
+    """train_encoder=false: encoder weights and latent statistics are bit-identical after
+    fine-tuning, so a DiT trained on the old latents stays valid; the decoder moves."""
+    tuned = train_vae.main(
+        vae_cfg(data, tmp_path / "dec", steps=3, init_from=vae_run, train_encoder=False)
+    )
+    before, after = (
+        load_file(str(vae_run / "ema.safetensors")),
+        load_file(str(tuned / "ema.safetensors")),
+    )
+    enc = [k for k in before if k.startswith("encoder.") or k.startswith("latent_")]
+    dec = [k for k in before if k.startswith("decoder.")]
+    assert enc and dec
+    for k in enc:
+        assert torch.equal(before[k], after[k]), k
+    assert any(not torch.equal(before[k], after[k]) for k in dec)
+    with pytest.raises(ValueError, match="needs init_from"):
+        train_vae.main(vae_cfg(data, tmp_path / "bad", steps=1, train_encoder=False))

@@ -79,6 +79,19 @@ def classifier_free_guidance(cond: Tensor, uncond: Tensor, scale: float) -> Tens
     return cond + (scale - 1.0) * (cond - uncond)
 
 
+def guidance_active(s: float, interval: tuple[float, float] = (0.0, 1.0)) -> bool:
+    """Whether guidance applies at noise level ``s``: ``lo < s <= hi``.
+
+    Guidance only at high noise (e.g. (0.75, 1]) steers composition (colour, position, motion)
+    where it is decided, and leaves the low-noise steps, which draw edges and corners, to the
+    conditional model alone: strong guidance there over-sharpens and rounds shapes.
+    """
+    lo, hi = interval
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(f"guidance interval must satisfy 0 <= lo < hi <= 1, got {interval}")
+    return lo < s <= hi
+
+
 def euler_sample(
     velocity: VelocityFn,
     noise: Tensor,

@@ -170,6 +170,10 @@ class VideoVAE(nn.Module):
         self.register_buffer("latent_mean", torch.zeros(cfg.latent_channels))
         self.register_buffer("latent_std", torch.ones(cfg.latent_channels))
 
+    def encoder_parameters(self):
+        """Parameters that shape the latent space (frozen by decoder-only fine-tuning)."""
+        return self.encoder.parameters()
+
     # -- shape arithmetic ------------------------------------------------------------------
     def latent_frames(self, num_frames: int) -> int:
         """``4k+1`` pixel frames -> ``k+1`` latent frames (for the default 4x preset)."""

@@ -79,6 +79,22 @@ def calibrate(
     vae.calibrate(torch.cat(means))
 
 
+def init_weights_from(vae: VideoVAE, source: str | Path) -> None:
+    """Load a VAE run's or pipeline's weights (latent statistics included) into ``vae``."""
+    from nanosora.train.checkpoint import load_weights
+
+    d = Path(source)
+    if (d / "vae").is_dir():  # a pipeline directory
+        d = d / "vae"
+    weights = {k: v.float() for k, v in load_weights(d).items()}
+    missing, unexpected = vae.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"init_from={source}: weights do not match the vae config "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+
+
 def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
     """Train a VAE; returns the run directory (weights with calibrated latent statistics)."""
     # 1. Run directory, threads, data.
@@ -97,8 +113,18 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
     # 2. Model, optimizer, EMA; restore on resume.
     torch.manual_seed(cfg.train.seed)
     vae = VideoVAE(cfg.vae)
+    if cfg.init_from and not (resume and run.exists()):
+        init_weights_from(vae, cfg.init_from)
+    if not cfg.train_encoder:
+        if not cfg.init_from:
+            raise ValueError(
+                "train_encoder=false needs init_from: a frozen random encoder is useless"
+            )
+        for p in vae.encoder_parameters():
+            p.requires_grad_(False)
     o = cfg.optim
-    opt = torch.optim.AdamW(vae.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    trainable = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
     ema = EMA(vae, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     state = {"step": 0, "elapsed": 0.0}
     if resume and run.exists():
@@ -110,7 +136,8 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
     final = VideoVAE(cfg.vae)
     final.load_state_dict(ema.state_dict() if ema else vae.state_dict())
     final.eval()
-    calibrate(final, clips)
+    if cfg.train_encoder:  # a frozen encoder keeps the statistics the DiT was trained with
+        calibrate(final, clips)
     if ema is not None:
         ema.load_state_dict(final.state_dict())
     vae.latent_mean.copy_(final.latent_mean)
