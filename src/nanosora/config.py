@@ -228,6 +228,23 @@ class TrainConfig:
     ckpt_every: int = doc(250, "steps between checkpoints")
     threads: int = doc(0, "torch CPU threads (0 = all cores)")
     compile: bool = doc(False, "torch.compile the model (~35 s of compile time on CPU)")
+    parallel: Literal["none", "ddp", "fsdp"] = doc(
+        "none", "data parallelism across torchrun/accelerate processes (train/distributed.py)"
+    )
+    grad_accum: int = doc(1, "micro-batches per optimizer step (batch_size is the global batch)")
+    activation_checkpointing: bool = doc(
+        False, "recompute each DiT block in the backward pass (less memory, ~1/3 more compute)"
+    )
+    dist_timeout: float = doc(600.0, "seconds a collective may wait before the run fails")
+
+    def __post_init__(self) -> None:
+        if self.parallel not in ("none", "ddp", "fsdp"):
+            raise ConfigError(f"train.parallel must be none, ddp or fsdp, got {self.parallel!r}")
+        if self.grad_accum < 1 or self.batch_size % self.grad_accum:
+            raise ConfigError(
+                f"train.grad_accum={self.grad_accum} must be >= 1 and divide "
+                f"train.batch_size={self.batch_size}"
+            )
 
 
 @dataclass(frozen=True)

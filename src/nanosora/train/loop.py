@@ -6,6 +6,9 @@ uninterrupted trajectory exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+
 import torch
 
 from nanosora.config import OptimConfig, TrainConfig
@@ -66,6 +69,17 @@ def check_finite(
     )
 
 
+def build_adamw(params: Iterable[torch.nn.Parameter], o: OptimConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters: fused (one kernel for all tensors) where this build
+    and device have it, else the multi-tensor (foreach) implementation."""
+    params = [p for p in params if p.requires_grad]
+    kw = {"lr": o.lr, "betas": o.betas, "weight_decay": o.weight_decay}
+    try:
+        return torch.optim.AdamW(params, fused=True, **kw)
+    except (RuntimeError, ValueError):  # e.g. a device without fused kernels
+        return torch.optim.AdamW(params, **kw)
+
+
 def optimizer_step(
     loss: torch.Tensor,
     model: torch.nn.Module,
@@ -73,12 +87,43 @@ def optimizer_step(
     ema: EMA | None,
     grad_clip: float,
     step: int,
+    accumulated: bool = False,
 ) -> float:
-    """Backward, clip, AdamW step, EMA update; returns the gradient norm before clipping."""
-    opt.zero_grad(set_to_none=True)
+    """Backward, clip, AdamW step, EMA update; returns the gradient norm before clipping.
+
+    ``accumulated``: earlier micro-batches' gradients are already in ``.grad`` (see
+    ``accumulate``); ``loss`` is the last micro-batch's and is added on top.
+    """
+    if not accumulated:
+        opt.zero_grad(set_to_none=True)
     loss.backward()
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or float("inf"))
+    if hasattr(gnorm, "full_tensor"):  # FSDP: a norm over shards, reduced across ranks
+        gnorm = gnorm.full_tensor()
     opt.step()
     if ema is not None:
         ema.update(model, step)
     return float(gnorm)
+
+
+def accumulate(
+    loss_of: Callable[[slice], torch.Tensor],
+    parts: list[slice],
+    opt: torch.optim.Optimizer,
+    no_sync: Callable[[], AbstractContextManager],
+) -> tuple[torch.Tensor, float]:
+    """Gradient accumulation: backward every micro-batch but the last (without gradient sync).
+
+    Each micro-batch's loss is divided by their number, so the summed gradient is the mean over
+    the whole batch. Returns the last micro-batch's scaled loss (for ``optimizer_step(...,
+    accumulated=True)``) and the mean loss over all micro-batches of this process.
+    """
+    opt.zero_grad(set_to_none=True)
+    total = 0.0
+    for rows in parts[:-1]:
+        with no_sync():
+            loss = loss_of(rows) / len(parts)
+            loss.backward()
+        total += loss.item()
+    last = loss_of(parts[-1]) / len(parts)
+    return last, total + last.item()

@@ -1,0 +1,234 @@
+"""Model FLOPs utilisation (MFU) of a DiT training step, against this machine's measured peak.
+
+For each preset (and dtype) it prints:
+1. model FLOPs per training step, counted analytically (``dit_flops``: every matmul and the two
+   attention products, forward x 3 for forward + backward) and checked against
+   ``torch.utils.flop_counter.FlopCounterMode`` on the real forward (ratio 1.000 when the formula
+   is right) and on the real step (slightly above 1: the backward skips the input gradients of
+   layers fed by data, e.g. the patch embedding and the text projections, which 3 x forward
+   counts);
+2. the achieved FLOP/s of the real training step (``train/dit.py``'s ``flow_loss``, backward,
+   clipping, fused AdamW, EMA) as the median over ``--steps`` timed steps;
+3. the peak matmul FLOP/s of this machine at the same dtype, measured in the same run (best of
+   square matmuls of a few sizes), and MFU = achieved / peak.
+
+bf16 means what training does: bf16 autocast with float32 weights and optimizer.
+
+    python bench/mfu.py [--presets tiny shapes small] [--dtypes fp32 bf16] [--batch 16]
+                        [--frames 17 --size 64] [--steps 3] [--profile small]
+    python bench/mfu.py --estimate      # GPU-hours per epoch from FLOPs and an *assumed* MFU
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from nanosora.config import DIT_PRESETS, DiTConfig, DiTTrainConfig, TrainConfig
+from nanosora.models.dit import VideoDiT
+from nanosora.train.checkpoint import EMA
+from nanosora.train.dit import flow_loss
+from nanosora.train.loop import build_adamw, optimizer_step
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+TEXT_LEN = 32  # text tokens L (the default text encoder's max_length)
+
+
+def dit_flops(cfg: DiTConfig, batch: int, grid: tuple[int, int, int], text_len: int) -> int:
+    """Forward FLOPs (2 per multiply-add) of every matmul and attention product of the DiT.
+
+    Norms, activations, RoPE and softmax are left out (they are O(N*D), the matmuls O(N*D^2)),
+    as in the usual 6*N*params accounting (Kaplan et al. 2020; PaLM's MFU definition).
+    """
+    t, h, w = grid
+    n, d, e, L = t * h * w, cfg.dim, cfg.text_dim, text_len
+    hidden, p = int(d * cfg.mlp_ratio), cfg.in_channels * cfg.patch_t * cfg.patch_hw**2
+    if cfg.attention == "full":
+        self_attn = 2 * n * d * 3 * d + 4 * n * n * d + 2 * n * d * d  # qkv, QK^T + AV, proj
+    else:  # space (h*w keys per query), then time (t keys), each with its own qkv and proj
+        self_attn = 2 * (2 * n * d * 3 * d + 2 * n * d * d) + 4 * n * (h * w) * d + 4 * n * t * d
+    cross = 2 * n * d * d + 2 * L * e * 2 * d + 4 * n * L * d + 2 * n * d * d  # q, kv, attn, proj
+    mlp = 2 * 2 * n * d * hidden
+    ada = 2 * d * 6 * d  # per sample, not per token
+    block = self_attn + cross + mlp + ada
+    embed = 2 * n * p * d + 2 * 256 * d + 2 * d * d + 2 * e * d + 2 * d * d  # patch, time, text
+    head = 2 * d * 2 * d + 2 * n * d * p  # final adaLN + output layer
+    return batch * (cfg.depth * block + embed + head)
+
+
+def counted_flops(fn) -> int:
+    """FLOPs of one call of ``fn`` as torch's flop counter sees them (matmuls + attention).
+
+    Attention runs on the math backend here: the CPU flash kernel is invisible to the counter,
+    while the math path is plain batched matmuls it counts (same FLOPs, slower kernel).
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
+        fn()
+    return counter.get_total_flops()
+
+
+def peak_matmul(dtype: torch.dtype, sizes=(1024, 2048, 3072), repeats: int = 3) -> float:
+    """Best FLOP/s of square matmuls at ``dtype`` on this machine, now."""
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        a @ b  # warm-up
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            a @ b
+            best = max(best, 2 * n**3 / (time.perf_counter() - t0))
+    return best
+
+
+def make_step(cfg: DiTConfig, batch: int, latent: tuple[int, int, int, int], bf16: bool):
+    """One real training step (loss, backward, clip, AdamW, EMA) on random latents and text."""
+    torch.manual_seed(0)
+    model = VideoDiT(cfg)
+    opt = build_adamw(model.parameters(), DiTTrainConfig().optim)
+    ema = EMA(model, 0.999)
+    tcfg = DiTTrainConfig(dit=cfg, train=TrainConfig(bf16=bf16))
+    x0 = torch.randn(batch, *latent)
+    text, mask = torch.randn(batch, TEXT_LEN, cfg.text_dim), torch.ones(batch, TEXT_LEN, dtype=bool)
+    gen = torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        loss = flow_loss(model, x0, text, mask, tcfg, gen)
+        optimizer_step(loss, model, opt, ema, 1.0, 0)
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(x0, torch.rand(batch), text, mask)
+
+    return model, step, forward
+
+
+def timed(step, steps: int) -> float:
+    step()  # warm-up: allocations, oneDNN kernel choice
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def fits(cfg: DiTConfig, batch: int, tokens: int) -> tuple[bool, str]:
+    """Rough memory need: weights + grads + Adam + EMA (5 x fp32) plus activations."""
+    d, hidden = cfg.dim, int(cfg.dim * cfg.mlp_ratio)
+    per_block = 4 * d * d + 2 * d * d + cfg.text_dim * 2 * d + 2 * d * hidden + 6 * d * d
+    n_params = cfg.depth * per_block
+    acts = cfg.depth * batch * tokens * (14 * d + 2 * hidden) * 4  # saved tensors per block
+    need = 5 * 4 * n_params + acts
+    avail = _available_memory()
+    return need < 0.7 * avail, f"needs ~{need / 2**30:.1f} GiB of {avail / 2**30:.1f} GiB free"
+
+
+def _available_memory() -> int:
+    with open("/proc/meminfo") as f:
+        info = dict(line.split(":", 1) for line in f)
+    return int(info["MemAvailable"].split()[0]) * 1024
+
+
+def profile(step, top: int = 12) -> None:
+    """Where a step's time goes: ops by self CPU time, and shares by kind."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    step()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    kinds = {
+        "matmul": ("mm", "addmm", "bmm", "linear", "matmul", "_mkldnn"),
+        "attention": ("attention", "softmax", "_efficient", "_flash"),
+        "optimizer+EMA": ("adam", "lerp", "foreach", "norm_", "clip"),
+    }
+    share = dict.fromkeys([*kinds, "other (elementwise, norms, copies)"], 0.0)
+    for e in events:
+        name = e.key.lower()
+        kind = next((k for k, keys in kinds.items() if any(s in name for s in keys)), None)
+        share[kind or "other (elementwise, norms, copies)"] += e.self_cpu_time_total
+    print("  time by kind: " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in share.items()))
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
+        print(f"    {e.key:<48} {100 * e.self_cpu_time_total / total:5.1f}%  x{e.count}")
+
+
+def estimate(args: argparse.Namespace) -> None:
+    """GPU-hours per epoch from analytic FLOPs and an assumed MFU (no GPU step time measured)."""
+    peak, mfu = args.gpu_peak_tflops * 1e12, args.assume_mfu
+    datasets = {"MSR-VTT (10k clips)": 10_000, "Panda-70M (70.7M clips)": 70_700_000}
+    print(
+        f"ASSUMED: {args.gpu_peak_tflops:.0f} TFLOP/s dense bf16 peak per GPU (H100 SXM), "
+        f"MFU {100 * mfu:.0f}%; no GPU step time was measured"
+    )
+    for name in ("base", "large"):
+        cfg = DIT_PRESETS[name]
+        for frames in (17, 33, 49):
+            grid = (1 + (frames - 1) // 4, 256 // 16, 256 // 16)  # 4x8x8 VAE, 2x2 patches
+            flops = 3 * dit_flops(cfg, 1, grid, TEXT_LEN)
+            for ds, n in datasets.items():
+                hours = flops * n / (peak * mfu) / 3600
+                print(
+                    f"  {name:<5} {frames}x256x256 ({grid[0] * grid[1] * grid[2]} tokens): "
+                    f"{flops / 1e12:.2f} TFLOP/clip, {ds}: {hours:,.1f} GPU-hours/epoch"
+                )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--presets", nargs="+", default=["tiny", "shapes", "small"])
+    ap.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES))
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--frames", type=int, default=17, help="pixel frames (4k+1)")
+    ap.add_argument("--size", type=int, default=64, help="pixel height = width")
+    ap.add_argument("--steps", type=int, default=3, help="timed steps (median) after 1 warm-up")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--profile", nargs="*", default=[], help="presets to profile")
+    ap.add_argument("--estimate", action="store_true", help="GPU-hours/epoch table and exit")
+    ap.add_argument("--gpu-peak-tflops", type=float, default=989.0)
+    ap.add_argument("--assume-mfu", type=float, default=0.35)
+    args = ap.parse_args()
+    if args.estimate:
+        return estimate(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"{torch.get_num_threads()} threads, batch {args.batch}, {args.frames}x{args.size}px")
+    peaks = {name: peak_matmul(DTYPES[name]) for name in args.dtypes}
+    for name, value in peaks.items():
+        print(f"peak matmul {name}: {value / 1e9:.1f} GFLOP/s (measured now)")
+    for preset in args.presets:
+        cfg = DIT_PRESETS[preset]
+        latent = (cfg.in_channels, 1 + (args.frames - 1) // 4, args.size // 8, args.size // 8)
+        grid = (latent[1] // cfg.patch_t, latent[2] // cfg.patch_hw, latent[3] // cfg.patch_hw)
+        ok, why = fits(cfg, args.batch, grid[0] * grid[1] * grid[2])
+        if not ok:
+            print(f"{preset}: skipped, {why}")
+            continue
+        analytic = 3 * dit_flops(cfg, args.batch, grid, TEXT_LEN)
+        for dtype in args.dtypes:
+            model, step, forward = make_step(cfg, args.batch, latent, dtype == "bf16")
+            fwd = dit_flops(cfg, args.batch, grid, TEXT_LEN) / counted_flops(forward)
+            counted = counted_flops(step)
+            seconds = timed(step, args.steps)
+            achieved = analytic / seconds
+            print(
+                f"{preset:<6} {dtype} {model.num_params() / 1e6:6.1f}M params, "
+                f"{analytic / 1e9:8.1f} GFLOP/step (analytic / flop_counter: forward "
+                f"{fwd:.3f}, step {analytic / counted:.3f}), {seconds:6.2f} s/step, "
+                f"{achieved / 1e9:6.1f} GFLOP/s, MFU {100 * achieved / peaks[dtype]:5.1f}%"
+            )
+            if preset in args.profile:
+                profile(step)
+
+
+if __name__ == "__main__":
+    main()
