@@ -58,3 +58,84 @@ def test_report_is_self_contained(tmp_path):
     text = html.read_text()
     assert "t &lt;x&gt;" in text and "a.b" in text and "data:image/gif;base64," in text
     assert 'src="http' not in text  # nothing to fetch
+
+
+def test_eval_vae_skips_missing_files_and_needs_real_lpips_path(vae_run, tmp_path):
+    import pandas as pd
+
+    from nanosora.data.manifest import write_manifest
+
+    run, manifest = vae_run
+    df = pd.read_parquet(manifest)
+    df.loc[1, "path"] = "clips/gone.mp4"
+    partial = write_manifest(df, manifest.parent / "partial.parquet")
+    r = CliRunner().invoke(
+        app, ["eval", "--vae", str(run), "--manifest", str(partial), "-o", str(tmp_path)]
+    )
+    assert r.exit_code == 0, r.output
+    assert "skipped row 1" in r.output and "gone.mp4: no such file" in r.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["metrics"]["clips"] == 5 and report["metrics"]["skipped"] == 1
+    assert [row["index"] for row in report["tables"]["skipped files"]] == [1]
+    assert 1 not in [row["index"] for row in report["tables"]["per clip"]]
+    missing = tmp_path / "lpips_alex.pt"
+    r = CliRunner().invoke(
+        app,
+        ["eval", "--vae", str(run), "--manifest", str(manifest), "--lpips", str(missing)],
+    )
+    assert r.exit_code == 2 and "lpips_alex.pt not found" in r.output
+
+
+def test_eval_vae_with_perceptual_network(vae_run, tmp_path):
+    import torch
+
+    conv = torch.nn.Conv2d(3, 4, 3)
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = conv
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return (self.conv(x) - self.conv(y)).pow(2).mean((1, 2, 3))
+
+    torch.jit.script(Net()).save(str(tmp_path / "p.pt"))
+    run, manifest = vae_run
+    args = [
+        "eval",
+        "--vae",
+        str(run),
+        "--manifest",
+        str(manifest),
+        "--lpips",
+        str(tmp_path / "p.pt"),
+    ]
+    r = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "out/report.json").read_text())
+    per_clip = [row["perceptual"] for row in report["tables"]["per clip"]]
+    assert len(per_clip) == 6 and min(per_clip) > 0  # a 2-step VAE reconstructs imperfectly
+    assert report["metrics"]["perceptual"] == pytest.approx(np.mean(per_clip))
+
+
+def test_eval_cli_train_encoder_videos_and_compare(vae_run, tmp_path):
+    manifest = vae_run[1]
+    runner = CliRunner()
+    r = runner.invoke(
+        app, ["eval", "--train-encoder", "--encoder-steps", "2", "-o", str(tmp_path / "enc")]
+    )
+    assert r.exit_code == 0, r.output
+    assert "shapes encoder accuracy" in r.output and (tmp_path / "enc/model.safetensors").is_file()
+    for name, n in (("a", 3), ("b", 6)):
+        args = ["eval", "--videos", str(manifest), "--encoder", str(tmp_path / "enc")]
+        r = runner.invoke(app, [*args, "--max-clips", str(n), "-o", str(tmp_path / name)])
+        assert r.exit_code == 0, r.output
+        assert json.loads((tmp_path / name / "report.json").read_text())["metrics"]["clips"] == n
+    reports = [str(tmp_path / name / "report.json") for name in ("a", "b")]
+    r = runner.invoke(app, ["eval", "--compare", *reports, "-o", str(tmp_path / "cmp")])
+    assert r.exit_code == 0, r.output
+    assert "<th>a</th><th>b</th>" in (tmp_path / "cmp/compare.html").read_text()
+    r = runner.invoke(app, ["eval", *reports])
+    assert r.exit_code == 2 and "--compare" in r.output
+    r = runner.invoke(app, ["eval", "--videos", str(manifest), "--encoder", str(tmp_path)])
+    assert r.exit_code == 2 and "--train-encoder" in r.output

@@ -168,6 +168,9 @@ def quickstart(
 
 @app.command("eval")
 def evaluate(
+    reports: Annotated[
+        list[Path] | None, typer.Argument(help="report.json files (with --compare)")
+    ] = None,
     out: Annotated[Path, typer.Option("-o", "--out", help="report folder")] = Path("eval"),
     model: Annotated[
         Path | None, typer.Option(help="pipeline dir; default: the shipped model")
@@ -176,22 +179,80 @@ def evaluate(
         Path | None, typer.Option(help="VAE run dir: evaluate reconstruction instead")
     ] = None,
     manifest: Annotated[Path | None, typer.Option(help="clips to reconstruct (with --vae)")] = None,
+    videos: Annotated[
+        Path | None,
+        typer.Option(help="manifest (path, text) of generated clips: evaluate those files"),
+    ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="manifest of real clips for the Fréchet distance (default: shapes world)"
+        ),
+    ] = None,
+    encoder: Annotated[
+        Path | None, typer.Option(help="shapes-encoder run dir: Fréchet shapes distance")
+    ] = None,
+    i3d: Annotated[
+        Path | None, typer.Option(help="local I3D TorchScript file (i3d_torchscript.pt): FVD")
+    ] = None,
+    lpips: Annotated[
+        Path | None, typer.Option(help="local TorchScript LPIPS-style network (with --vae)")
+    ] = None,
+    compare: Annotated[
+        bool, typer.Option("--compare", help="put REPORTS side by side in OUT/compare.html")
+    ] = False,
+    train_encoder: Annotated[
+        bool, typer.Option("--train-encoder", help="train the shapes encoder into OUT")
+    ] = False,
+    encoder_steps: Annotated[int, typer.Option(help="steps for --train-encoder")] = 300,
+    max_clips: Annotated[int | None, typer.Option(help="evaluate at most this many clips")] = None,
     seeds: Annotated[int, typer.Option(help="seeds per eval prompt")] = 4,
     steps: Annotated[int, typer.Option(help="Euler steps")] = 25,
 ) -> None:
-    """Metrics + report.json/report.html: prompt adherence of a model, or a VAE's reconstruction."""
+    """Metrics + report.json/report.html: a model's prompt adherence, temporal quality and Fréchet
+    distance; the same for generated files (--videos); a VAE's reconstruction (--vae); or a
+    comparison of reports (--compare A/report.json B/report.json)."""
     from nanosora.evaluate import run
 
     try:
-        if vae is not None:
+        if compare:
+            path = _eval_compare(reports, out)
+        elif reports:
+            raise ValueError(f"unexpected arguments {[str(r) for r in reports]} (use --compare)")
+        elif train_encoder:
+            path = _eval_train_encoder(out, encoder_steps)
+        elif vae is not None:
             if manifest is None:
                 raise ValueError("--vae needs --manifest (the clips to reconstruct)")
-            path = run.eval_vae(vae, manifest, out)
+            path = run.eval_vae(vae, manifest, out, max_clips=max_clips or 256, lpips=lpips)
+        elif videos is not None:
+            path = run.eval_videos(videos, out, encoder, i3d, max_clips, reference=reference)
         else:
-            path = run.eval_model(model, out, seeds=seeds, steps=steps)
+            path = run.eval_model(
+                model, out, seeds=seeds, steps=steps, encoder=encoder, i3d=i3d, reference=reference
+            )
     except USER_ERRORS as e:
         _fail(e)
     typer.echo(f"report: {path}")
+
+
+def _eval_compare(reports: list[Path] | None, out: Path) -> Path:
+    """`nanosora eval --compare A B ...`: the comparison page; returns its path."""
+    from nanosora.evaluate.compare import compare_reports
+
+    return compare_reports(list(reports or []), out)[1]
+
+
+def _eval_train_encoder(out: Path, steps: int) -> Path:
+    """`nanosora eval --train-encoder -o DIR`: train the shapes encoder; returns the run dir."""
+    import json
+
+    from nanosora.evaluate.features import EncoderConfig, train_encoder
+
+    run_dir = train_encoder(out, EncoderConfig(steps=steps))
+    last = (run_dir / "metrics.jsonl").read_text().splitlines()[-1]
+    typer.echo(f"shapes encoder accuracy on clean clips: {json.loads(last)['accuracy']}")
+    return run_dir
 
 
 # ---- data: ingest / clips (real datasets) ---------------------------------------------------

@@ -20,14 +20,16 @@ def evaluate_adherence(
     steps: int = 25,
     cfg_scale: float | None = None,
     batch_size: int = 16,
+    keep_all: bool = False,
 ) -> dict:
     """Generate every eval prompt with ``seeds`` seeds; return adherence and per-sample records.
 
     Returns ``{"in_distribution": {...}, "heldout": {...}, "samples": [...], "videos": {split: uint8 array}}``
     where each split's dict has color/shape/direction/joint accuracies and ``n``; ``videos`` keeps
-    the first seed's video of each prompt for the report.
+    the first seed's video of each prompt for the report; with ``keep_all``, ``"all_videos"`` holds
+    every generated video, aligned with ``samples`` (for temporal metrics and Fréchet distances).
     """
-    out: dict = {"samples": [], "videos": {}}
+    out: dict = {"samples": [], "videos": {}, "all_videos": []}
     for split, key in (("train", "in_distribution"), ("heldout", "heldout")):
         items = eval_prompts(split)  # type: ignore[arg-type]
         # Job (prompt i, seed k) always gets noise seed 1000 k + i, whatever the batching.
@@ -58,6 +60,8 @@ def evaluate_adherence(
                 )
                 if k == 0:
                     first.append(video)
+                if keep_all:
+                    out["all_videos"].append(video)
         out[key] = adherence(results, targets)
         out["videos"][key] = np.stack(first)
     return out
