@@ -7,12 +7,18 @@ from typer.testing import CliRunner
 
 from nanosora.cli import app
 from nanosora.config import DiTConfig, PipelineConfig, TextEncoderConfig, VAEConfig
-from nanosora.generate import SHIPPED_MODEL, Pipeline, PromptError, check_prompt
+from nanosora.generate import (
+    SHIPPED_MODEL,
+    Pipeline,
+    PromptError,
+    check_prompt,
+    prepare_frames,
+)
 from nanosora.models.dit import VideoDiT
 from nanosora.models.text_encoder import load_text_encoder
 from nanosora.models.vae import VideoVAE
 from nanosora.shapes.probe import probe_frames
-from nanosora.video.io import probe
+from nanosora.video.io import probe, read_video, write_video
 
 runner = CliRunner()
 
@@ -105,10 +111,15 @@ def test_cli_prompt_file(tiny, tmp_path):
         (["a red circle", "--model", "/no/such/dir"], "does not exist"),
         (["a red circle", "--num-frames", "16"], "4k\\+1"),
         (["--prompts", "/no/such/file.txt"], "not found"),
+        (["a red circle", "--image", "/no/such.png"], "does not exist"),
+        (["a red circle", "--image", "notes.txt"], "not a readable image"),
+        (["a red circle", "--video", "clip.mp4"], "go together"),
+        (["a red circle", "--extend", "4"], "go together"),
     ],
 )
 def test_cli_errors_are_clear(args, message, tiny, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("not pixels")
     if "--model" not in args:
         args = [*args, "--model", str(tiny)]
     r = runner.invoke(app, ["generate", *args])
@@ -136,3 +147,61 @@ def test_shipped_model_follows_prompts():
     videos = pipe.generate([f"a {c} {s} moving {d}" for c, s, d in targets], seed=0)
     read = [probe_frames(v) for v in videos]
     assert sum((r.color, r.shape, r.direction) == t for r, t in zip(read, targets)) >= 3, read
+
+
+def test_prefix_frames_are_kept(tiny):
+    """Image-to-video: the given frame's latent stays clean, so the first output frame is the
+    VAE's reconstruction of the image; longer prefixes (extension) likewise."""
+    pipe = Pipeline.load(tiny)
+    first = pipe.generate(["a red circle moving left"], seed=3)[0]
+    for k in (1, 5):
+        out = pipe.generate(["a blue square moving up"], seed=4, prefix=first[:k])[0]
+        x = torch.from_numpy(first[:k]).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+        rec = pipe.vae.decode(pipe.vae.encode(x)).clamp(-1, 1)
+        rec = ((rec + 1) * 127.5).round().to(torch.uint8)[0].permute(1, 2, 3, 0).numpy()
+        assert np.abs(out[:k].astype(int) - rec.astype(int)).max() <= 1
+        free = pipe.generate(["a blue square moving up"], seed=4)[0]
+        assert np.abs(out[k:].astype(int) - free[k:].astype(int)).max() > 0
+
+
+@pytest.mark.parametrize(
+    "prefix, message",
+    [
+        (np.zeros((2, 64, 64, 3), np.uint8), "4k\\+1"),
+        (np.zeros((1, 32, 32, 3), np.uint8), "prepare_frames"),
+        (np.zeros((17, 64, 64, 3), np.uint8), "nothing to generate"),
+        (np.zeros((1, 64, 64, 3), np.float32), "uint8"),
+    ],
+)
+def test_bad_prefix(tiny, prefix, message):
+    with pytest.raises(ValueError, match=message):
+        Pipeline.load(tiny).generate(["a red circle moving left"], prefix=prefix)
+
+
+def test_prepare_frames_converts_with_notices(capsys):
+    grey = prepare_frames(np.full((32, 48), 200, np.uint8), 64, 64, "grey.png")
+    assert grey.shape == (1, 64, 64, 3) and (grey == 200).all()
+    rgba = prepare_frames(np.zeros((64, 64, 4), np.uint8), 64, 64, "a.png")
+    assert rgba.shape == (1, 64, 64, 3)
+    out = capsys.readouterr().out
+    assert "greyscale" in out and "resized to 64x64" in out and "alpha" in out
+    with pytest.raises(ValueError, match="8-bit"):
+        prepare_frames(np.zeros((64, 64, 3), np.float32), 64, 64, "f.tiff")
+
+
+def test_cli_image_and_extension(tiny, tmp_path):
+    import cv2
+
+    img = np.zeros((96, 80, 3), np.uint8)
+    cv2.circle(img, (40, 48), 12, (0, 0, 255), -1)  # BGR red
+    cv2.imwrite(str(tmp_path / "first.png"), img)
+    r = runner.invoke(app, ["generate", "a red circle moving left", "--model", str(tiny),
+                            "--image", str(tmp_path / "first.png"), "-o", str(tmp_path / "i2v.mp4")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "resized" in r.output and probe(tmp_path / "i2v.mp4").num_frames == 17
+    write_video(tmp_path / "clip.mp4", read_video(tmp_path / "i2v.mp4")[:9], fps=8)
+    r = runner.invoke(app, ["generate", "a red circle moving left", "--model", str(tiny),
+                            "--video", str(tmp_path / "clip.mp4"), "--extend", "12",
+                            "-o", str(tmp_path / "ext.mp4")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert probe(tmp_path / "ext.mp4").num_frames == 21

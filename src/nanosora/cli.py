@@ -48,16 +48,19 @@ def generate(
     image: Annotated[
         Path | None, typer.Option(help="first frame to animate (image-to-video)")
     ] = None,
+    video: Annotated[Path | None, typer.Option(help="clip to continue (with --extend)")] = None,
+    extend: Annotated[int, typer.Option(help="frames to add after --video")] = 0,
 ) -> None:
-    """Text to video: `nanosora generate "a red circle moving left" -o out.mp4`."""
+    """Text to video: `nanosora generate "a red circle moving left" -o out.mp4`.
+
+    Image to video: add `--image first.png`. Extension: `--video clip.mp4 --extend 16`.
+    """
     from nanosora import generate as gen
 
-    if image is not None:
-        _fail(
-            ValueError(
-                "--image needs a model trained with frame masks (issue 5); not available yet"
-            )
-        )
+    if image is not None and video is not None:
+        _fail(ValueError("give --image or --video, not both"))
+    if (video is None) != (extend == 0):
+        _fail(ValueError("--video and --extend K (K > 0) go together"))
     if prompts is not None:
         if not prompts.is_file():
             _fail(FileNotFoundError(f"prompt file {prompts} not found"))
@@ -69,7 +72,9 @@ def generate(
     else:
         items = [prompt]
     try:
-        gen.main(items, out, model, seed, steps, cfg, num_frames)
+        gen.main(
+            items, out, model, seed, steps, cfg, num_frames, image=image, video=video, extend=extend
+        )
     except USER_ERRORS as e:
         _fail(e)
 

@@ -154,6 +154,14 @@ class FlowConfig:
         "(guidance interval, Kynkaanniemi et al. 2024)",
     )
     text_dropout: float = doc(0.1, "probability of training a sample without text (for CFG)")
+    cond_prob: float = doc(
+        0.0,
+        "probability that a training clip gets clean leading latent frames (frame masks: half "
+        "first frame only = image-to-video, half 2..t-1 frames = extension)",
+    )
+    image_prob: float = doc(
+        0.0, "probability that a batch trains as images: first latent frame only (joint training)"
+    )
 
 
 @dataclass(frozen=True)

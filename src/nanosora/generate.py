@@ -26,6 +26,7 @@ from nanosora.config import DiTConfig, PipelineConfig, VAEConfig, from_dict, sav
 from nanosora.diffusion.flow import (
     classifier_free_guidance,
     euler_sample,
+    frame_timesteps,
     guidance_active,
     resolution_shift,
     sample_schedule,
@@ -131,11 +132,17 @@ class Pipeline:
         num_frames: int | None = None,
         seeds: list[int] | None = None,
         cfg_interval: tuple[float, float] | None = None,
+        prefix: np.ndarray | None = None,
     ) -> np.ndarray:
         """Prompts -> uint8 videos (B, T, H, W, C); prompt i uses ``seeds[i]`` or ``seed + i``.
 
         Guidance (scale ``cfg_scale``) applies at noise levels inside ``cfg_interval``; both
         default to the pipeline's settings.
+
+        ``prefix``: uint8 frames (K, H, W, C) or (B, K, H, W, C) at the pipeline's size that
+        every video starts with, K = 4j+1: K = 1 is image-to-video, more is extension. They are
+        encoded to j+1 latent frames that stay clean (noise level 0) while the rest is sampled;
+        the model must have been trained with frame masks (``flow.cond_prob`` > 0).
         """
         c = self.cfg
         steps, scale = steps or c.steps, c.cfg_scale if cfg_scale is None else cfg_scale
@@ -151,6 +158,11 @@ class Pipeline:
         noise = torch.stack(
             [torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds]
         )
+        given = 0
+        if prefix is not None:
+            cond = self.encode_prefix(prefix, len(prompts), num_frames)
+            given = cond.shape[2]
+            noise[:, :, :given] = cond
         text, mask = self.text_encoder(list(prompts) + [""])
         cond_text, cond_mask = text[:-1], mask[:-1]
         null_text, null_mask = text[-1:].expand_as(cond_text), mask[-1:].expand_as(cond_mask)
@@ -158,7 +170,13 @@ class Pipeline:
         shift = resolution_shift(c.shift, grid[0] * grid[1] * grid[2], c.base_tokens)
 
         def velocity(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-            if scale == 1.0 or not guidance_active(float(s[0]), interval):
+            if given:  # the given frames sit at level 0 and do not move
+                s = frame_timesteps(s, torch.full_like(s, given, dtype=torch.long), x.shape[2])
+                return velocity_of_levels(x, s).index_fill(2, torch.arange(given), 0.0)
+            return velocity_of_levels(x, s)
+
+        def velocity_of_levels(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            if scale == 1.0 or not guidance_active(float(s.max()), interval):
                 return self.dit(x, s, cond_text, cond_mask)
             # One batched forward for the conditional and unconditional halves.
             v = self.dit(
@@ -174,6 +192,108 @@ class Pipeline:
         video = self.vae.decode(latents).clamp(-1, 1)
         return ((video + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).numpy()
 
+    def encode_prefix(self, prefix: np.ndarray, batch: int, num_frames: int) -> torch.Tensor:
+        """uint8 (K, H, W, C) or (B, K, H, W, C) frames -> (B, c, j+1, h, w) normalised latents."""
+        c = self.cfg
+        frames = np.asarray(prefix)
+        if frames.ndim == 4:
+            frames = np.broadcast_to(frames, (batch, *frames.shape))
+        if frames.ndim != 5 or frames.dtype != np.uint8 or frames.shape[-1] != 3:
+            raise ValueError(
+                f"prefix must be uint8 RGB frames (K, H, W, 3) or (B, K, H, W, 3), got "
+                f"{frames.dtype} {frames.shape}; use prepare_frames() to convert"
+            )
+        if frames.shape[0] != batch:
+            raise ValueError(f"{frames.shape[0]} prefixes for {batch} prompts")
+        if frames.shape[2:4] != (c.height, c.width):
+            raise ValueError(
+                f"prefix frames are {frames.shape[2]}x{frames.shape[3]}, the pipeline makes "
+                f"{c.height}x{c.width}; use prepare_frames() to resize"
+            )
+        k = frames.shape[1]
+        if k >= num_frames:
+            raise ValueError(f"a prefix of {k} frames leaves nothing to generate in {num_frames}")
+        self.vae.latent_frames(k)  # validates 4j+1
+        x = torch.from_numpy(np.array(frames)).float().div(127.5).sub(1)
+        return self.vae.encode(x.permute(0, 4, 1, 2, 3))
+
+    def extend(
+        self,
+        prompt: str,
+        video: np.ndarray,
+        extra: int,
+        seed: int = 0,
+        steps: int | None = None,
+        cfg_scale: float | None = None,
+    ) -> np.ndarray:
+        """Continue ``video`` (T, H, W, 3) uint8 by ``extra`` frames, window by window: each
+        window is given up to half a clip of the latest frames and generates the rest."""
+        if extra < 1:
+            raise ValueError(f"extend needs at least 1 new frame, got {extra}")
+        n = self.cfg.num_frames
+        out, window = video, 0
+        while len(out) < len(video) + extra:
+            context = 4 * ((min(len(out), (n - 1) // 2 + 1) - 1) // 4) + 1
+            clip = self.generate(
+                [prompt],
+                seeds=[seed + 7919 * window],
+                steps=steps,
+                cfg_scale=cfg_scale,
+                prefix=out[len(out) - context :],
+            )[0]
+            out = np.concatenate([out, clip[context:]])
+            window += 1
+        return out[: len(video) + extra]
+
+
+def prepare_frames(frames: np.ndarray, height: int, width: int, name: str) -> np.ndarray:
+    """Image(s) of any common layout -> uint8 RGB (K, height, width, 3), with printed notices.
+
+    Accepts (H, W), (H, W, C) or (K, H, W, C) with C in 1, 3, 4 (alpha is dropped); other sizes
+    are resized with area interpolation. ``name`` is used in messages.
+    """
+    import cv2
+
+    a = np.asarray(frames)
+    if a.dtype != np.uint8:
+        raise ValueError(f"{name}: expected 8-bit pixels, got {a.dtype}")
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim == 3:
+        a = a[None]
+    if a.ndim != 4 or a.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"{name}: expected (H, W[, C]) or (K, H, W, C) pixels, got {a.shape}")
+    if a.shape[-1] == 1:
+        print(f"notice: {name} is greyscale; converted to RGB")
+        a = np.repeat(a, 3, axis=-1)
+    elif a.shape[-1] == 4:
+        print(f"notice: {name} has an alpha channel; dropped")
+        a = a[..., :3]
+    if a.shape[1:3] != (height, width):
+        print(f"notice: {name} is {a.shape[2]}x{a.shape[1]}; resized to {width}x{height}")
+        a = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in a])
+    return np.ascontiguousarray(a)
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file -> uint8 (H, W, C) RGB(A) or (H, W) grey; a clear error when unreadable."""
+    import cv2
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"image {p} does not exist")
+    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"{p} is not a readable image (corrupt or unsupported format)")
+    if img.dtype == np.uint16:
+        print(f"notice: {p} has 16-bit pixels; scaled to 8 bits")
+        img = (img // 257).astype(np.uint8)
+    if img.ndim == 3 and img.shape[-1] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    elif img.ndim == 3 and img.shape[-1] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+    return img
+
 
 def main(
     prompts: list[str],
@@ -184,20 +304,38 @@ def main(
     cfg_scale: float | None = None,
     num_frames: int | None = None,
     batch_size: int = 8,
+    image: str | Path | None = None,
+    video: str | Path | None = None,
+    extend: int = 0,
 ) -> Path:
-    """Generate one video per prompt. One prompt -> ``out`` is the mp4; several -> ``out`` is a folder."""
-    from nanosora.video.io import write_video
+    """Generate one video per prompt. One prompt -> ``out`` is the mp4; several -> ``out`` is a folder.
+
+    ``image``: animate that first frame (image-to-video); ``video`` + ``extend``: continue the
+    clip by ``extend`` frames (the written video is the clip followed by the new frames).
+    """
+    from nanosora.video.io import read_video, write_video
 
     pipe = Pipeline.load(model)
+    c = pipe.cfg
     for p in prompts:
-        for w in check_prompt(p, pipe.cfg.vocabulary):
+        for w in check_prompt(p, c.vocabulary):
             print(f"warning: {w}")
+    prefix = None
+    if image is not None:
+        prefix = prepare_frames(read_image(image), c.height, c.width, str(image))
     out = Path(out)
     paths = [out] if len(prompts) == 1 else [out / f"{i:04d}.mp4" for i in range(len(prompts))]
     t0 = time.time()
+    if video is not None:
+        clip = prepare_frames(read_video(video, fps=c.fps), c.height, c.width, str(video))
+        for i, (path, p) in enumerate(zip(paths, prompts)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_video(path, pipe.extend(p, clip, extend, seed + i, steps, cfg_scale), fps=c.fps)
+        print(f"wrote {len(paths)} video(s) to {out} in {time.time() - t0:.2f}s")
+        return out
     for lo in range(0, len(prompts), batch_size):
         videos = pipe.generate(
-            prompts[lo : lo + batch_size], seed + lo, steps, cfg_scale, num_frames
+            prompts[lo : lo + batch_size], seed + lo, steps, cfg_scale, num_frames, prefix=prefix
         )
         for path, v in zip(paths[lo : lo + batch_size], videos):
             path.parent.mkdir(parents=True, exist_ok=True)

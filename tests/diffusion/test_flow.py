@@ -7,8 +7,10 @@ from nanosora.diffusion.flow import (
     add_noise,
     classifier_free_guidance,
     euler_sample,
+    frame_timesteps,
     guidance_active,
     resolution_shift,
+    sample_condition_frames,
     sample_schedule,
     sample_timesteps,
     shift_timesteps,
@@ -78,3 +80,29 @@ def test_guidance_interval():
     for bad in ((0.8, 0.5), (-0.1, 1.0), (0.5, 1.5), (0.5, 0.5)):
         with pytest.raises(ValueError, match="guidance interval"):
             guidance_active(0.9, bad)
+
+
+def test_per_frame_noise_and_frame_masks():
+    x0, noise = torch.randn(2, 3, 4, 2, 2), torch.randn(2, 3, 4, 2, 2)
+    levels = frame_timesteps(torch.tensor([0.5, 0.9]), torch.tensor([1, 3]), 4)
+    torch.testing.assert_close(levels, torch.tensor([[0, 0.5, 0.5, 0.5], [0, 0, 0, 0.9]]))
+    xs = add_noise(x0, noise, levels)
+    torch.testing.assert_close(xs[0, :, 0], x0[0, :, 0])  # given frames stay clean
+    torch.testing.assert_close(xs[1, :, 3], 0.1 * x0[1, :, 3] + 0.9 * noise[1, :, 3])
+    # Same levels everywhere: identical to the per-clip form.
+    torch.testing.assert_close(
+        add_noise(x0, noise, torch.tensor([[0.3] * 4, [0.6] * 4])),
+        add_noise(x0, noise, torch.tensor([0.3, 0.6])),
+    )
+
+
+def test_sample_condition_frames():
+    g = torch.Generator().manual_seed(0)
+    assert sample_condition_frames(100, 5, 0.0, g).eq(0).all()
+    k = sample_condition_frames(4000, 5, 1.0, g)
+    assert k.min() >= 1 and k.max() <= 4  # always something left to generate
+    assert 0.45 < k.eq(1).float().mean() < 0.6  # half image-to-video (+ the 2..4 draws' none)
+    mixed = sample_condition_frames(4000, 5, 0.3, g)
+    assert 0.25 < mixed.gt(0).float().mean() < 0.35
+    assert sample_condition_frames(10, 1, 1.0, g).eq(0).all()  # an image: nothing to give
+    assert sample_condition_frames(10, 2, 1.0, g).eq(1).all()

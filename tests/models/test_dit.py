@@ -108,3 +108,17 @@ def test_preset_sizes():
         sizes = {name: VideoDiT(cfg).num_params() / 1e6 for name, cfg in DIT_PRESETS.items()}
     assert sizes["tiny"] < sizes["shapes"] < 12 < sizes["small"] < sizes["base"] < sizes["large"]
     assert 600 < sizes["large"] < 800, sizes
+
+
+def test_per_frame_timesteps():
+    """(B, t) levels that are all equal give exactly the (B,) result; a frame's own level changes
+    the prediction; a wrong count is refused."""
+    m = make()
+    z, s, text, mask = inputs()
+    one = m(z, s, text, mask)
+    torch.testing.assert_close(m(z, s[:, None].expand(-1, 3), text, mask), one)
+    levels = s[:, None].repeat(1, 3)
+    levels[:, 0] = 0.0  # the first frame given clean
+    assert not torch.allclose(m(z, levels, text, mask), one)
+    with pytest.raises(ValueError, match="per-frame timesteps"):
+        m(z, s[:, None].expand(-1, 2), text, mask)

@@ -228,3 +228,50 @@ def test_vae_decoder_only_finetune_keeps_latents(data, vae_run, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in dec)
     with pytest.raises(ValueError, match="needs init_from"):
         train_vae.main(vae_cfg(data, tmp_path / "bad", steps=1, train_encoder=False))
+
+
+class FramePredictor(torch.nn.Module):
+    """Predicts 0 everywhere but ``bump`` on the first latent frame; records the levels it got."""
+
+    def __init__(self, bump):
+        super().__init__()
+        self.bump, self.levels = bump, None
+
+    def forward(self, z, s, text, mask):
+        self.levels = s
+        out = torch.zeros_like(z)
+        out[:, :, 0] = self.bump
+        return out
+
+
+def test_frame_mask_loss_ignores_given_frames():
+    x0, text = torch.randn(6, 4, 3, 4, 4), torch.randn(6, 5, 384)
+    mask = torch.ones(6, 5, dtype=torch.bool)
+
+    def loss(cond_prob, bump):
+        cfg = apply_overrides(
+            DiTTrainConfig(dit=TINY_DIT), [f"flow.cond_prob={cond_prob}", "train.bf16=false"]
+        )
+        model = FramePredictor(bump)
+        value = train_dit.flow_loss(model, x0, text, mask, cfg, torch.Generator().manual_seed(0))
+        return value, model.levels
+
+    given, levels = loss(1.0, 0.0)
+    assert levels.shape == (6, 3) and levels[:, 0].eq(0).all()  # frame 0 always given
+    assert torch.equal(loss(1.0, 100.0)[0], given)  # its prediction is not scored
+    assert loss(0.0, 100.0)[0] > 10 * loss(0.0, 0.0)[0]  # without masks it is
+
+
+def test_dit_trains_with_frame_masks_and_images(cache, vae_run, tmp_path):
+    run = train_dit.main(
+        apply_overrides(
+            dit_cfg(cache, vae_run, tmp_path / "masks", steps=4),
+            ["flow.cond_prob=0.5", "flow.image_prob=0.5"],
+        )
+    )
+    losses = [
+        json.loads(line)["loss"]
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        if '"loss"' in line
+    ]
+    assert len(losses) >= 4 and all(math.isfinite(v) for v in losses)

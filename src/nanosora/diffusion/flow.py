@@ -53,9 +53,38 @@ def sample_timesteps(
 
 
 def add_noise(x0: Tensor, noise: Tensor, timestep: Tensor) -> Tensor:
-    """x_s = (1 - s) x0 + s noise, with s (B,) broadcast over the other axes."""
-    s = timestep.view(-1, *([1] * (x0.dim() - 1))).to(x0.dtype)
+    """x_s = (1 - s) x0 + s noise; s is (B,), or (B, t) per frame of (B, c, t, h, w) latents."""
+    if timestep.dim() == 2:
+        s = timestep[:, None, :, None, None].to(x0.dtype)
+    else:
+        s = timestep.view(-1, *([1] * (x0.dim() - 1))).to(x0.dtype)
     return (1 - s) * x0 + s * noise
+
+
+def sample_condition_frames(
+    batch: int, frames: int, prob: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """(B,) number of leading latent frames given clean (frame masks, Open-Sora 1.1 style).
+
+    With probability ``prob`` a clip is conditioned: half of those on the first frame only
+    (image-to-video), the rest on 2 .. frames-1 frames (extension); otherwise 0 (text only).
+    """
+    u = torch.rand(batch, generator=generator)
+    if frames < 2:  # a single frame given clean would leave nothing to generate
+        return torch.zeros(batch, dtype=torch.long)
+    if frames >= 3:
+        longer = torch.randint(2, frames, (batch,), generator=generator)
+    else:
+        longer = torch.ones(batch, dtype=torch.long)
+    k = torch.where(u < prob / 2, torch.ones_like(longer), longer)
+    return torch.where(u < prob, k, torch.zeros_like(k))
+
+
+def frame_timesteps(timestep: Tensor, cond_frames: Tensor, frames: int) -> Tensor:
+    """(B,) noise levels and (B,) clean-prefix lengths -> (B, frames) per-frame levels (0 on the
+    given frames)."""
+    given = torch.arange(frames, device=timestep.device)[None] < cond_frames[:, None]
+    return torch.where(given, torch.zeros_like(timestep)[:, None], timestep[:, None])
 
 
 def velocity_target(x0: Tensor, noise: Tensor) -> Tensor:

@@ -5,7 +5,9 @@ Shape notation (README): B batch, c t h w latents, N tokens, D width, L text tok
 The model, in order:
 1. patchify: (B, c, t, h, w) -> (B, N, D) with N = t/pt * h/ph * w/ph (a linear map per patch);
 2. conditioning vector: sinusoidal timestep embedding -> MLP, plus the masked mean of the text
-   features -> MLP (a cheap global text signal, like SD3's pooled vector);
+   features -> MLP (a cheap global text signal, like SD3's pooled vector); one per clip, or one
+   per latent frame when frames carry their own noise level (clean frames given for
+   image-to-video and extension have level 0);
 3. ``depth`` blocks, each: adaLN-modulated self-attention over all tokens (full 3D) or over space
    then time (factorised), cross-attention to the text tokens, adaLN-modulated MLP. Gates start at
    zero (adaLN-Zero, DiT, Peebles & Xie 2023), so every block starts as the identity;
@@ -70,9 +72,23 @@ def apply_rope(x: Tensor, angles: Tensor) -> Tensor:
     return out.flatten(-2).type_as(x)
 
 
+def per_frame(x: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """View (B, N, D) tokens as (B, F, N/F, D) to match (B, F, D) conditioning (F = 1 or one
+    entry per token frame; tokens are frame-major), and give c a broadcast axis."""
+    b, n, d = x.shape
+    return x.view(b, c.shape[1], n // c.shape[1], d), c[:, :, None]
+
+
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    """adaLN: (B, N, D) normalised tokens, (B, D) shift/scale from the conditioning vector."""
-    return x * (1 + scale[:, None]) + shift[:, None]
+    """adaLN: (B, N, D) normalised tokens, (B, F, D) shift/scale from the conditioning."""
+    xf, shift = per_frame(x, shift)
+    return (xf * (1 + scale[:, :, None]) + shift).view_as(x)
+
+
+def gated(x: Tensor, gate: Tensor) -> Tensor:
+    """(B, N, D) block output times its (B, F, D) adaLN-Zero gate."""
+    xf, gate = per_frame(x, gate)
+    return (xf * gate).view_as(x)
 
 
 class SelfAttention(nn.Module):
@@ -163,11 +179,11 @@ class DiTBlock(nn.Module):
         angles: Tensor,
         grid: tuple[int, int, int],
     ) -> Tensor:
-        """(B, N, D) tokens, (B, D) conditioning -> (B, N, D)."""
+        """(B, N, D) tokens, (B, F, D) conditioning (F = 1 or per token frame) -> (B, N, D)."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)
-        x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1), angles, grid)
+        x = x + gated(self.attn(modulate(self.norm1(x), shift1, scale1), angles, grid), gate1)
         x = x + self.cross(self.norm2(x), text, mask)
-        return x + gate2[:, None] * self.mlp(modulate(self.norm3(x), shift2, scale2))
+        return x + gated(self.mlp(modulate(self.norm3(x), shift2, scale2)), gate2)
 
 
 class VideoDiT(nn.Module):
@@ -224,14 +240,28 @@ class VideoDiT(nn.Module):
         )
 
     def forward(self, z: Tensor, timestep: Tensor, text: Tensor, mask: Tensor) -> Tensor:
-        """(B, c, t, h, w) noisy latents, (B,) timesteps in [0, 1], (B, L, E) text, (B, L) mask
-        -> (B, c, t, h, w) predicted velocity."""
+        """(B, c, t, h, w) noisy latents, timesteps in [0, 1], (B, L, E) text, (B, L) mask
+        -> (B, c, t, h, w) predicted velocity.
+
+        ``timestep`` is (B,) (one noise level per clip) or (B, t) (one per latent frame): frames
+        given clean for image-to-video or extension carry 0 there (Open-Sora 1.1's frame masks).
+        With ``patch_t > 1`` the frames of a temporal patch must share their timestep.
+        """
         grid = self.grid(*z.shape[2:])
         angles = rope_3d(*grid, self.cfg.dim // self.cfg.heads, device=z.device)
         x = self.patch_embed(self.patchify(z))  # (B, N, D)
         m = mask.to(text.dtype)[..., None]
         pooled = (text * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, E)
-        c = self.time_mlp(timestep_embedding(timestep, 256).to(x.dtype)) + self.text_pool(pooled)
+        if timestep.dim() == 1:
+            timestep = timestep[:, None]  # (B, 1): one level for every frame
+        elif timestep.shape[1] != z.shape[2]:
+            raise ValueError(
+                f"per-frame timesteps {tuple(timestep.shape)} do not match {z.shape[2]} frames"
+            )
+        else:
+            timestep = timestep[:, :: self.cfg.patch_t]  # one per token frame
+        temb = timestep_embedding(timestep.flatten(), 256).to(x.dtype)
+        c = self.time_mlp(temb).unflatten(0, timestep.shape) + self.text_pool(pooled)[:, None]
         for block in self.blocks:
             x = block(x, c, text, mask, angles, grid)
         shift, scale = self.ada_out(c).chunk(2, dim=-1)

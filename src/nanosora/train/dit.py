@@ -22,7 +22,13 @@ from tqdm import tqdm
 
 from nanosora.config import DiTTrainConfig, PipelineConfig
 from nanosora.data.cache import LatentCache
-from nanosora.diffusion.flow import add_noise, sample_timesteps, velocity_target
+from nanosora.diffusion.flow import (
+    add_noise,
+    frame_timesteps,
+    sample_condition_frames,
+    sample_timesteps,
+    velocity_target,
+)
 from nanosora.models.dit import VideoDiT
 from nanosora.train.checkpoint import EMA, RunDir, load_weights, plot_metrics
 from nanosora.train.loop import (
@@ -45,11 +51,23 @@ def flow_loss(
 ) -> torch.Tensor:
     """Rectified-flow velocity MSE for one batch (steps 2-4 of the module docstring)."""
     f = cfg.flow
+    if f.image_prob > 0 and torch.rand(1, generator=generator).item() < f.image_prob:
+        x0 = x0[:, :, :1]  # the causal VAE's first latent frame is the first image's latent
     s = sample_timesteps(len(x0), f.logit_mean, f.logit_std, f.train_shift, generator=generator)
     noise = torch.randn(x0.shape, generator=generator)
+    if f.cond_prob <= 0:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
+            pred = dit(add_noise(x0, noise, s), s, text, mask)
+        return (pred.float() - velocity_target(x0, noise)).pow(2).mean()
+    # Frame masks: leading frames given clean (level 0) and left out of the loss.
+    frames = x0.shape[2]
+    k = sample_condition_frames(len(x0), frames, f.cond_prob, generator)
+    s_frames = frame_timesteps(s, k, frames)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
-        pred = dit(add_noise(x0, noise, s), s, text, mask)
-    return (pred.float() - velocity_target(x0, noise)).pow(2).mean()
+        pred = dit(add_noise(x0, noise, s_frames), s_frames, text, mask)
+    err = (pred.float() - velocity_target(x0, noise)).pow(2).mean(dim=(1, 3, 4))  # (B, t)
+    noised = (torch.arange(frames)[None] >= k[:, None]).float()
+    return (err * noised).sum() / noised.sum().clamp_min(1.0)
 
 
 def build_pipeline(dit: VideoDiT, cfg: DiTTrainConfig, cache: LatentCache):
