@@ -139,3 +139,17 @@ def test_eval_cli_train_encoder_videos_and_compare(vae_run, tmp_path):
     assert r.exit_code == 2 and "--compare" in r.output
     r = runner.invoke(app, ["eval", "--videos", str(manifest), "--encoder", str(tmp_path)])
     assert r.exit_code == 2 and "--train-encoder" in r.output
+
+
+def test_eval_model_adds_temporal_and_fsd(tmp_path):
+    from nanosora.evaluate.features import EncoderConfig, train_encoder
+    from nanosora.evaluate.run import eval_model
+
+    enc = train_encoder(tmp_path / "enc", EncoderConfig(width=4, feature_dim=8, steps=2))
+    eval_model(None, tmp_path / "out", seeds=1, steps=2, encoder=enc)
+    report = json.loads((tmp_path / "out/report.json").read_text())
+    m = report["metrics"]
+    assert set(m["temporal"]) == {"flicker", "motion_smoothness", "object_persistence"}
+    assert np.isfinite(m["fsd"]) and m["fsd"] > 0 and np.isfinite(m["fsd_floor"])
+    samples = report["tables"]["samples"]
+    assert len(samples) == 32 and all(0 <= s["object_persistence"] <= 1 for s in samples)

@@ -209,7 +209,7 @@ def evaluate(
     train_encoder: Annotated[
         bool, typer.Option("--train-encoder", help="train the shapes encoder into OUT")
     ] = False,
-    encoder_steps: Annotated[int, typer.Option(help="steps for --train-encoder")] = 300,
+    encoder_steps: Annotated[int, typer.Option(help="steps for --train-encoder")] = 1000,
     max_clips: Annotated[int | None, typer.Option(help="evaluate at most this many clips")] = None,
     seeds: Annotated[int, typer.Option(help="seeds per eval prompt")] = 4,
     steps: Annotated[int, typer.Option(help="Euler steps")] = 25,

@@ -41,7 +41,7 @@ class EncoderConfig:
 
     width: int = 16  # channels of the first conv; doubled at each of the two later stages
     feature_dim: int = 64  # size of the feature vector the Fréchet distance is computed on
-    steps: int = 300  # optimiser steps
+    steps: int = 1000  # optimiser steps
     batch_size: int = 24  # clips per step, rendered fresh each step
     lr: float = 3e-3  # AdamW learning rate (cosine decay to 0)
     seed: int = 0  # seeds the clips, the augmentations and the initial weights
@@ -54,16 +54,16 @@ class EncoderConfig:
 class ShapesVideoEncoder(nn.Module):
     """(B, 3, T, H, W) in [-1, 1] -> (B, feature_dim) features; heads read colour, shape, direction.
 
-    Frames are resized to 32x32 (objects stay 7-10 px: enough to tell the shapes apart, 4x fewer
-    FLOPs than 64x64), then three 3x3x3 convolutions (the last two stride 2 in time and space)
-    and a global average pool; any frame count >= 1 works.
+    Frames are resized to 64x64 (the shapes world's size), then three 3x3x3 convolutions (the
+    first stride 2 in space only, the next two stride 2 in time and space) and a global average
+    pool; any frame count >= 1 works.
     """
 
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
         w = cfg.width
         self.convs = nn.Sequential(
-            nn.Conv3d(3, w, 3, padding=1),
+            nn.Conv3d(3, w, 3, stride=(1, 2, 2), padding=1),
             nn.ReLU(),
             nn.Conv3d(w, 2 * w, 3, stride=2, padding=1),
             nn.ReLU(),
@@ -81,7 +81,7 @@ class ShapesVideoEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, 3, T, H, W) -> (B, feature_dim)."""
-        x = F.interpolate(x, size=(x.shape[2], 32, 32), mode="trilinear", align_corners=False)
+        x = F.interpolate(x, size=(x.shape[2], 64, 64), mode="trilinear", align_corners=False)
         return self.proj(self.convs(x).mean(dim=(2, 3, 4)))  # (B, 4w, t, h, w) -> (B, 4w) -> (B, D)
 
     def classify(self, x: Tensor) -> dict[str, Tensor]:
