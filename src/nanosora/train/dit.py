@@ -31,8 +31,22 @@ from nanosora.diffusion.flow import (
 )
 from nanosora.models.dit import VideoDiT
 from nanosora.train.checkpoint import EMA, RunDir, load_weights, plot_metrics
+from nanosora.train.distributed import (
+    Dist,
+    finish,
+    full_tensor,
+    init_distributed,
+    log,
+    mean_across,
+    micro_batches,
+    no_sync,
+    open_run,
+    wrap_model,
+)
 from nanosora.train.loop import (
+    accumulate,
     batch_indices,
+    build_adamw,
     check_finite,
     optimizer_step,
     set_lr,
@@ -48,22 +62,29 @@ def flow_loss(
     mask: torch.Tensor,
     cfg: DiTTrainConfig,
     generator: torch.Generator,
+    rows: slice = slice(None),
 ) -> torch.Tensor:
-    """Rectified-flow velocity MSE for one batch (steps 2-4 of the module docstring)."""
+    """Rectified-flow velocity MSE for one batch (steps 2-4 of the module docstring).
+
+    Only ``rows`` of the batch are computed (this rank's or micro-batch's share), on the model's
+    device; the noise is drawn for the whole batch first, so the shares add up to one process.
+    """
     f = cfg.flow
     if f.image_prob > 0 and torch.rand(1, generator=generator).item() < f.image_prob:
         x0 = x0[:, :, :1]  # the causal VAE's first latent frame is the first image's latent
     s = sample_timesteps(len(x0), f.logit_mean, f.logit_std, f.train_shift, generator=generator)
     noise = torch.randn(x0.shape, generator=generator)
+    device = next(dit.parameters()).device
+    x0, noise, s, text, mask = (a[rows].to(device) for a in (x0, noise, s, text, mask))
     if f.cond_prob <= 0:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16):
             pred = dit(add_noise(x0, noise, s), s, text, mask)
         return (pred.float() - velocity_target(x0, noise)).pow(2).mean()
     # Frame masks: leading frames given clean (level 0) and left out of the loss.
     frames = x0.shape[2]
     k = sample_condition_frames(len(x0), frames, f.cond_prob, generator)
     s_frames = frame_timesteps(s, k, frames)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16):
         pred = dit(add_noise(x0, noise, s_frames), s_frames, text, mask)
     err = (pred.float() - velocity_target(x0, noise)).pow(2).mean(dim=(1, 3, 4))  # (B, t)
     noised = (torch.arange(frames)[None] >= k[:, None]).float()
@@ -128,7 +149,8 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     """Train the DiT from ``cfg.cache``; returns the run directory (with ``pipeline/`` inside)."""
     # 1. Run directory, data.
     setup_threads(cfg.train.threads)
-    run = RunDir(cfg.train.out_dir)
+    d = init_distributed(cfg.train)
+    run = open_run(cfg.train.out_dir, d)
     run.start(cfg, resume)
     if not cfg.cache:
         raise ValueError("cache is empty: build one with `nanosora cache` and pass cache=DIR")
@@ -144,21 +166,25 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     dit = VideoDiT(cfg.dit)
     if cfg.init_from and not (resume and run.exists()):
         init_weights_from(dit, cfg.init_from)
-    o = cfg.optim
-    opt = torch.optim.AdamW(dit.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    model = wrap_model(dit.to(d.device), d, cfg.train)  # DDP/FSDP/checkpointing, from outside
+    opt = build_adamw(dit.parameters(), cfg.optim)
     ema = EMA(dit, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     state = {"step": 0, "elapsed": 0.0}
     if resume and run.exists():
         state = run.load(dit, ema, opt)
         run.truncate_metrics(state["step"])
-    print(
-        f"DiT {dit.num_params() / 1e6:.2f}M params, {len(cache)} cached clips, latents {cache.latent_shape}"
+    log(
+        d,
+        f"DiT {dit.num_params() / 1e6:.2f}M params, {len(cache)} cached clips, latents {cache.latent_shape}",
     )
     # 3. Loop.
-    train_loop(dit, opt, ema, cache, cfg, run, state)
-    # 4. Export the EMA weights as a pipeline, samples and plots.
+    train_loop(dit, opt, ema, cache, cfg, run, state, model, d)
+    # 4. Export the EMA weights (as saved, gathered) as a pipeline, samples and plots (rank 0).
+    finish(d)
+    if not d.is_main:
+        return run.path
     final = VideoDiT(cfg.dit)
-    final.load_state_dict(ema.state_dict() if ema else dit.state_dict())
+    final.load_state_dict(load_weights(run.path))
     final.eval()
     build_pipeline(final, cfg, cache).save(run.path / "pipeline")
     write_samples(final, cfg, cache, run.path / "samples" / "final.gif")
@@ -174,15 +200,23 @@ def train_loop(
     cfg: DiTTrainConfig,
     run: RunDir,
     state: dict,
+    model: torch.nn.Module | None = None,
+    d: Dist = Dist(),
 ) -> None:
-    """Optimise until train.steps or train.minutes; checkpoints and sample GIFs along the way."""
+    """Optimise until train.steps or train.minutes; checkpoints and sample GIFs along the way.
+
+    ``model`` is ``dit`` wrapped for data parallelism (train/distributed.py); every rank runs
+    this loop on its rows of each global batch, rank 0 logs.
+    """
     t, o = cfg.train, cfg.optim
+    model = model or dit
+    parts = micro_batches(t.batch_size, d, t.grad_accum)  # this rank's rows of each batch
     start_time, start_elapsed = time.time(), state["elapsed"]
-    bar = tqdm(total=t.steps, initial=state["step"], desc="dit", unit="step")
+    bar = tqdm(total=t.steps, initial=state["step"], desc="dit", unit="step", disable=not d.is_main)
     losses: list[float] = []
     dit.train()
     # Compiling costs ~35 s on this CPU; worth it only for long runs, so it is a flag.
-    forward = torch.compile(dit) if t.compile else dit
+    forward = torch.compile(model) if t.compile else model
     while state["step"] < t.steps:
         step = state["step"]
         if t.minutes and start_elapsed + time.time() - start_time > 60 * t.minutes:
@@ -192,10 +226,17 @@ def train_loop(
         x0, text, mask = cache.batch(
             batch_indices(len(cache), t.batch_size, step, t.seed), gen, cfg.flow.text_dropout
         )
-        loss = flow_loss(forward, x0, text, mask, cfg, gen)
+        drawn = gen.get_state()  # each micro-batch redraws the same whole-batch noise
+        last, value = accumulate(  # (runs the lambda now, in this iteration)
+            lambda rows: flow_loss(forward, x0, text, mask, cfg, gen.set_state(drawn), rows),  # noqa: B023
+            parts,
+            opt,
+            lambda: no_sync(model, d),
+        )
+        loss = torch.tensor(mean_across(value, d))  # the global batch's loss, on every rank
         state["elapsed"] = start_elapsed + time.time() - start_time
         check_finite(loss, "DiT", run, dit, ema, opt, state)
-        gnorm = optimizer_step(loss, dit, opt, ema, o.grad_clip, step)
+        gnorm = optimizer_step(last, dit, opt, ema, o.grad_clip, step, accumulated=True)
         state["step"] = step + 1
         state["elapsed"] = start_elapsed + time.time() - start_time
         losses.append(loss.item())
@@ -214,12 +255,18 @@ def train_loop(
             losses.clear()
         if state["step"] % t.ckpt_every == 0:
             run.save(dit, ema, opt, state)
-            plot_metrics(run, ("loss", "grad_norm"))
+            if d.is_main:
+                plot_metrics(run, ("loss", "grad_norm"))
         if t.sample_every and state["step"] % t.sample_every == 0 and ema is not None:
-            sampler = VideoDiT(cfg.dit)
-            sampler.load_state_dict(ema.state_dict())
-            write_samples(
-                sampler.eval(), cfg, cache, run.path / "samples" / f"step{state['step']:06d}.gif"
-            )
+            weights = {k: full_tensor(v) for k, v in ema.state_dict().items()}  # FSDP: gathered
+            if d.is_main:
+                sampler = VideoDiT(cfg.dit)
+                sampler.load_state_dict(weights)
+                write_samples(
+                    sampler.eval(),
+                    cfg,
+                    cache,
+                    run.path / "samples" / f"step{state['step']:06d}.gif",
+                )
     bar.close()
     run.save(dit, ema, opt, state)

@@ -1,0 +1,200 @@
+"""Data-parallel DiT training on CPU (gloo): real torchrun processes against one process.
+
+Each multi-process run is ``python -m torch.distributed.run --nproc_per_node=2 -m nanosora.cli
+train dit`` in a subprocess with a timeout (a hang fails the test instead of stalling the suite),
+and process groups get ``train.dist_timeout``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from nanosora.config import (
+    DiTConfig,
+    DiTTrainConfig,
+    VAEConfig,
+    VAETrainConfig,
+    apply_overrides,
+    save_config,
+)
+from nanosora.models.vae import VideoVAE
+from nanosora.train import dit as train_dit
+from nanosora.train.distributed import Dist, init_distributed, micro_batches
+
+TINY_VAE = VAEConfig(base_channels=8, channel_mult=(1, 2, 2), latent_channels=4)
+TINY_DIT = DiTConfig(in_channels=4, dim=32, depth=2, heads=2)
+CLIPS, LATENT, TEXT_LEN = 24, (4, 3, 4, 4), 6
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> tuple[Path, Path]:
+    """A random tiny VAE run and a latent cache written directly (no encoding needed)."""
+    root = tmp_path_factory.mktemp("dist")
+    vae_dir, cache = root / "vae", root / "cache"
+    vae_dir.mkdir()
+    cache.mkdir()
+    torch.manual_seed(0)
+    save_file(VideoVAE(TINY_VAE).state_dict(), str(vae_dir / "model.safetensors"))
+    save_config(VAETrainConfig(vae=TINY_VAE), vae_dir / "config.yaml")
+    mask = torch.zeros(CLIPS, TEXT_LEN, dtype=torch.uint8)
+    for i in range(CLIPS):
+        mask[i, : 2 + i % (TEXT_LEN - 1)] = 1
+    shard = {
+        "mean": torch.randn(CLIPS, *LATENT),
+        "logvar": torch.full((CLIPS, *LATENT), -4.0),
+        "text": (torch.randn(CLIPS, TEXT_LEN, 384) * mask[..., None]).half(),
+        "mask": mask,
+        "index": torch.arange(CLIPS),
+    }
+    save_file(shard, str(cache / "shard-00000.safetensors"))
+    meta = {
+        "manifest": str(root / "none.parquet"),
+        "vae": str(vae_dir),
+        "latent_mean": [0.0] * 4,
+        "latent_std": [1.0] * 4,
+        "text": {"kind": "minilm", "path": "", "max_length": 32},
+        "null_text": torch.randn(2, 384).tolist(),
+        "num_frames": 9,
+        "height": 32,
+        "width": 32,
+        "fps": 8.0,
+        "rows": CLIPS,
+        "shards": [{"file": "shard-00000.safetensors", "rows": CLIPS}],
+    }
+    (cache / "meta.json").write_text(json.dumps(meta))
+    return vae_dir, cache
+
+
+def config(setup, out: Path, steps: int = 20, **over) -> DiTTrainConfig:
+    vae_dir, cache = setup
+    items = {
+        "cache": cache,
+        "vae": vae_dir,
+        "train.out_dir": out,
+        "train.steps": steps,
+        "train.batch_size": 8,
+        "train.ckpt_every": 2,
+        "train.log_every": 1,
+        "train.sample_every": 0,
+        "train.threads": 1,
+        "train.bf16": False,  # exact float32 comparisons
+        "train.dist_timeout": 60,
+        "optim.warmup_steps": 2,
+        "optim.lr": 3e-3,
+        "flow.steps": 2,
+        "sample_prompts": "[a red circle moving left]",
+        **over,
+    }
+    return apply_overrides(DiTTrainConfig(dit=TINY_DIT), [f"{k}={v}" for k, v in items.items()])
+
+
+def torchrun(cfg: DiTTrainConfig, tmp: Path, nproc: int = 2, resume: bool = False):
+    """``torchrun --nproc_per_node=N -m nanosora.cli train dit`` as a subprocess, with a timeout."""
+    path = tmp / f"{Path(cfg.train.out_dir).name}.yaml"
+    save_config(cfg, path)
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]
+    cmd += ["--standalone", "-m", "nanosora.cli", "train", "dit", "--config", str(path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        cmd + (["--resume"] if resume else []), capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def losses(run: Path) -> list[float]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(x)["loss"] for x in lines if "loss" in json.loads(x)]
+
+
+def assert_close_trajectories(a: list[float], b: list[float], rel: float) -> None:
+    assert len(a) == len(b) and len(a) > 0
+    worst = max(abs(x - y) / abs(y) for x, y in zip(a, b))
+    assert worst < rel, f"worst relative difference {worst:.2e}: {a} vs {b}"
+
+
+def test_two_process_ddp_follows_one_process(setup, tmp_path) -> None:
+    one = train_dit.main(config(setup, tmp_path / "one"))
+    proc = torchrun(config(setup, tmp_path / "ddp", **{"train.parallel": "ddp"}), tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ddp on cpu, 2 process(es)" in proc.stdout  # both ranks really ran
+    assert proc.stdout.count("process(es)") == 2
+    ddp = tmp_path / "ddp"
+    assert len(losses(one)) == 20
+    assert_close_trajectories(losses(ddp), losses(one), rel=1e-5)
+    # The loss moved (the comparison is not between two flat lines) ...
+    assert abs(losses(one)[-1] - losses(one)[0]) > 1e-3
+    # ... and the exported pipeline exists once (rank 0).
+    assert (ddp / "pipeline/pipeline.yaml").is_file() and (ddp / "checkpoint").is_dir()
+
+
+def test_grad_accumulation_and_activation_checkpointing_keep_the_trajectory(setup, tmp_path):
+    one = train_dit.main(config(setup, tmp_path / "one", steps=8))
+    over = {"train.grad_accum": 4, "train.activation_checkpointing": True}
+    accum = train_dit.main(config(setup, tmp_path / "accum", steps=8, **over))
+    assert_close_trajectories(losses(accum), losses(one), rel=1e-5)
+
+
+def test_fsdp_checkpoint_resumes_in_one_process(setup, tmp_path) -> None:
+    # 1. Two FSDP processes train 4 steps and save a sharded checkpoint.
+    # A constant lr after warmup: the schedule must not depend on train.steps, which grows.
+    flat = {"optim.min_lr_ratio": 1.0}
+    fsdp_cfg = config(setup, tmp_path / "run", steps=4, **flat, **{"train.parallel": "fsdp"})
+    proc = torchrun(fsdp_cfg, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "run"
+    assert torch.load(run / "state.pt", weights_only=False)["step"] == 4
+    assert len(list((run / "checkpoint").glob("*.distcp"))) == 2  # one shard file per rank
+    # 2. One plain process resumes to step 6 ...
+    resumed = train_dit.main(config(setup, run, steps=6, **flat), resume=True)
+    # 3. ... on the trajectory of one process that ran all 6 steps (optimizer state included).
+    straight = train_dit.main(config(setup, tmp_path / "straight", steps=6, **flat))
+    assert [
+        json.loads(x)["step"] for x in (resumed / "metrics.jsonl").read_text().splitlines()
+    ] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+    ]
+    assert_close_trajectories(losses(resumed), losses(straight), rel=1e-4)
+    a, b = load_file(str(resumed / "ema.safetensors")), load_file(str(straight / "ema.safetensors"))
+    for k in b:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-5, msg=k)
+    # 4. A checkpoint of another model is refused, naming the difference.
+    other = config(setup, run, steps=8, **{"dit.dim": 64})
+    with pytest.raises(ValueError, match="different model.*other shapes"):
+        train_dit.main(other, resume=True)
+
+
+def test_world_size_not_dividing_the_batch_fails_fast(setup, tmp_path) -> None:
+    cfg = config(
+        setup, tmp_path / "odd", steps=2, **{"train.parallel": "ddp", "train.batch_size": 5}
+    )
+    proc = torchrun(cfg, tmp_path)
+    assert proc.returncode != 0
+    assert "cannot be split evenly over 2 process(es)" in proc.stderr
+
+
+def test_micro_batches_cover_the_batch_once() -> None:
+    rows = [
+        r
+        for rank in range(2)
+        for part in micro_batches(12, Dist(rank=rank, world_size=2, parallel="ddp"), 3)
+        for r in range(12)[part]
+    ]
+    assert rows == list(range(12))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        micro_batches(6, Dist(rank=0, world_size=2, parallel="ddp"), 2)
+
+
+def test_several_processes_without_parallel_is_an_error(monkeypatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="train.parallel=ddp or fsdp"):
+        init_distributed(DiTTrainConfig().train)
