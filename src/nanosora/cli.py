@@ -88,13 +88,21 @@ def shapes(
         str, typer.Option(help="train (no held-out compositions), heldout or all")
     ] = "train",
     workers: Annotated[int, typer.Option(help="processes")] = 2,
+    shapes: Annotated[
+        str | None,
+        typer.Option(help="only these shapes, comma-separated, e.g. 'star' (a new concept)"),
+    ] = None,
 ) -> None:
     """Write a shapes-world dataset: mp4 clips + manifest.parquet."""
     from nanosora.shapes.world import generate_dataset
 
     if split not in ("train", "heldout", "all"):
         _fail(ValueError(f"--split must be train, heldout or all, not {split!r}"))
-    path = generate_dataset(out, num, seed=seed, split=split, workers=workers)  # type: ignore[arg-type]
+    only = tuple(s.strip() for s in shapes.split(",") if s.strip()) if shapes else None
+    try:
+        path = generate_dataset(out, num, seed=seed, split=split, workers=workers, shapes=only)  # type: ignore[arg-type]
+    except USER_ERRORS as e:
+        _fail(e)
     typer.echo(f"wrote {num} clips to {path / 'manifest.parquet'}")
 
 

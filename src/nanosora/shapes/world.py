@@ -38,6 +38,10 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "white": (235, 235, 235),
 }
 SHAPES = ("circle", "square", "triangle")
+# Shapes outside the base world: never in `nanosora shapes` data unless asked for, so a model
+# trained on SHAPES has never seen them (the fine-tuning demo teaches one; issue 5).
+NEW_SHAPES = ("star",)
+STAR_INNER = 0.5  # inner/outer radius of the five-pointed star (fat enough to survive 8x8 VAEs)
 DIRECTIONS = ("left", "right", "up", "down")
 # Unit velocity per direction in image coordinates (x right, y down: "up" is -y).
 VELOCITY: dict[str, tuple[int, int]] = {
@@ -91,8 +95,17 @@ class ClipSpec:
         return "heldout" if (self.color, self.shape, self.direction) in HELD_OUT else "train"
 
 
-def compositions(split: Split) -> list[tuple[str, str, str]]:
-    """The (color, shape, direction) triples of a split, in a fixed order (96 = 88 + 8)."""
+def compositions(split: Split, shapes: tuple[str, ...] | None = None) -> list[tuple[str, str, str]]:
+    """The (color, shape, direction) triples of a split, in a fixed order (96 = 88 + 8).
+
+    ``shapes`` (e.g. ``NEW_SHAPES``) replaces the base shapes: every colour and direction of
+    those shapes, none held out (a concept dataset for fine-tuning).
+    """
+    if shapes is not None:
+        unknown = [s for s in shapes if s not in SHAPES + NEW_SHAPES]
+        if unknown or not shapes:
+            raise ValueError(f"unknown shapes {unknown}; expected some of {SHAPES + NEW_SHAPES}")
+        return [(c, s, d) for c in COLORS for s in shapes for d in DIRECTIONS]
     match split:
         case "train":
             return [c for c in ALL_COMPOSITIONS if c not in HELD_OUT]
@@ -103,13 +116,15 @@ def compositions(split: Split) -> list[tuple[str, str, str]]:
     raise ValueError(f"unknown split {split!r}; expected 'train', 'heldout' or 'all'")
 
 
-def sample_spec(rng: np.random.Generator, split: Split = "train") -> ClipSpec:
+def sample_spec(
+    rng: np.random.Generator, split: Split = "train", shapes: tuple[str, ...] | None = None
+) -> ClipSpec:
     """Draw one clip: a composition of `split`, size, speed, and a start keeping it inside.
 
     The start is drawn from the interval that keeps the whole bounding box inside the canvas at
     both ends of the path (hence in every frame, the path being a straight line).
     """
-    options = compositions(split)
+    options = compositions(split, shapes)
     color, shape, direction = options[rng.integers(len(options))]
     size_px = int(rng.integers(MIN_SIDE, MAX_SIDE + 1))
     speed = float(rng.uniform(MIN_SPEED, MAX_SPEED))
@@ -150,7 +165,26 @@ def shape_mask(shape: str, x: float, y: float, side: float, size: int = SIZE) ->
             # from 0 at y to side/2 at y + side.
             half_width = (cy - y) / 2
             return inside_y & (np.abs(cx - (x + side / 2)) <= half_width)
-    raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+        case "star":
+            # Five points, one straight up, outer radius side/2 around the box centre.
+            angles = -np.pi / 2 + np.arange(10) * np.pi / 5
+            radii = np.where(np.arange(10) % 2 == 0, side / 2, STAR_INNER * side / 2)
+            vx = x + side / 2 + radii * np.cos(angles)
+            vy = y + side / 2 + radii * np.sin(angles)
+            return _inside_polygon(cx, cy, vx, vy)
+    raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES + NEW_SHAPES}")
+
+
+def _inside_polygon(px: np.ndarray, py: np.ndarray, vx: np.ndarray, vy: np.ndarray) -> np.ndarray:
+    """Even-odd rule: which points (px, py) lie inside the closed polygon (vx, vy)."""
+    inside = np.zeros(px.shape, bool)
+    for i in range(len(vx)):
+        x1, y1, x2, y2 = vx[i - 1], vy[i - 1], vx[i], vy[i]
+        crosses = (y1 > py) != (y2 > py)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
+        inside ^= crosses & (px < at)
+    return inside
 
 
 def render(spec: ClipSpec) -> np.ndarray:
@@ -214,17 +248,19 @@ def generate_dataset(
     crf: int = 12,
     workers: int = 1,
     progress: bool = True,
+    shapes: tuple[str, ...] | None = None,
 ) -> Path:
     """Write `num` clips to `out_dir/clips/NNNNNN.mp4` and `out_dir/manifest.parquet`.
 
     Deterministic in `seed` (clip i uses `clip_rng(seed, i)`), so any worker count gives the same
-    dataset, and resumable: valid clips already on disk are kept. Returns `out_dir`.
+    dataset, and resumable: valid clips already on disk are kept. `shapes` draws only those
+    shapes (e.g. the new concept "star"). Returns `out_dir`.
     """
     if num < 0:
         raise ValueError(f"num must be >= 0, got {num}")
     out = Path(out_dir)
     (out / "clips").mkdir(parents=True, exist_ok=True)
-    specs = [sample_spec(clip_rng(seed, i), split) for i in range(num)]
+    specs = [sample_spec(clip_rng(seed, i), split, shapes) for i in range(num)]
     jobs = [(s, str(out / f"clips/{i:06d}.mp4"), crf) for i, s in enumerate(specs)]
     bar = tqdm(total=num, desc="shapes clips", unit="clip", disable=not progress)
     if workers <= 1:
