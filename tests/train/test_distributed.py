@@ -173,6 +173,27 @@ def test_fsdp_checkpoint_resumes_in_one_process(setup, tmp_path) -> None:
         train_dit.main(other, resume=True)
 
 
+def test_what_accelerate_launch_really_starts(setup, tmp_path) -> None:
+    """``--cpu --num_processes 2`` starts one process (said in the log); the shipped config two."""
+    cfg = config(setup, tmp_path / "acc", steps=2, **{"train.parallel": "ddp"})
+    save_config(cfg, tmp_path / "acc.yaml")
+    shipped = Path(__file__).parents[2] / "configs/accelerate/multi_gpu.yaml"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = {}
+    for name, flags in {
+        "cpu": ["--cpu", "--num_processes", "2", "--num_machines", "1"],
+        "config": ["--config_file", str(shipped), "--num_processes", "2"],
+    }.items():
+        over = [f"train.out_dir={tmp_path / name}"]
+        cmd = ["accelerate", "launch", *flags, "--mixed_precision", "no", "--dynamo_backend", "no"]
+        cmd += ["-m", "nanosora.cli", "train", "dit", "--config", str(tmp_path / "acc.yaml"), *over]
+        runs[name] = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        assert runs[name].returncode == 0, runs[name].stderr[-3000:]
+    assert "(accelerate --cpu ignores --num_processes): training in ONE" in runs["cpu"].stdout
+    assert "ddp on cpu, 1 process(es)" in runs["cpu"].stdout
+    assert runs["config"].stdout.count("ddp on cpu, 2 process(es)") == 2
+
+
 def test_world_size_not_dividing_the_batch_fails_fast(setup, tmp_path) -> None:
     cfg = config(
         setup, tmp_path / "odd", steps=2, **{"train.parallel": "ddp", "train.batch_size": 5}

@@ -88,7 +88,21 @@ def init_distributed(t: TrainConfig) -> Dist:
                 "each would train its own copy; set train.parallel=ddp or fsdp"
             )
         return Dist()
-    if "MASTER_ADDR" not in os.environ:  # started without a launcher: a group of one
+    if "WORLD_SIZE" not in os.environ:
+        # `accelerate launch --cpu --num_processes N` starts ONE process without torchrun's
+        # variables (seen with accelerate 1.x): say so instead of silently training alone.
+        hint = (
+            " (accelerate --cpu ignores --num_processes)"
+            if "ACCELERATE_USE_CPU" in os.environ
+            else ""
+        )
+        print(
+            f"train.parallel={t.parallel} but no launcher set WORLD_SIZE{hint}: training in ONE "
+            "process; start N with torchrun --nproc_per_node=N or "
+            "accelerate launch --config_file configs/accelerate/multi_gpu.yaml",
+            flush=True,
+        )
+    if "RANK" not in os.environ:  # started without a launcher: a group of one
         os.environ.update(
             MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), RANK="0", WORLD_SIZE="1"
         )
