@@ -284,6 +284,14 @@ class VAETrainConfig:
         "DiT trained on the old latents stays valid",
     )
 
+    def __post_init__(self) -> None:
+        t = self.train
+        if t.parallel != "none" or t.grad_accum != 1 or t.activation_checkpointing:
+            raise ConfigError(
+                "the VAE loop runs in one process without accumulation or checkpointing: "
+                "train.parallel, train.grad_accum and train.activation_checkpointing are DiT-only"
+            )
+
 
 @dataclass(frozen=True)
 class DiTTrainConfig:

@@ -219,3 +219,19 @@ def test_several_processes_without_parallel_is_an_error(monkeypatch) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="train.parallel=ddp or fsdp"):
         init_distributed(DiTTrainConfig().train)
+
+
+def test_gpu_recipes_load_and_match_the_presets() -> None:
+    from nanosora.config import DIT_PRESETS, VAE_PRESETS, ConfigError, load_config
+
+    root = Path(__file__).parents[2] / "configs"
+    assert load_config(VAETrainConfig, root / "gpu_vae.yaml").vae == VAE_PRESETS["video-4x8x8"]
+    for name in ("base", "large"):
+        cfg = load_config(DiTTrainConfig, root / f"gpu_dit_{name}.yaml")
+        assert cfg.dit == DIT_PRESETS[name]
+        assert cfg.dit.in_channels == VAE_PRESETS["video-4x8x8"].latent_channels
+        micro_batches(
+            cfg.train.batch_size, Dist(world_size=8, parallel="ddp"), cfg.train.grad_accum
+        )
+    with pytest.raises(ConfigError, match="DiT-only"):  # the VAE loop is single-process
+        load_config(VAETrainConfig, root / "gpu_vae.yaml", ["train.parallel=ddp"])
