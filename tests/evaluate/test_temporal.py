@@ -59,3 +59,10 @@ def test_rejects_bad_input(clip):
         motion_smoothness(clip[:2])
     with pytest.raises(ValueError, match="uint8"):
         flicker(clip.astype(np.float32))
+
+
+def test_short_clips_give_nan_not_an_error(clip):
+    m = temporal_metrics(clip[:2])
+    assert np.isnan(m["motion_smoothness"]) and m["flicker"] < 1e-3
+    assert m["object_persistence"] == 1.0
+    assert np.isnan(temporal_metrics(clip[:1])["flicker"])

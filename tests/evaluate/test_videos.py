@@ -62,6 +62,9 @@ def test_eval_videos_without_encoder_says_how(data, tmp_path):
     m = json.loads((tmp_path / "report.json").read_text())["metrics"]
     assert m["clips"] == 1 and m["skipped"] == 3
     assert "--train-encoder" in m["distribution_distance"] and "fsd" not in m
+    eval_videos(data[0], tmp_path, encoder=data[1], max_clips=4)  # one readable clip
+    m = json.loads((tmp_path / "report.json").read_text())["metrics"]
+    assert ">= 2 clips" in m["distribution_distance"] and m["clips"] == 1
 
 
 def test_reference_follows_the_prompts():

@@ -101,6 +101,8 @@ def _set_metrics(
 
 def _distance_metrics(m: dict) -> dict:
     """The Fréchet entries of a ``video_set_metrics`` result, or the notice that there are none."""
+    if "distribution_distance" in m:
+        return {"distribution_distance": m["distribution_distance"]}
     keys = [k for k in ("fvd", "fvd_floor", "fsd", "fsd_floor") if k in m]
     return {k: m[k] for k in keys} if keys else {"distribution_distance": FSD_NOTICE}
 

@@ -88,9 +88,11 @@ def object_persistence(frames: np.ndarray) -> float:
 
 
 def temporal_metrics(frames: np.ndarray) -> dict[str, float]:
-    """``{"flicker", "motion_smoothness", "object_persistence"}`` of one clip (see module doc)."""
+    """``{"flicker", "motion_smoothness", "object_persistence"}`` of one clip (see module doc);
+    NaN where the clip is too short for a metric (flicker needs 2 frames, smoothness 3)."""
+    T = frames.shape[0]
     return {
-        "flicker": flicker(frames),
-        "motion_smoothness": motion_smoothness(frames),
+        "flicker": flicker(frames) if T >= 2 else float("nan"),
+        "motion_smoothness": motion_smoothness(frames) if T >= 3 else float("nan"),
         "object_persistence": object_persistence(frames),
     }

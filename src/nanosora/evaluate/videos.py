@@ -102,6 +102,11 @@ def frechet_between(
     )
 
 
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if not np.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 def video_set_metrics(
     videos: list[np.ndarray],
     prompts: list[str],
@@ -129,7 +134,8 @@ def video_set_metrics(
         per_clip.append(row)
     out: dict = {
         "clips": len(videos),
-        "temporal": {k: float(np.mean([r[k] for r in per_clip])) for k in TEMPORAL},
+        # NaN marks a clip too short for a metric: average over the clips that have it.
+        "temporal": {k: _nanmean([r[k] for r in per_clip]) for k in TEMPORAL},
         "adherence": None,
         "per_clip": per_clip,
     }
@@ -142,7 +148,9 @@ def video_set_metrics(
             "joint": float(h.all(axis=1).mean()),
             "n": len(h),
         }
-    if net is not None and reference is not None:
+    if net is not None and reference is not None and len(videos) < 2:
+        out["distribution_distance"] = "not computed: a Fréchet distance needs >= 2 clips"
+    elif net is not None and reference is not None:
         name = "fvd" if i3d else "fsd"
         out[name] = frechet_between(net, videos, reference, i3d)
         if reference_floor is not None:
