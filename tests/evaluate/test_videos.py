@@ -94,3 +94,15 @@ def test_compare_reports_side_by_side(tmp_path):
         compare_reports(paths[:1], tmp_path / "cmp")
     with pytest.raises(FileNotFoundError, match="not found"):
         compare_reports([paths[0], tmp_path / "nope/report.json"], tmp_path / "cmp")
+
+
+def test_eval_videos_against_a_reference_manifest(data, tmp_path):
+    manifest, enc = data
+    reference = manifest.parent / "manifest.parquet"  # the same 6 clips: a distance near 0
+    eval_videos(manifest, tmp_path / "same", encoder=enc, reference=reference)
+    same = json.loads((tmp_path / "same/report.json").read_text())["metrics"]
+    assert "fsd_floor" not in same  # 6 reference clips: not enough for a second set of 6
+    assert abs(same["fsd"]) < 1e-9
+    eval_videos(manifest, tmp_path / "shapes", encoder=enc)
+    shapes = json.loads((tmp_path / "shapes/report.json").read_text())["metrics"]
+    assert shapes["fsd"] > 1e-6  # freshly rendered ground truth is a different sample
