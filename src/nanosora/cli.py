@@ -50,6 +50,9 @@ def generate(
     ] = None,
     video: Annotated[Path | None, typer.Option(help="clip to continue (with --extend)")] = None,
     extend: Annotated[int, typer.Option(help="frames to add after --video")] = 0,
+    lora: Annotated[
+        Path | None, typer.Option(help="LoRA adapter directory (a run's lora/) to apply")
+    ] = None,
 ) -> None:
     """Text to video: `nanosora generate "a red circle moving left" -o out.mp4`.
 
@@ -73,7 +76,17 @@ def generate(
         items = [prompt]
     try:
         gen.main(
-            items, out, model, seed, steps, cfg, num_frames, image=image, video=video, extend=extend
+            items,
+            out,
+            model,
+            seed,
+            steps,
+            cfg,
+            num_frames,
+            image=image,
+            video=video,
+            extend=extend,
+            lora=lora,
         )
     except USER_ERRORS as e:
         _fail(e)

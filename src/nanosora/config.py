@@ -294,6 +294,19 @@ class VAETrainConfig:
 
 
 @dataclass(frozen=True)
+class LoRAConfig:
+    """LoRA fine-tuning of the DiT through peft (train/lora.py)."""
+
+    rank: int = doc(0, "adapter rank; 0 = off (full fine-tuning or pretraining)")
+    alpha: float = doc(0.0, "adapter scale numerator (scale = alpha / rank); 0 = rank")
+    dropout: float = doc(0.0, "dropout on the adapter's input")
+    targets: tuple[str, ...] = doc(
+        ("qkv", "proj", "q", "kv", "mlp.0", "mlp.2", "text_pool.0", "text_pool.2"),
+        "linear layers to adapt, by name suffix (attention, cross-attention, MLP, pooled text)",
+    )
+
+
+@dataclass(frozen=True)
 class DiTTrainConfig:
     """`nanosora train dit`."""
 
@@ -305,6 +318,7 @@ class DiTTrainConfig:
     cache: str = doc("", "latent + text cache directory (from `nanosora cache`)")
     vae: str = doc("", "VAE run directory (to decode sample GIFs and build the pipeline)")
     init_from: str = doc("", "run or pipeline directory whose transformer weights start training")
+    lora: LoRAConfig = doc(LoRAConfig(), "LoRA adapters instead of full fine-tuning (rank > 0)")
     sample_prompts: tuple[str, ...] = doc(
         ("a red circle moving left", "a blue square moving up", "a green triangle moving right"),
         "prompts rendered into sample GIFs during training",

@@ -91,8 +91,9 @@ class Pipeline:
         self.vae, self.dit, self.text_encoder, self.cfg = vae.eval(), dit.eval(), text_encoder, cfg
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> Pipeline:
-        """Load a pipeline directory (default: the shipped shapes model)."""
+    def load(cls, path: str | Path | None = None, lora: str | Path | None = None) -> Pipeline:
+        """Load a pipeline directory (default: the shipped shapes model); ``lora``: a LoRA
+        adapter directory (``RUN/lora``) merged into the transformer."""
         d = Path(path) if path else SHIPPED_MODEL
         if not d.is_dir():
             raise FileNotFoundError(f"model directory {d} does not exist")
@@ -104,6 +105,14 @@ class Pipeline:
         cfg = from_dict(PipelineConfig, yaml.safe_load((d / "pipeline.yaml").read_text()))
         vae = _load_module(d / "vae", VAEConfig, VideoVAE)
         dit = _load_module(d / "transformer", DiTConfig, VideoDiT)
+        if lora is not None:
+            from nanosora.train.lora import load_adapter, merge_lora
+
+            merged = merge_lora(
+                load_adapter(_load_module(d / "transformer", DiTConfig, VideoDiT), lora)
+            )
+            dit.load_state_dict(merged)
+            cfg = dataclasses.replace(cfg, vocabulary="")  # the adapter may know new words
         return cls(vae, dit, load_text_encoder(cfg.text), cfg)
 
     def save(self, path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
@@ -307,6 +316,7 @@ def main(
     image: str | Path | None = None,
     video: str | Path | None = None,
     extend: int = 0,
+    lora: str | Path | None = None,
 ) -> Path:
     """Generate one video per prompt. One prompt -> ``out`` is the mp4; several -> ``out`` is a folder.
 
@@ -315,7 +325,7 @@ def main(
     """
     from nanosora.video.io import read_video, write_video
 
-    pipe = Pipeline.load(model)
+    pipe = Pipeline.load(model, lora)
     c = pipe.cfg
     for p in prompts:
         for w in check_prompt(p, c.vocabulary):

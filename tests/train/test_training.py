@@ -275,3 +275,49 @@ def test_dit_trains_with_frame_masks_and_images(cache, vae_run, tmp_path):
         if '"loss"' in line
     ]
     assert len(losses) >= 4 and all(math.isfinite(v) for v in losses)
+
+
+def test_lora_finetune_saves_a_small_mergeable_adapter(cache, vae_run, tmp_path):
+    from nanosora.generate import Pipeline
+
+    base = train_dit.main(dit_cfg(cache, vae_run, tmp_path / "base", steps=2))
+    tuned = train_dit.main(
+        apply_overrides(
+            dit_cfg(cache, vae_run, tmp_path / "lora", steps=3),
+            [f"init_from={base / 'pipeline'}", "lora.rank=2", "optim.lr=0.05"],
+        )
+    )
+    adapter = load_file(str(tuned / "lora" / "adapter.safetensors"))
+    assert adapter and all("lora_" in k for k in adapter)
+    base_weights = load_file(str(base / "pipeline" / "transformer" / "model.safetensors"))
+    # Only the adapter trained: the frozen base tensors inside the LoRA run are unchanged.
+    run_weights = load_file(str(tuned / "model.safetensors"))
+    for k, v in base_weights.items():
+        key = k.replace("blocks.0.attn.qkv.", "blocks.0.attn.qkv.base_layer.")
+        if key in run_weights:
+            torch.testing.assert_close(run_weights[key].float(), v.float(), atol=1e-3, rtol=0)
+    n_adapter = sum(v.numel() for v in adapter.values())
+    assert n_adapter < 0.5 * sum(v.numel() for v in base_weights.values())
+    # The exported pipeline is the merge: base + adapter gives the same transformer.
+    merged = Pipeline.load(tuned / "pipeline").dit.state_dict()
+    applied = Pipeline.load(base / "pipeline", lora=tuned / "lora").dit.state_dict()
+    for k in merged:
+        torch.testing.assert_close(merged[k], applied[k], atol=2e-3, rtol=0)
+    assert not torch.allclose(
+        merged["blocks.0.attn.qkv.weight"], base_weights["blocks.0.attn.qkv.weight"].float()
+    )
+
+
+def test_lora_that_targets_nothing_fails_before_training(cache, vae_run, tmp_path):
+    base = train_dit.main(dit_cfg(cache, vae_run, tmp_path / "base", steps=1))
+    with pytest.raises(ValueError, match="match no linear layer"):
+        train_dit.main(
+            apply_overrides(
+                dit_cfg(cache, vae_run, tmp_path / "lora", steps=1),
+                [f"init_from={base / 'pipeline'}", "lora.rank=2", "lora.targets=[nothing]"],
+            )
+        )
+    assert (
+        not (tmp_path / "lora" / "metrics.jsonl").exists()
+        or not (tmp_path / "lora" / "metrics.jsonl").read_text()
+    )

@@ -53,6 +53,7 @@ from nanosora.train.loop import (
     setup_threads,
     step_generator,
 )
+from nanosora.train.lora import apply_lora, merge_lora, save_adapter
 
 
 def flow_loss(
@@ -166,6 +167,10 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     dit = VideoDiT(cfg.dit)
     if cfg.init_from and not (resume and run.exists()):
         init_weights_from(dit, cfg.init_from)
+    if cfg.lora.rank:  # adapters on the frozen base (restored below on resume, like the rest)
+        if not cfg.init_from:
+            raise ValueError("lora.rank > 0 needs init_from: adapters fine-tune a trained model")
+        apply_lora(dit, cfg.lora)
     model = wrap_model(dit.to(d.device), d, cfg.train)  # DDP/FSDP/checkpointing, from outside
     opt = build_adamw(dit.parameters(), cfg.optim)
     ema = EMA(dit, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
@@ -184,7 +189,14 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     if not d.is_main:
         return run.path
     final = VideoDiT(cfg.dit)
-    final.load_state_dict(load_weights(run.path))
+    if cfg.lora.rank:  # save the adapter alone, export the merged model
+        weights = load_weights(run.path)
+        save_adapter(apply_lora(VideoDiT(cfg.dit), cfg.lora), cfg.lora, run.path / "lora", weights)
+        adapted = apply_lora(VideoDiT(cfg.dit), cfg.lora)
+        adapted.load_state_dict(weights)
+        final.load_state_dict(merge_lora(adapted))
+    else:
+        final.load_state_dict(load_weights(run.path))
     final.eval()
     build_pipeline(final, cfg, cache).save(run.path / "pipeline")
     write_samples(final, cfg, cache, run.path / "samples" / "final.gif")
