@@ -103,7 +103,7 @@ def shapes(
     workers: Annotated[int, typer.Option(help="processes")] = 2,
     shapes: Annotated[
         str | None,
-        typer.Option(help="only these shapes, comma-separated, e.g. 'star' (a new concept)"),
+        typer.Option(help="only these shapes, comma-separated, e.g. 'diamond' (a new concept)"),
     ] = None,
 ) -> None:
     """Write a shapes-world dataset: mp4 clips + manifest.parquet."""
@@ -234,10 +234,20 @@ def evaluate(
     max_clips: Annotated[int | None, typer.Option(help="evaluate at most this many clips")] = None,
     seeds: Annotated[int, typer.Option(help="seeds per eval prompt")] = 4,
     steps: Annotated[int, typer.Option(help="Euler steps")] = 25,
+    conditioning: Annotated[
+        Path | None,
+        typer.Option(help="shapes manifest: image-to-video and extension from its real clips"),
+    ] = None,
+    concept: Annotated[
+        str | None,
+        typer.Option(help="a new shape (e.g. diamond): adherence on it and on the base prompts"),
+    ] = None,
+    lora: Annotated[Path | None, typer.Option(help="LoRA adapter to apply to --model")] = None,
 ) -> None:
     """Metrics + report.json/report.html: a model's prompt adherence, temporal quality and Fréchet
     distance; the same for generated files (--videos); a VAE's reconstruction (--vae); or a
-    comparison of reports (--compare A/report.json B/report.json)."""
+    comparison of reports (--compare A/report.json B/report.json); image-to-video and extension
+    (--conditioning MANIFEST) or a fine-tuned concept (--concept diamond --lora RUN/lora)."""
     from nanosora.evaluate import run
 
     try:
@@ -253,6 +263,13 @@ def evaluate(
             path = run.eval_vae(vae, manifest, out, max_clips=max_clips or 256, lpips=lpips)
         elif videos is not None:
             path = run.eval_videos(videos, out, encoder, i3d, max_clips, reference=reference)
+        elif conditioning is not None or concept is not None:
+            from nanosora.evaluate.conditioning import eval_conditioning
+
+            path = eval_conditioning(
+                model, out, manifest=conditioning, concept=concept, lora=lora,
+                n=max_clips or 32, seeds=seeds, steps=steps,
+            )  # fmt: skip
         else:
             path = run.eval_model(
                 model, out, seeds=seeds, steps=steps, encoder=encoder, i3d=i3d, reference=reference

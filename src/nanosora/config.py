@@ -149,8 +149,8 @@ class FlowConfig:
     steps: int = doc(25, "Euler steps at sampling")
     cfg_scale: float = doc(5.0, "classifier-free guidance scale")
     cfg_interval: tuple[float, float] = doc(
-        (0.0, 1.0),
-        "noise levels (lo, hi] where guidance applies; outside, the conditional prediction alone "
+        (0.75, 1.0),
+        "noise levels (lo, hi] where guidance applies, outside it the conditional prediction alone "
         "(guidance interval, Kynkaanniemi et al. 2024)",
     )
     text_dropout: float = doc(0.1, "probability of training a sample without text (for CFG)")
@@ -172,8 +172,8 @@ class PipelineConfig:
     steps: int = doc(25, "default Euler steps")
     cfg_scale: float = doc(5.0, "default classifier-free guidance scale")
     cfg_interval: tuple[float, float] = doc(
-        (0.0, 1.0),
-        "noise levels (lo, hi] where guidance applies; outside, the conditional prediction alone "
+        (0.75, 1.0),
+        "noise levels (lo, hi] where guidance applies, outside it the conditional prediction alone "
         "(guidance interval, Kynkaanniemi et al. 2024)",
     )
     shift: float = doc(3.0, "sampling shift at base_tokens tokens")

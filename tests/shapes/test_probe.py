@@ -123,11 +123,11 @@ def test_probe_rejects_bad_input() -> None:
         probe_frames(np.zeros((17, 64, 64, 3), np.float32))
 
 
-def test_probe_reads_the_new_star_concept(tmp_path: Path) -> None:
-    """Stars (the fine-tuning demo's new shape) are read back from mp4 like the base shapes."""
-    out = generate_dataset(tmp_path, 64, seed=3, shapes=("star",), progress=False)
+def test_probe_reads_the_new_diamond_concept(tmp_path: Path) -> None:
+    """Diamonds (the fine-tuning demo's new shape) are read back from mp4 like the base shapes."""
+    out = generate_dataset(tmp_path, 64, seed=3, shapes=("diamond",), progress=False)
     manifest = pd.read_parquet(out / "manifest.parquet")
-    assert set(manifest["shape"]) == {"star"} and manifest["color"].nunique() == 8
+    assert set(manifest["shape"]) == {"diamond"} and manifest["color"].nunique() == 8
     scores = adherence([probe_video(out / p) for p in manifest["path"]], targets(manifest))
     assert min(scores["color"], scores["shape"], scores["direction"]) >= 0.99, scores
     with pytest.raises(ValueError, match="unknown shapes"):

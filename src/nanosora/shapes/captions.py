@@ -20,7 +20,7 @@ SHAPE_WORDS: dict[str, tuple[str, ...]] = {
     "circle": ("circle", "ball", "disc"),
     "square": ("square", "box", "block"),
     "triangle": ("triangle",),
-    "star": ("star",),  # a new concept (world.NEW_SHAPES), absent from base training data
+    "diamond": ("diamond",),  # a new concept (world.NEW_SHAPES), absent from base training data
 }
 
 # Direction phrases that read correctly after a verb ("moves ___", "drifting ___").

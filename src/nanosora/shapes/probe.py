@@ -9,11 +9,10 @@ on our own mp4 files, tested) and degrade gracefully on a model's blurry, noisy 
 2. colour: per-channel median of the eroded interior over all frames (edges carry chroma bleed
    from 4:2:0 subsampling), nearest palette colour in CIELAB, where hue differences such as
    orange/yellow/red and white/cyan are large and brightness errors count less than in RGB;
-3. shape: three cues, medians over frames: the solidity (area over convex-hull area: ~1 for
-   every convex shape, ~0.8 for the five-pointed star of the fine-tuning demo), the fill ratio
-   of the bounding box (circle pi/4, square 1, triangle 1/2) and the taper, mean width of the
-   top quarter of rows over the bottom quarter (apex-up triangle ~0.15, circle and square ~1),
-   which survives blur far better;
+3. shape: two cues, medians over frames: the fill ratio of the bounding box (circle pi/4,
+   square 1, triangle and the fine-tuning demo's diamond 1/2) and the taper, mean width of the
+   top quarter of rows over the bottom quarter (apex-up triangle ~0.15, circle, square and
+   diamond ~1), which survives blur far better;
 4. direction: least-squares slope of the centroid over frame index; dominant axis and sign
    (image y grows downward, so "up" is a negative y displacement).
 """
@@ -35,8 +34,10 @@ MIN_AREA = 12  # px; smaller components are noise, not a 14-20 px object
 MIN_DISPLACEMENT = 2.0  # px over the clip; below this the object is called static (None)
 TAPER_TRIANGLE = 0.45  # top/bottom width ratio below which the object is an apex-up triangle
 FILL_SQUARE = 0.89  # midway between circle (0.785) and square (1.0)
-# Solidity (area / convex-hull area): ~0.97-1 for circles and squares, ~0.92 triangles, ~0.8 the star
-STAR_SOLIDITY = 0.87  # clean mp4: stars 0.74-0.86, triangles >= 0.9 (the 3x3 median fills notches)
+# The fine-tuning demo's new shape, a diamond (square on a corner), has a triangle's fill (1/2)
+# but no taper; below this fill an untapered object is a diamond rather than a circle.
+FILL_DIAMOND = 0.68  # between diamond (0.5 exact, ~0.6 on mp4) and circle (0.785)
+TAPER_DIAMOND = 0.7  # a diamond's top and bottom quarters are equally narrow (taper ~1)
 
 
 @dataclass(frozen=True)
@@ -111,22 +112,14 @@ def _taper(mask: np.ndarray) -> float:
     return float(widths[:band].mean() / max(widths[-band:].mean(), 1.0))
 
 
-def _solidity(mask: np.ndarray) -> float:
-    """Object pixels over the pixels of their convex hull (hull drawn with its outline)."""
-    points = cv2.findNonZero(mask.astype(np.uint8))
-    hull = np.zeros(mask.shape, np.uint8)
-    cv2.fillConvexPoly(hull, cv2.convexHull(points), 1)
-    return float(mask.sum() / max(int(hull.sum()), 1))
-
-
-def _classify_shape(fill: float, taper: float, solidity: float = 1.0) -> str:
-    """Shape from the median solidity, fill ratio and taper (module docstring, step 3)."""
-    if solidity < STAR_SOLIDITY:
-        return "star"
+def _classify_shape(fill: float, taper: float) -> str:
+    """Shape from the median fill ratio and taper (see module docstring, step 3)."""
     if taper < TAPER_TRIANGLE:
         return "triangle"
     if fill >= FILL_SQUARE:
         return "square"
+    if fill < FILL_DIAMOND and taper >= TAPER_DIAMOND:
+        return "diamond"
     # Wide at the bottom but not tapered enough: fall back to the nearest fill prototype.
     return "triangle" if fill < (0.5 + 0.785) / 2 else "circle"
 
@@ -162,13 +155,12 @@ def probe_frames(frames: np.ndarray) -> ProbeResult:
     color = nearest_color(np.median(interior, axis=0))
     fill = float(np.median([o.mask.mean() for o in objects]))
     taper = float(np.median([_taper(o.mask) for o in objects]))
-    solidity = float(np.median([_solidity(o.mask) for o in objects]))
     idx = np.array([t for t, _ in found])
     centroids = np.array([o.centroid for o in objects])
     dx, dy = _direction(idx, centroids, len(frames))
     return ProbeResult(
         color=color,
-        shape=_classify_shape(fill, taper, solidity),
+        shape=_classify_shape(fill, taper),
         direction=_direction_name(dx, dy),
         fill_ratio=fill,
         displacement=(dx, dy),

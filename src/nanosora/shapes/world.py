@@ -40,8 +40,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
 SHAPES = ("circle", "square", "triangle")
 # Shapes outside the base world: never in `nanosora shapes` data unless asked for, so a model
 # trained on SHAPES has never seen them (the fine-tuning demo teaches one; issue 5).
-NEW_SHAPES = ("star",)
-STAR_INNER = 0.5  # inner/outer radius of the five-pointed star (fat enough to survive 8x8 VAEs)
+NEW_SHAPES = ("diamond",)
 DIRECTIONS = ("left", "right", "up", "down")
 # Unit velocity per direction in image coordinates (x right, y down: "up" is -y).
 VELOCITY: dict[str, tuple[int, int]] = {
@@ -165,26 +164,11 @@ def shape_mask(shape: str, x: float, y: float, side: float, size: int = SIZE) ->
             # from 0 at y to side/2 at y + side.
             half_width = (cy - y) / 2
             return inside_y & (np.abs(cx - (x + side / 2)) <= half_width)
-        case "star":
-            # Five points, one straight up, outer radius side/2 around the box centre.
-            angles = -np.pi / 2 + np.arange(10) * np.pi / 5
-            radii = np.where(np.arange(10) % 2 == 0, side / 2, STAR_INNER * side / 2)
-            vx = x + side / 2 + radii * np.cos(angles)
-            vy = y + side / 2 + radii * np.sin(angles)
-            return _inside_polygon(cx, cy, vx, vy)
+        case "diamond":
+            # A square standing on a corner: |dx| + |dy| <= side / 2 around the box centre.
+            r = side / 2
+            return np.abs(cx - (x + r)) + np.abs(cy - (y + r)) <= r
     raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES + NEW_SHAPES}")
-
-
-def _inside_polygon(px: np.ndarray, py: np.ndarray, vx: np.ndarray, vy: np.ndarray) -> np.ndarray:
-    """Even-odd rule: which points (px, py) lie inside the closed polygon (vx, vy)."""
-    inside = np.zeros(px.shape, bool)
-    for i in range(len(vx)):
-        x1, y1, x2, y2 = vx[i - 1], vy[i - 1], vx[i], vy[i]
-        crosses = (y1 > py) != (y2 > py)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            at = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
-        inside ^= crosses & (px < at)
-    return inside
 
 
 def render(spec: ClipSpec) -> np.ndarray:
@@ -254,7 +238,7 @@ def generate_dataset(
 
     Deterministic in `seed` (clip i uses `clip_rng(seed, i)`), so any worker count gives the same
     dataset, and resumable: valid clips already on disk are kept. `shapes` draws only those
-    shapes (e.g. the new concept "star"). Returns `out_dir`.
+    shapes (e.g. the new concept "diamond"). Returns `out_dir`.
     """
     if num < 0:
         raise ValueError(f"num must be >= 0, got {num}")
