@@ -235,3 +235,34 @@ def test_gpu_recipes_load_and_match_the_presets() -> None:
         )
     with pytest.raises(ConfigError, match="DiT-only"):  # the VAE loop is single-process
         load_config(VAETrainConfig, root / "gpu_vae.yaml", ["train.parallel=ddp"])
+
+
+def _agree(rank: int, port: int, out: str) -> None:
+    import datetime
+
+    import torch.distributed as dist
+
+    from nanosora.train.distributed import any_rank
+
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=2,
+        timeout=datetime.timedelta(seconds=30),
+    )
+    d = Dist(rank=rank, world_size=2, parallel="ddp")
+    # Only rank 1's wall-clock budget ran out: both must stop, or rank 0 would wait forever.
+    result = [any_rank(rank == 1, d), any_rank(False, d)]
+    Path(out, f"rank{rank}.json").write_text(json.dumps(result))
+    dist.destroy_process_group()
+
+
+def test_ranks_agree_to_stop(tmp_path) -> None:
+    import torch.multiprocessing as mp
+
+    from nanosora.train.distributed import _free_port
+
+    mp.spawn(_agree, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == [True, False]

@@ -213,6 +213,16 @@ def mean_across(value: float, d: Dist) -> float:
     return float(x.item()) / d.world_size
 
 
+def any_rank(flag: bool, d: Dist) -> bool:
+    """True on every rank when it is true on one: ranks must agree to stop (a wall-clock budget
+    runs out at slightly different times on each), or the others wait in a collective forever."""
+    if not d.active or d.world_size == 1:
+        return flag
+    x = torch.tensor([float(flag)], device=d.device)
+    dist.all_reduce(x, op=dist.ReduceOp.MAX)
+    return bool(x.item())
+
+
 def full_tensor(x: torch.Tensor) -> torch.Tensor:
     """The whole tensor behind an FSDP shard (a collective: every rank must call it)."""
     from torch.distributed.tensor import DTensor

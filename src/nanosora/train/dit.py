@@ -33,6 +33,7 @@ from nanosora.models.dit import VideoDiT
 from nanosora.train.checkpoint import EMA, RunDir, load_weights, plot_metrics
 from nanosora.train.distributed import (
     Dist,
+    any_rank,
     finish,
     full_tensor,
     init_distributed,
@@ -231,7 +232,7 @@ def train_loop(
     forward = torch.compile(model) if t.compile else model
     while state["step"] < t.steps:
         step = state["step"]
-        if t.minutes and start_elapsed + time.time() - start_time > 60 * t.minutes:
+        if t.minutes and any_rank(start_elapsed + time.time() - start_time > 60 * t.minutes, d):
             break
         set_lr(opt, step, o, t, state)
         gen = step_generator(t.seed, step)
