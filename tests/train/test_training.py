@@ -236,6 +236,7 @@ class FramePredictor(torch.nn.Module):
     def __init__(self, bump):
         super().__init__()
         self.bump, self.levels = bump, None
+        self.unused = torch.nn.Parameter(torch.zeros(1))  # the loss reads the model's device
 
     def forward(self, z, s, text, mask):
         self.levels = s
@@ -321,3 +322,24 @@ def test_lora_that_targets_nothing_fails_before_training(cache, vae_run, tmp_pat
         not (tmp_path / "lora" / "metrics.jsonl").exists()
         or not (tmp_path / "lora" / "metrics.jsonl").read_text()
     )
+
+
+@pytest.mark.parametrize("cond_prob", [0.0, 0.6])
+def test_flow_loss_shares_average_to_the_whole_batch(cond_prob):
+    """What data parallelism relies on: the losses of equal row shares (ranks or micro-batches)
+    average to the whole batch's loss, with and without frame masks."""
+    torch.manual_seed(0)
+    dit = train_dit.VideoDiT(DiTConfig(in_channels=4, dim=32, depth=1, heads=2, text_dim=384))
+    with torch.no_grad():
+        dit.out.weight.normal_(0, 0.1)
+    x0, text = torch.randn(8, 4, 3, 4, 4), torch.randn(8, 5, 384)
+    mask = torch.ones(8, 5, dtype=torch.bool)
+    cfg = apply_overrides(
+        DiTTrainConfig(dit=TINY_DIT), [f"flow.cond_prob={cond_prob}", "train.bf16=false"]
+    )
+
+    def loss(rows):
+        return train_dit.flow_loss(dit, x0, text, mask, cfg, torch.Generator().manual_seed(3), rows)
+
+    halves = (loss(slice(0, 4)) + loss(slice(4, 8))) / 2
+    torch.testing.assert_close(halves, loss(slice(None)), rtol=1e-6, atol=0)

@@ -77,20 +77,26 @@ def flow_loss(
     s = sample_timesteps(len(x0), f.logit_mean, f.logit_std, f.train_shift, generator=generator)
     noise = torch.randn(x0.shape, generator=generator)
     device = next(dit.parameters()).device
-    x0, noise, s, text, mask = (a[rows].to(device) for a in (x0, noise, s, text, mask))
     if f.cond_prob <= 0:
+        x0, noise, s, text, mask = (a[rows].to(device) for a in (x0, noise, s, text, mask))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16):
             pred = dit(add_noise(x0, noise, s), s, text, mask)
         return (pred.float() - velocity_target(x0, noise)).pow(2).mean()
-    # Frame masks: leading frames given clean (level 0) and left out of the loss.
-    frames = x0.shape[2]
-    k = sample_condition_frames(len(x0), frames, f.cond_prob, generator)
+    # Frame masks: leading frames given clean (level 0) and left out of the loss. Drawn for the
+    # whole batch, like the noise, and normalised by the whole batch's count of noised frames
+    # (times the share's size), so shares averaged across ranks equal one process's loss.
+    batch, frames = len(x0), x0.shape[2]
+    k = sample_condition_frames(batch, frames, f.cond_prob, generator)
+    noised = (torch.arange(frames)[None] >= k[:, None]).float()
+    scale = batch / noised.sum().clamp_min(1.0)
     s_frames = frame_timesteps(s, k, frames)
+    x0, noise, s_frames, text, mask, noised = (
+        a[rows].to(device) for a in (x0, noise, s_frames, text, mask, noised)
+    )
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16):
         pred = dit(add_noise(x0, noise, s_frames), s_frames, text, mask)
-    err = (pred.float() - velocity_target(x0, noise)).pow(2).mean(dim=(1, 3, 4))  # (B, t)
-    noised = (torch.arange(frames)[None] >= k[:, None]).float()
-    return (err * noised).sum() / noised.sum().clamp_min(1.0)
+    err = (pred.float() - velocity_target(x0, noise)).pow(2).mean(dim=(1, 3, 4))  # (b, t)
+    return (err * noised).sum() / len(x0) * scale.to(device)
 
 
 def build_pipeline(dit: VideoDiT, cfg: DiTTrainConfig, cache: LatentCache):
