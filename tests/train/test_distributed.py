@@ -185,7 +185,8 @@ def test_what_accelerate_launch_really_starts(setup, tmp_path) -> None:
         "config": ["--config_file", str(shipped), "--num_processes", "2"],
     }.items():
         over = [f"train.out_dir={tmp_path / name}"]
-        cmd = ["accelerate", "launch", *flags, "--mixed_precision", "no", "--dynamo_backend", "no"]
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", *flags]  # no PATH needed
+        cmd += ["--mixed_precision", "no", "--dynamo_backend", "no"]
         cmd += ["-m", "nanosora.cli", "train", "dit", "--config", str(tmp_path / "acc.yaml"), *over]
         runs[name] = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
         assert runs[name].returncode == 0, runs[name].stderr[-3000:]
