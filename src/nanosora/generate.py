@@ -108,9 +108,8 @@ class Pipeline:
         if lora is not None:
             from nanosora.train.lora import load_adapter, merge_lora
 
-            merged = merge_lora(
-                load_adapter(_load_module(d / "transformer", DiTConfig, VideoDiT), lora)
-            )
+            merged = merge_lora(load_adapter(dit, lora))  # injects into dit, then folds in
+            dit = VideoDiT(dit.cfg)
             dit.load_state_dict(merged)
             cfg = dataclasses.replace(cfg, vocabulary="")  # the adapter may know new words
         return cls(vae, dit, load_text_encoder(cfg.text), cfg)

@@ -10,8 +10,34 @@ from __future__ import annotations
 import numpy as np
 
 from nanosora.generate import Pipeline
-from nanosora.shapes.probe import adherence, probe_frames
+from nanosora.shapes.probe import ProbeResult, adherence, probe_frames
 from nanosora.shapes.world import eval_prompts
+
+
+def generate_and_probe(
+    pipe: Pipeline,
+    prompts: list[str],
+    seeds: int = 4,
+    steps: int = 25,
+    cfg_scale: float | None = None,
+    batch_size: int = 16,
+) -> list[tuple[int, int, np.ndarray, ProbeResult]]:
+    """Every prompt with ``seeds`` seeds -> ``(prompt index i, round k, video, probe reading)``.
+
+    Job (prompt i, round k) always gets noise seed 1000 k + i, whatever the batching.
+    """
+    jobs = [(i, k) for k in range(seeds) for i in range(len(prompts))]
+    out = []
+    for lo in range(0, len(jobs), batch_size):
+        chunk = jobs[lo : lo + batch_size]
+        videos = pipe.generate(
+            [prompts[i] for i, _ in chunk],
+            steps=steps,
+            cfg_scale=cfg_scale,
+            seeds=[1000 * k + i for i, k in chunk],
+        )
+        out += [(i, k, video, probe_frames(video)) for (i, k), video in zip(chunk, videos)]
+    return out
 
 
 def evaluate_adherence(
@@ -32,38 +58,25 @@ def evaluate_adherence(
     out: dict = {"samples": [], "videos": {}, "all_videos": []}
     for split, key in (("train", "in_distribution"), ("heldout", "heldout")):
         items = eval_prompts(split)  # type: ignore[arg-type]
-        # Job (prompt i, seed k) always gets noise seed 1000 k + i, whatever the batching.
-        jobs = [(i, k) for k in range(seeds) for i in range(len(items))]
-        results, targets, first = [], [], []
-        for lo in range(0, len(jobs), batch_size):
-            chunk = jobs[lo : lo + batch_size]
-            videos = pipe.generate(
-                [items[i][3] for i, _ in chunk],
-                steps=steps,
-                cfg_scale=cfg_scale,
-                seeds=[1000 * k + i for i, k in chunk],
+        runs = generate_and_probe(
+            pipe, [it[3] for it in items], seeds, steps, cfg_scale, batch_size
+        )
+        for i, k, video, r in runs:
+            out["samples"].append(
+                {
+                    "split": key,
+                    "prompt": items[i][3],
+                    "seed": 1000 * k + i,
+                    "color": r.color,
+                    "shape": r.shape,
+                    "direction": r.direction,
+                    "correct": (r.color, r.shape, r.direction) == items[i][:3],
+                }
             )
-            for (i, k), video in zip(chunk, videos):
-                r = probe_frames(video)
-                results.append(r)
-                targets.append(items[i][:3])
-                out["samples"].append(
-                    {
-                        "split": key,
-                        "prompt": items[i][3],
-                        "seed": 1000 * k + i,
-                        "color": r.color,
-                        "shape": r.shape,
-                        "direction": r.direction,
-                        "correct": (r.color, r.shape, r.direction) == items[i][:3],
-                    }
-                )
-                if k == 0:
-                    first.append(video)
-                if keep_all:
-                    out["all_videos"].append(video)
-        out[key] = adherence(results, targets)
-        out["videos"][key] = np.stack(first)
+            if keep_all:
+                out["all_videos"].append(video)
+        out[key] = adherence([r for *_, r in runs], [items[i][:3] for i, *_ in runs])
+        out["videos"][key] = np.stack([video for _, k, video, _ in runs if k == 0])
     return out
 
 

@@ -17,15 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nanosora.evaluate.adherence import generate_and_probe
+from nanosora.evaluate.metrics import psnr
 from nanosora.generate import Pipeline
 from nanosora.shapes.captions import canonical_caption
 from nanosora.shapes.probe import adherence, probe_frames
 from nanosora.video.io import read_video
-
-
-def _first_frame_psnr(generated: np.ndarray, given: np.ndarray) -> float:
-    mse = float(np.mean((generated.astype(np.float64) - given.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0**2 / max(mse, 1e-10))
 
 
 def _clips(manifest: str | Path, n: int) -> tuple[pd.DataFrame, Path]:
@@ -47,7 +44,9 @@ def eval_image_to_video(
         first = read_video(root / row.path, size=(c.height, c.width), max_frames=1)
         prompt = canonical_caption(row.color, row.shape, row.direction)
         video = pipe.generate([prompt], seeds=[seed + i], steps=steps, prefix=first)[0]
-        psnrs.append(_first_frame_psnr(video[0], first[0]))
+        psnrs.append(
+            float(psnr(video[:1].transpose(0, 3, 1, 2), first.transpose(0, 3, 1, 2), 255.0)[0])
+        )
         results.append(probe_frames(video))
         targets.append((row.color, row.shape, row.direction))
     return {
@@ -87,19 +86,10 @@ def eval_compositions(
     batch_size: int = 16,
 ) -> dict:
     """Adherence on the canonical prompts of ``items``; seed of (item i, round k) = 1000 k + i."""
-    jobs = [(i, k) for k in range(seeds) for i in range(len(items))]
-    results, targets = [], []
-    for lo in range(0, len(jobs), batch_size):
-        chunk = jobs[lo : lo + batch_size]
-        videos = pipe.generate(
-            [canonical_caption(*items[i]) for i, _ in chunk],
-            seeds=[1000 * k + i for i, k in chunk],
-            steps=steps,
-        )
-        for (i, _), video in zip(chunk, videos):
-            results.append(probe_frames(video))
-            targets.append(items[i])
-    return adherence(results, targets)
+    runs = generate_and_probe(
+        pipe, [canonical_caption(*it) for it in items], seeds, steps, batch_size=batch_size
+    )
+    return adherence([r for *_, r in runs], [items[i] for i, *_ in runs])
 
 
 def eval_conditioning(

@@ -130,6 +130,19 @@ def load_weights(run_dir: str | Path, prefer_ema: bool = True) -> dict[str, torc
     raise FileNotFoundError(f"no model.safetensors or ema.safetensors in {d}")
 
 
+def load_weights_into(model: nn.Module, source: str | Path, module: str, what: str) -> None:
+    """``init_from``: a run's (EMA) weights, or the ``module`` folder of a pipeline directory,
+    into ``model``; every name must match (a clear error names the differences)."""
+    d = Path(source)
+    weights = load_weights(d / module if (d / module).is_dir() else d)
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"init_from={source}: weights do not match the {what} config "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+
+
 def write_env(path: Path) -> None:
     """Record versions and machine facts next to the run, for reproducibility."""
     env = {

@@ -30,7 +30,7 @@ from nanosora.diffusion.flow import (
     velocity_target,
 )
 from nanosora.models.dit import VideoDiT
-from nanosora.train.checkpoint import EMA, RunDir, load_weights, plot_metrics
+from nanosora.train.checkpoint import EMA, RunDir, load_weights, load_weights_into, plot_metrics
 from nanosora.train.distributed import (
     Dist,
     any_rank,
@@ -141,18 +141,6 @@ def write_samples(dit: VideoDiT, cfg: DiTTrainConfig, cache: LatentCache, path: 
     write_gif(path, np.concatenate(list(videos), axis=1), fps=pipe.cfg.fps)
 
 
-def init_weights_from(dit: VideoDiT, source: str) -> None:
-    """Start from another run's (EMA) or a pipeline's transformer weights."""
-    d = Path(source)
-    weights = load_weights(d / "transformer" if (d / "transformer").is_dir() else d)
-    missing, unexpected = dit.load_state_dict(weights, strict=False)
-    if unexpected or missing:
-        raise ValueError(
-            f"init_from={source}: weights do not match dit config "
-            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
-        )
-
-
 def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     """Train the DiT from ``cfg.cache``; returns the run directory (with ``pipeline/`` inside)."""
     # 1. Run directory, data.
@@ -173,7 +161,7 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     torch.manual_seed(cfg.train.seed)
     dit = VideoDiT(cfg.dit)
     if cfg.init_from and not (resume and run.exists()):
-        init_weights_from(dit, cfg.init_from)
+        load_weights_into(dit, cfg.init_from, "transformer", "dit")
     if cfg.lora.rank:  # adapters on the frozen base (restored below on resume, like the rest)
         if not cfg.init_from:
             raise ValueError("lora.rank > 0 needs init_from: adapters fine-tune a trained model")
@@ -198,7 +186,7 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     final = VideoDiT(cfg.dit)
     if cfg.lora.rank:  # save the adapter alone, export the merged model
         weights = load_weights(run.path)
-        save_adapter(apply_lora(VideoDiT(cfg.dit), cfg.lora), cfg.lora, run.path / "lora", weights)
+        save_adapter(weights, cfg.lora, run.path / "lora")
         adapted = apply_lora(VideoDiT(cfg.dit), cfg.lora)
         adapted.load_state_dict(weights)
         final.load_state_dict(merge_lora(adapted))

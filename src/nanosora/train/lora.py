@@ -6,7 +6,7 @@ is the glue between it and nanosora's run and pipeline directories:
 
 - ``apply_lora(dit, cfg)``: inject adapters into the named linears (fails before any training
   when the names match nothing), freeze everything else;
-- ``save_adapter(dit, cfg, dir)``: ``adapter.safetensors`` (only the adapter tensors) and
+- ``save_adapter(state, cfg, dir)``: ``adapter.safetensors`` (only the adapter tensors) and
   ``adapter.yaml`` (rank, alpha, targets) -- a few percent of the base model's size;
 - ``load_adapter(dit, dir)`` and ``merge_lora(dit)``: put an adapter onto a base model and fold
   it into plain weights, so a merged pipeline is an ordinary ``VideoDiT`` again.
@@ -56,19 +56,12 @@ def apply_lora(dit: torch.nn.Module, cfg: LoRAConfig) -> torch.nn.Module:
     return dit
 
 
-def adapter_state(dit: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The adapter tensors only (names as in the injected model)."""
-    return {k: v.detach().clone() for k, v in dit.state_dict().items() if "lora_" in k}
-
-
-def save_adapter(
-    dit: torch.nn.Module, cfg: LoRAConfig, out: str | Path, state: dict | None = None
-) -> Path:
-    """Write the adapter alone (``state`` overrides the model's tensors, e.g. EMA weights)."""
+def save_adapter(state: dict[str, torch.Tensor], cfg: LoRAConfig, out: str | Path) -> Path:
+    """Write the adapter tensors of a LoRA model's ``state`` dict (e.g. its EMA) on their own."""
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v for k, v in (state or dit.state_dict()).items() if "lora_" in k}
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(d / ADAPTER_FILE))
+    tensors = {k: v.contiguous() for k, v in state.items() if "lora_" in k}
+    save_file(tensors, str(d / ADAPTER_FILE))
     save_config(cfg, d / ADAPTER_CONFIG)
     return d
 

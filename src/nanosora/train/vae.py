@@ -22,7 +22,7 @@ from tqdm import tqdm
 from nanosora.config import VAELossConfig, VAETrainConfig
 from nanosora.data.datasets import ManifestClips, tensor_to_frames
 from nanosora.models.vae import VideoVAE, kl_divergence
-from nanosora.train.checkpoint import EMA, RunDir, plot_metrics
+from nanosora.train.checkpoint import EMA, RunDir, load_weights_into, plot_metrics
 from nanosora.train.loop import (
     batch_indices,
     check_finite,
@@ -79,22 +79,6 @@ def calibrate(
     vae.calibrate(torch.cat(means))
 
 
-def init_weights_from(vae: VideoVAE, source: str | Path) -> None:
-    """Load a VAE run's or pipeline's weights (latent statistics included) into ``vae``."""
-    from nanosora.train.checkpoint import load_weights
-
-    d = Path(source)
-    if (d / "vae").is_dir():  # a pipeline directory
-        d = d / "vae"
-    weights = {k: v.float() for k, v in load_weights(d).items()}
-    missing, unexpected = vae.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"init_from={source}: weights do not match the vae config "
-            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
-        )
-
-
 def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
     """Train a VAE; returns the run directory (weights with calibrated latent statistics)."""
     # 1. Run directory, threads, data.
@@ -114,7 +98,7 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
     torch.manual_seed(cfg.train.seed)
     vae = VideoVAE(cfg.vae)
     if cfg.init_from and not (resume and run.exists()):
-        init_weights_from(vae, cfg.init_from)
+        load_weights_into(vae, cfg.init_from, "vae", "vae")
     if not cfg.train_encoder:
         if not cfg.init_from:
             raise ValueError(
