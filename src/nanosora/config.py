@@ -202,10 +202,41 @@ class DataConfig:
     width: int = doc(64, "frame width W")
     fps: float = doc(8.0, "frames per second sampled from each clip")
     in_memory: bool = doc(True, "decode every clip once and keep uint8 frames in RAM")
+    window: Literal["start", "random"] = doc(
+        "start", "where a clip's num_frames window begins: at its start, or anywhere inside it"
+    )
+    crop: Literal["none", "center", "random"] = doc(
+        "none",
+        "fit frames to (H, W) by resizing alone (none: the shapes world is square), or crop to "
+        "the target aspect (at the centre or a random offset kept for the clip), then resize",
+    )
+    caption: Literal["text", "random"] = doc(
+        "text", "the `text` column, or one of the row's `captions` list drawn per step"
+    )
+    buckets: tuple[tuple[int, int, int], ...] = doc(
+        (),
+        "(T, H, W) shapes a batch may have; each clip goes to the nearest aspect ratio it fills "
+        "without upsampling or looping, every batch is one shape (T=1: images); empty = every "
+        "clip at (num_frames, height, width)",
+    )
+    unfit: Literal["error", "drop"] = doc(
+        "error", "with buckets: a clip no bucket holds stops the run, or is skipped and logged"
+    )
 
     def __post_init__(self) -> None:
         if self.num_frames < 1 or (self.num_frames - 1) % 4:
             raise ConfigError(f"data.num_frames={self.num_frames} is not of the form 4k+1")
+        for t, h, w in self.buckets:
+            if t < 1 or (t - 1) % 4 or h < 16 or w < 16 or h % 16 or w % 16:
+                raise ConfigError(
+                    f"data.buckets entry ({t}, {h}, {w}): T must be 4k+1 and H, W multiples of "
+                    "16 (8x8 pixels per latent pixel, 2x2 latent pixels per DiT token)"
+                )
+        if self.in_memory and (self.window == "random" or self.crop == "random"):
+            raise ConfigError(
+                "data.in_memory keeps one decoded copy of each clip: it cannot serve random "
+                "windows or crops; set data.in_memory=false"
+            )
 
 
 @dataclass(frozen=True)
@@ -244,6 +275,11 @@ class TrainConfig:
         False, "recompute each DiT block in the backward pass (less memory, ~1/3 more compute)"
     )
     dist_timeout: float = doc(600.0, "seconds a collective may wait before the run fails")
+    token_budget: int = doc(
+        0,
+        "multi-shape data (data.buckets, a bucketed cache): most DiT tokens per batch, so memory "
+        "is flat across shapes; 0 = batch_size clips of the default (num_frames, height, width)",
+    )
 
     def __post_init__(self) -> None:
         if self.parallel not in ("none", "ddp", "fsdp"):

@@ -109,6 +109,61 @@ def tokens_of(
     return (1 + (t - 1) // frames_per_token) * (h // pixels_per_token) * (w // pixels_per_token)
 
 
+def fit_buckets(
+    sizes: Sequence[tuple[int, int, int]] | np.ndarray,
+    buckets: Sequence[tuple[int, int, int]],
+    unfit: str = "error",
+) -> np.ndarray:
+    """Index of each sample's (T, H, W) bucket, -1 where none fits (``TokenBudgetBatchSampler``'s
+    rule: nearest log aspect ratio among the buckets it fills, ties to the most tokens).
+
+    ``unfit="error"`` raises on samples no bucket holds, naming one and the buckets; ``"drop"``
+    leaves them at -1 for the caller to count and report.
+    """
+    if unfit not in ("error", "drop"):
+        raise ValueError(f"unfit must be 'error' or 'drop', got {unfit!r}")
+    sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 3)
+    out = np.full(len(sizes), -1, dtype=np.int64)
+    for j, (t, h, w) in enumerate(sizes):
+        key = None
+        for i, (bt, bh, bw) in enumerate(buckets):
+            if bt > t or bh * bw > h * w:  # no looping, no upsampling
+                continue
+            k = (abs(np.log((bh / bw) / (h / w))), -tokens_of((bt, bh, bw)))
+            if key is None or k < key:
+                out[j], key = i, k
+    dropped = np.flatnonzero(out < 0)
+    if len(dropped) and unfit == "error":
+        i = int(dropped[0])
+        raise ValueError(
+            f"{len(dropped)} of {len(sizes)} samples fit no bucket, e.g. sample {i} of "
+            f"shape {tuple(int(v) for v in sizes[i])} (T, H, W) vs buckets {list(buckets)}: add a "
+            "smaller bucket or pass unfit='drop'"
+        )
+    return out
+
+
+def describe_buckets(
+    bucket_of: np.ndarray,
+    buckets: Sequence[tuple[int, int, int]],
+    batch_sizes: Sequence[int] | None = None,
+) -> str:
+    """One line per bucket (samples, and batch size when given), naming the buckets no sample
+    fits and the count of samples that fit none (``bucket_of`` -1): nothing is skipped silently."""
+    counts = np.bincount(bucket_of[bucket_of >= 0], minlength=len(buckets))
+    lines = []
+    for i, (b, c) in enumerate(zip(buckets, counts)):
+        line = f"bucket {tuple(b)}: {c} samples"
+        if batch_sizes is not None:
+            n = batch_sizes[i]
+            line += f", {n} per batch ({n * tokens_of(b)} tokens)"
+        lines.append(line + ("  (empty: no sample fits it)" if c == 0 else ""))
+    dropped = int((bucket_of < 0).sum())
+    if dropped:
+        lines.append(f"{dropped} samples fit no bucket and are skipped")
+    return "\n".join(lines)
+
+
 class TokenBudgetBatchSampler(Sampler[list[int]]):
     """Batches of one (T, H, W) each whose token count stays under a budget, so memory is flat.
 
@@ -144,8 +199,6 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
     ) -> None:
         if not buckets:
             raise ValueError("at least one bucket (T, H, W) is needed")
-        if unfit not in ("error", "drop"):
-            raise ValueError(f"unfit must be 'error' or 'drop', got {unfit!r}")
         self.buckets = [tuple(int(v) for v in b) for b in buckets]
         self.batch_sizes = []
         for b in self.buckets:
@@ -157,40 +210,14 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
                     "budget or remove the bucket"
                 )
             self.batch_sizes.append(n)
-        sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 3)
-        self.bucket_of = np.array([self._assign(tuple(s)) for s in sizes], dtype=np.int64)
+        self.bucket_of = fit_buckets(sizes, self.buckets, unfit)
         self.dropped = np.flatnonzero(self.bucket_of < 0)
-        if len(self.dropped) and unfit == "error":
-            i = int(self.dropped[0])
-            raise ValueError(
-                f"{len(self.dropped)} of {len(sizes)} samples fit no bucket, e.g. sample {i} of "
-                f"shape {tuple(sizes[i])} (T, H, W) vs buckets {self.buckets}: add a smaller "
-                "bucket or pass unfit='drop'"
-            )
         self.multiple_of, self.seed, self.epoch = multiple_of, seed, 0
-
-    def _assign(self, size: tuple[int, int, int]) -> int:
-        t, h, w = size
-        best, key = -1, None
-        for i, (bt, bh, bw) in enumerate(self.buckets):
-            if bt > t or bh * bw > h * w:
-                continue
-            k = (abs(np.log((bh / bw) / (h / w))), -tokens_of((bt, bh, bw)))
-            if key is None or k < key:
-                best, key = i, k
-        return best
+        self._memo: tuple[int, list[list[int]]] | None = None
 
     def summary(self) -> str:
         """One line per bucket (samples, batch size) plus what was dropped or left empty."""
-        counts = np.bincount(self.bucket_of[self.bucket_of >= 0], minlength=len(self.buckets))
-        lines = [
-            f"bucket {b}: {c} samples, {n} per batch ({n * tokens_of(b)} tokens)"
-            + ("  (empty: no sample fits it)" if c == 0 else "")
-            for b, c, n in zip(self.buckets, counts, self.batch_sizes)
-        ]
-        if len(self.dropped):
-            lines.append(f"{len(self.dropped)} samples fit no bucket and are skipped")
-        return "\n".join(lines)
+        return describe_buckets(self.bucket_of, self.buckets, self.batch_sizes)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -209,6 +236,16 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self.batches(self.epoch)
+
+    def batch_at(self, step: int) -> list[int]:
+        """Batch of optimizer step ``step`` (epoch ``step // len(self)``): a function of
+        (seed, step) alone, so a resumed training run draws the same batches."""
+        if len(self) == 0:
+            raise ValueError(f"no sample fits any bucket of {self.buckets}: nothing to train on")
+        epoch, i = divmod(step, len(self))
+        if self._memo is None or self._memo[0] != epoch:
+            self._memo = (epoch, self.batches(epoch))
+        return self._memo[1][i]
 
     def __len__(self) -> int:
         counts = np.bincount(self.bucket_of[self.bucket_of >= 0], minlength=len(self.buckets))

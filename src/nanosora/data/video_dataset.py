@@ -11,27 +11,36 @@ Per item:
 3. frames are read at ``fps`` (nearest source frame per target time, ``nanosora.video.io``); a clip
    shorter than the window repeats its last frame;
 4. each frame is cropped to the target aspect ratio (centre, or a random offset kept for the whole
-   clip) and resized to (H, W): the target is ``(height, width)``, or the row's bucket size when
-   ``buckets`` are given (see ``nanosora.data.buckets``);
+   clip; ``crop="none"`` only resizes) and resized to (H, W): the target is ``(height, width)``,
+   the row's bucket size when ``buckets`` (H, W) are given, or the row's own (T, H, W) after
+   ``set_shapes`` (token-budget buckets, see ``nanosora.data.buckets``);
 5. the caption is ``text``, or with ``caption="random"`` one of the row's ``captions``.
 
-Randomness is a function of ``(seed, epoch, index)`` (``set_epoch``), so DataLoader workers and
-resumed runs see the same windows. A file that cannot be decoded raises ``VideoError`` naming the
-manifest, the row and the file; the trainer decides whether to skip it.
+Randomness is a function of ``(seed, epoch, index)`` (``set_epoch``; the trainers pass the
+optimizer step), so DataLoader workers and resumed runs see the same windows. A file that cannot
+be decoded raises ``VideoError`` naming the manifest, the row and the file; the trainer decides
+whether to skip it.
+
+``clip_dataset`` and ``bucketed_clips`` build the dataset a ``DataConfig`` describes, for the VAE
+trainer and the latent cache alike.
 """
 
 from __future__ import annotations
 
 import ast
 import math
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from nanosora.data.buckets import assign_buckets
+from nanosora.config import DataConfig, TrainConfig
+from nanosora.data.buckets import TokenBudgetBatchSampler, assign_buckets, tokens_of
+from nanosora.data.datasets import ManifestClips, frames_to_tensor
 from nanosora.data.manifest import read_manifest, resolve_paths
 from nanosora.video.io import VideoError, probe, read_video, resize_frame
 
@@ -69,22 +78,26 @@ class ClipWindowDataset(Dataset):
         height: int,
         width: int,
         fps: float,
-        crop: Literal["center", "random"] = "center",
+        crop: Literal["none", "center", "random"] = "center",
         window: Literal["random", "start"] = "start",
-        caption: Literal["first", "random"] = "first",
+        caption: Literal["text", "random"] = "text",
         seed: int = 0,
         buckets: list[tuple[int, int]] | None = None,
+        in_memory: bool = False,
     ) -> None:
         if num_frames < 1 or (num_frames - 1) % 4:
             raise ValueError(f"num_frames must be 4k+1 (1, 5, 9, 17, ...), got {num_frames}")
-        if crop not in ("center", "random") or window not in ("random", "start"):
+        if crop not in ("none", "center", "random") or window not in ("random", "start"):
             raise ValueError(
-                f"crop must be center|random and window random|start: {crop}, {window}"
+                f"crop must be none|center|random and window random|start: {crop}, {window}"
             )
-        if caption not in ("first", "random") or fps <= 0:
-            raise ValueError(f"caption must be first|random and fps > 0: {caption}, {fps}")
+        if caption not in ("text", "random") or fps <= 0:
+            raise ValueError(f"caption must be text|random and fps > 0: {caption}, {fps}")
+        if in_memory and (crop == "random" or window == "random"):
+            raise ValueError("in_memory keeps one copy per clip: no random windows or crops")
         self.manifest_path = Path(manifest_path)
-        df = read_manifest(self.manifest_path)
+        df = read_manifest(self.manifest_path).reset_index(drop=True)
+        self.df = df
         self.paths = resolve_paths(df, self.manifest_path).tolist()
         self.texts = df["text"].astype(str).tolist()
         self.captions = [_captions(c) for c in df["captions"]] if "captions" in df else None
@@ -96,7 +109,9 @@ class ClipWindowDataset(Dataset):
         self.epoch = 0
         self.buckets = buckets
         self.bucket_of = assign_buckets(self.aspect_ratios(df), buckets) if buckets else None
+        self.shapes: list[tuple[int, int, int]] | None = None
         self._durations: dict[str, float] = {}
+        self._frames: dict[int, np.ndarray] | None = {} if in_memory else None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -116,30 +131,78 @@ class ClipWindowDataset(Dataset):
             out.append(info.height / info.width)
         return np.asarray(out)
 
-    def target_size(self, index: int) -> tuple[int, int]:
-        """(H, W) of item ``index``: its bucket's, or the dataset's."""
-        if self.buckets is not None and self.bucket_of is not None:
-            return self.buckets[int(self.bucket_of[index])]
-        return self.size
+    def clip_sizes(self) -> np.ndarray:
+        """(n, 3) per row: frames the clip holds at ``fps``, its height and width -- what bucket
+        assignment needs. From the manifest's start/end or duration and height/width columns
+        (``nanosora clips`` writes them), else probed (slow on big manifests)."""
+        df, out = self.df, np.zeros((len(self), 3), dtype=np.int64)
+        known = "height" in df and "width" in df and df["height"].notna().all()
+        for i in range(len(self)):
+            start, end = self.spans[i]
+            span = None if end is None else end - start
+            if span is None and "duration" in df and _number(df["duration"].iat[i]) is not None:
+                span = _number(df["duration"].iat[i]) - start
+            if known:
+                h, w = int(df["height"].iat[i]), int(df["width"].iat[i])
+            if span is None or not known:
+                info = probe(self.paths[i])
+                span = info.duration - start if span is None else span
+                h, w = info.height, info.width
+            # read_video keeps the target times start + k / fps inside [start, end)
+            out[i] = (max(1, math.ceil(span * self.fps - 1e-6)), h, w)
+        return out
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def set_shapes(self, shapes: Sequence[tuple[int, int, int]]) -> None:
+        """Give item i the (T, H, W) ``shapes[i]`` (its bucket's; see ``bucketed_clips``)."""
+        if len(shapes) != len(self):
+            raise ValueError(f"{len(shapes)} shapes for {len(self)} clips")
+        self.shapes = [tuple(int(v) for v in s) for s in shapes]
+        if self._frames is not None:
+            self._frames.clear()
+
+    def target_shape(self, index: int) -> tuple[int, int, int]:
+        """(T, H, W) of item ``index``: its own shape, its bucket's size, or the dataset's."""
+        if self.shapes is not None:
+            return self.shapes[index]
+        if self.buckets is not None and self.bucket_of is not None:
+            return (self.num_frames, *self.buckets[int(self.bucket_of[index])])
+        return (self.num_frames, *self.size)
+
+    def target_size(self, index: int) -> tuple[int, int]:
+        """(H, W) of item ``index``."""
+        return self.target_shape(index)[1:]
+
+    def frames(self, index: int) -> np.ndarray:
+        """uint8 (T, H, W, C) frames of item ``index`` at the current epoch (or step)."""
+        if self._frames is not None and index in self._frames:
+            return self._frames[index]
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        path = self.paths[index]
+        num_frames, height, width = self.target_shape(index)
         try:
-            start, end = self._window(index, rng)
+            start, end = self._window(index, num_frames, rng)
             frames = read_video(
-                path, start=start, end=end, fps=self.fps, max_frames=self.num_frames
+                self.paths[index], start=start, end=end, fps=self.fps, max_frames=num_frames
             )
         except VideoError as e:
             raise VideoError(f"{self.manifest_path} row {index}: {e}") from e
-        if len(frames) < self.num_frames:  # a short clip: hold its last frame
-            pad = np.repeat(frames[-1:], self.num_frames - len(frames), axis=0)
+        if len(frames) == 0:
+            raise VideoError(f"{self.manifest_path} row {index}: {self.paths[index]} has no frames")
+        if len(frames) < num_frames:  # a short clip: hold its last frame
+            pad = np.repeat(frames[-1:], num_frames - len(frames), axis=0)
             frames = np.concatenate([frames, pad])
-        frames = self._crop_resize(frames, self.target_size(index), rng)
-        video = torch.from_numpy(frames).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
+        frames = self._crop_resize(frames, (height, width), rng)
+        if self._frames is not None:
+            self._frames[index] = frames
+        return frames
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rng = np.random.default_rng((self.seed, self.epoch, index, 1))
+        video = frames_to_tensor(self.frames(index))
         return {"video": video, "text": self._text(index, rng), "index": index}
 
-    def _window(self, index: int, rng: np.random.Generator) -> tuple[float, float | None]:
+    def _window(
+        self, index: int, num_frames: int, rng: np.random.Generator
+    ) -> tuple[float, float | None]:
         """Start of the window and end of the clip (reading stops at either bound)."""
         start, end = self.spans[index]
         if self.window == "start":
@@ -149,13 +212,15 @@ class ClipWindowDataset(Dataset):
             if path not in self._durations:
                 self._durations[path] = probe(path).duration
             end = self._durations[path]
-        slack = max(0.0, (end - start) - self.num_frames / self.fps)
+        slack = max(0.0, (end - start) - num_frames / self.fps)
         return start + float(rng.uniform(0.0, slack)), end
 
     def _crop_resize(
         self, frames: np.ndarray, size: tuple[int, int], rng: np.random.Generator
     ) -> np.ndarray:
         """Crop (T, H0, W0, 3) to the aspect of ``size`` (centre or random), then resize."""
+        if self.crop == "none":
+            return np.stack([resize_frame(np.ascontiguousarray(f), size) for f in frames])
         h0, w0 = frames.shape[1:3]
         target = size[0] / size[1]
         ch, cw = (
@@ -175,3 +240,93 @@ class ClipWindowDataset(Dataset):
             options = self.captions[index]
             return options[int(rng.integers(len(options)))]
         return self.texts[index]
+
+
+def clip_dataset(
+    manifest: str | Path, d: DataConfig, seed: int = 0, progress: bool = True
+) -> ManifestClips | ClipWindowDataset:
+    """The clips ``d`` describes: ``ManifestClips`` when they are only resized to one shape (the
+    shapes world, bit for bit as before), else a ``ClipWindowDataset`` with its windows, crops
+    and captions (buckets are added by ``bucketed_clips``)."""
+    if d.window == "start" and d.crop == "none" and d.caption == "text" and not d.buckets:
+        return ManifestClips(
+            manifest, d.num_frames, d.height, d.width, d.fps, d.in_memory, progress=progress
+        )
+    return ClipWindowDataset(
+        manifest, d.num_frames, d.height, d.width, d.fps, crop=d.crop, window=d.window,
+        caption=d.caption, seed=seed, in_memory=d.in_memory,
+    )  # fmt: skip
+
+
+def bucketed_clips(
+    manifest: str | Path,
+    d: DataConfig,
+    batch_size: int,
+    token_budget: int = 0,
+    seed: int = 0,
+    multiple_of: int = 1,
+) -> tuple[ClipWindowDataset, TokenBudgetBatchSampler]:
+    """Clips of ``manifest`` in ``d.buckets``, and the sampler of their one-shape batches.
+
+    Each clip gets the (T, H, W) of the bucket nearest its aspect ratio that it fills without
+    upsampling or looping; a batch holds ``token_budget // tokens`` clips of one bucket
+    (``token_budget=0``: ``batch_size`` clips of the ``(num_frames, height, width)`` shape, and
+    proportionally more of smaller buckets). Clips no bucket holds stop here (``d.unfit="error"``)
+    or are skipped and counted in the printed summary (``"drop"``), and so are empty buckets.
+    """
+    if not d.buckets:
+        raise ValueError("bucketed_clips needs data.buckets, a list of (T, H, W)")
+    clips = clip_dataset(manifest, d, seed)
+    assert isinstance(clips, ClipWindowDataset)
+    budget = token_budget or batch_size * tokens_of((d.num_frames, d.height, d.width))
+    sampler = TokenBudgetBatchSampler(
+        clips.clip_sizes(), d.buckets, budget, multiple_of=multiple_of, unfit=d.unfit, seed=seed
+    )
+    print(f"buckets of {manifest} (token budget {budget}):\n{sampler.summary()}")
+    first = sampler.buckets[0]  # dropped clips are never drawn; any shape will do
+    clips.set_shapes([sampler.buckets[b] if b >= 0 else first for b in sampler.bucket_of])
+    return clips, sampler
+
+
+def one_shape(d: DataConfig) -> DataConfig:
+    """``d`` for calibration, sample GIFs and evaluation: every clip at (num_frames, height,
+    width) from its first window, centre-cropped where ``d`` crops at random (``d`` itself when
+    it already is that)."""
+    crop = "center" if d.crop == "random" else d.crop
+    return replace(d, buckets=(), window="start", crop=crop)
+
+
+class TrainingClips(NamedTuple):
+    """What a trainer reads (``training_clips``)."""
+
+    clips: Dataset  # batches are drawn from these
+    batches: TokenBudgetBatchSampler | None  # one-shape batches by step (buckets), else None
+    view: Dataset  # the training clips at one shape: latent calibration, sample GIFs
+    val: Dataset  # held-out clips at that shape (``view`` without a validation manifest)
+
+
+def training_clips(
+    d: DataConfig, t: TrainConfig, val_manifest: str = "", multiple_of: int = 1
+) -> TrainingClips:
+    """The training, view and validation clips of ``d`` (``t`` gives batch size, token budget
+    and seed; ``multiple_of`` the data-parallel ranks a bucketed batch splits over)."""
+    if not d.manifest:
+        raise ValueError("data.manifest is empty: give the training clips' manifest")
+    if d.buckets:
+        clips, batches = bucketed_clips(
+            d.manifest, d, t.batch_size, t.token_budget, t.seed, multiple_of
+        )
+    else:
+        clips, batches = clip_dataset(d.manifest, d, t.seed), None
+    fixed = one_shape(d)
+    view = clips if fixed == d else clip_dataset(d.manifest, fixed, t.seed)
+    val = clip_dataset(val_manifest, fixed, t.seed) if val_manifest else view
+    return TrainingClips(clips, batches, view, val)
+
+
+def load_batch(clips: Dataset, indices: Sequence[int], step: int) -> torch.Tensor:
+    """(B, C, T, H, W) of ``indices`` for optimizer step ``step``: random windows, crops and
+    captions are drawn from (seed, step, index), so a resumed run reads the same pixels."""
+    if isinstance(clips, ClipWindowDataset):
+        clips.set_epoch(step)
+    return torch.stack([clips[i]["video"] for i in indices])

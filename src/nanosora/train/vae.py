@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from nanosora.config import VAELossConfig, VAETrainConfig
-from nanosora.data.datasets import ManifestClips, tensor_to_frames
+from nanosora.data.datasets import tensor_to_frames
+from nanosora.data.video_dataset import TrainingClips, load_batch, training_clips
 from nanosora.models.vae import VideoVAE, kl_divergence
 from nanosora.train.checkpoint import EMA, RunDir, load_weights_into, plot_metrics
 from nanosora.train.loop import (
@@ -55,9 +57,7 @@ def vae_loss(
 
 
 @torch.no_grad()
-def write_recon_gif(
-    vae: VideoVAE, clips: ManifestClips, path: Path, fps: float, n: int = 4
-) -> None:
+def write_recon_gif(vae: VideoVAE, clips: Dataset, path: Path, fps: float, n: int = 4) -> None:
     """GIF with one row per clip: original | reconstruction."""
     x = torch.stack([clips[i]["video"] for i in range(min(n, len(clips)))])
     rec = vae.decode(vae.encode(x)).clamp(-1, 1)
@@ -68,9 +68,7 @@ def write_recon_gif(
 
 
 @torch.no_grad()
-def calibrate(
-    vae: VideoVAE, clips: ManifestClips, max_clips: int = 512, batch_size: int = 16
-) -> None:
+def calibrate(vae: VideoVAE, clips: Dataset, max_clips: int = 512, batch_size: int = 16) -> None:
     """Set the VAE's latent normalisation from posterior means of real clips."""
     means = []
     for lo in range(0, min(max_clips, len(clips)), batch_size):
@@ -88,12 +86,8 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
     d = cfg.data
     if not d.manifest:
         raise ValueError("data.manifest is empty: give the training clips' manifest")
-    clips = ManifestClips(d.manifest, d.num_frames, d.height, d.width, d.fps, d.in_memory)
-    val = (
-        ManifestClips(cfg.val_manifest, d.num_frames, d.height, d.width, d.fps, d.in_memory)
-        if cfg.val_manifest
-        else clips
-    )
+    data = training_clips(d, cfg.train, cfg.val_manifest)  # one shape, or bucketed batches
+    val = data.val
     # 2. Model, optimizer, EMA; restore on resume.
     torch.manual_seed(cfg.train.seed)
     vae = VideoVAE(cfg.vae)
@@ -115,13 +109,13 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
         state = run.load(vae, ema, opt)
         run.truncate_metrics(state["step"])
     # 3. Loop.
-    train_loop(vae, opt, ema, clips, cfg, run, state)
+    train_loop(vae, opt, ema, data, cfg, run, state)
     # 4. Final: EMA weights, latent calibration, metrics, plots.
     final = VideoVAE(cfg.vae)
     final.load_state_dict(ema.state_dict() if ema else vae.state_dict())
     final.eval()
     if cfg.train_encoder:  # a frozen encoder keeps the statistics the DiT was trained with
-        calibrate(final, clips)
+        calibrate(final, data.view)
     if ema is not None:
         ema.load_state_dict(final.state_dict())
     vae.latent_mean.copy_(final.latent_mean)
@@ -151,7 +145,7 @@ def train_loop(
     vae: VideoVAE,
     opt: torch.optim.Optimizer,
     ema: EMA | None,
-    clips: ManifestClips,
+    data: TrainingClips,
     cfg: VAETrainConfig,
     run: RunDir,
     state: dict,
@@ -168,9 +162,12 @@ def train_loop(
         if t.minutes and start_elapsed + time.time() - start_time > 60 * t.minutes:
             break
         set_lr(opt, step, o, t, state)
-        x = torch.stack(
-            [clips[i]["video"] for i in batch_indices(len(clips), t.batch_size, step, t.seed)]
+        indices = (  # a bucket's batch (one shape, token budget), or batch_size clips
+            data.batches.batch_at(step)
+            if data.batches is not None
+            else batch_indices(len(data.clips), t.batch_size, step, t.seed)
         )
+        x = load_batch(data.clips, indices, step)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
             rec, mean, logvar = forward(x, generator=step_generator(t.seed, step))
         loss, parts = vae_loss(rec, x, mean, logvar, cfg.loss)
@@ -202,7 +199,7 @@ def train_loop(
         if t.sample_every and state["step"] % t.sample_every == 0:
             vae.eval()
             write_recon_gif(
-                vae, clips, run.path / "samples" / f"step{state['step']:06d}.gif", cfg.data.fps
+                vae, data.view, run.path / "samples" / f"step{state['step']:06d}.gif", cfg.data.fps
             )
             vae.train()
     bar.close()
