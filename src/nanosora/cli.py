@@ -155,6 +155,15 @@ def train_dit(
         _fail(e)
 
 
+def _bucket(text: str) -> tuple[int, int, int]:
+    """'17x64x112' -> (17, 64, 112)."""
+    parts = text.lower().split("x")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"--bucket {text!r} is not TxHxW, e.g. 17x64x112")
+    t, h, w = (int(p) for p in parts)
+    return t, h, w
+
+
 @app.command()
 def cache(
     manifest: Annotated[Path, typer.Option(help="clips to encode")],
@@ -163,12 +172,27 @@ def cache(
     num_frames: Annotated[int, typer.Option(help="frames per clip, 4k+1")] = 17,
     size: Annotated[int, typer.Option(help="frame height and width")] = 64,
     fps: Annotated[float, typer.Option(help="frames per second")] = 8.0,
+    bucket: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="TxHxW bucket, repeatable (e.g. 17x64x112 17x64x64 1x64x64): each clip "
+            "is cached at the nearest aspect it fills; DiT batches are one shape each"
+        ),
+    ] = None,
+    crop: Annotated[
+        str, typer.Option(help="none (resize only) or center (crop to the aspect)")
+    ] = "none",
+    unfit: Annotated[
+        str, typer.Option(help="clips no bucket holds: error or drop (logged)")
+    ] = "error",
 ) -> None:
     """Encode a manifest once into latent + text shards for DiT training (resumable)."""
     from nanosora.data.cache import build_cache
 
     try:
-        build_cache(manifest, vae, out, num_frames=num_frames, height=size, width=size, fps=fps)
+        buckets = [_bucket(b) for b in bucket or []]
+        build_cache(manifest, vae, out, num_frames=num_frames, height=size, width=size, fps=fps,
+                    buckets=buckets, crop=crop, unfit=unfit)  # type: ignore[arg-type]  # fmt: skip
     except USER_ERRORS as e:
         _fail(e)
     typer.echo(f"cache written to {out}")

@@ -11,20 +11,36 @@ so both are computed once. Each shard ``shard-NNNNN.safetensors`` holds, for its
 ``meta.json`` records the manifest, the VAE directory and its latent statistics, the text-encoder
 config, the null-prompt features for classifier-free guidance, and the shard list. Building is
 resumable: complete shards are kept, a killed build continues at the first missing shard.
+
+With ``buckets`` (a list of (T, H, W)), each clip is encoded at the shape of the bucket nearest its
+aspect ratio that it fills (``nanosora.data.buckets.fit_buckets``), cropped to it, and the shards
+are written per bucket (``shard-TxHxW-NNNNN``, each one shape, its ``shape`` in the shard list).
+``LatentCache`` then serves batches of one shape each; the DiT trainer draws them with a
+``TokenBudgetBatchSampler`` over the cached shapes. Without buckets the cache is one shape, as
+before.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from nanosora.config import TextEncoderConfig, to_dict
-from nanosora.data.datasets import ManifestClips
+from nanosora.config import DataConfig, TextEncoderConfig, to_dict
+from nanosora.data.buckets import (
+    TokenBudgetBatchSampler,
+    describe_buckets,
+    fit_buckets,
+    tokens_of,
+)
+from nanosora.data.video_dataset import clip_dataset
 from nanosora.models.text_encoder import TextEncoder, load_text_encoder, pad_features
 
 
@@ -49,28 +65,36 @@ def build_cache(
     fps: float = 8.0,
     shard_size: int = 1024,
     batch_size: int = 16,
+    buckets: Sequence[tuple[int, int, int]] = (),
+    crop: Literal["none", "center"] = "none",
+    unfit: Literal["error", "drop"] = "error",
 ) -> Path:
-    """Encode every row of ``manifest`` into shards under ``out_dir``; returns ``out_dir``."""
+    """Encode every row of ``manifest`` into shards under ``out_dir``; returns ``out_dir``.
+
+    ``(num_frames, height, width)`` is the clips' shape, or with ``buckets`` the default shape
+    generation uses; ``crop="center"`` crops frames to the target aspect before resizing;
+    ``unfit``: a clip no bucket holds stops the build, or is skipped and counted.
+    """
     from nanosora.train.vae import load_vae
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     vae = load_vae(vae_dir)
     encoder = load_text_encoder(text_cfg)
-    clips = ManifestClips(manifest, num_frames, height, width, fps, in_memory=False)
-    n = len(clips)
+    d = DataConfig(str(manifest), num_frames, height, width, fps, in_memory=False, crop=crop,
+                   buckets=tuple(tuple(b) for b in buckets), unfit=unfit)  # fmt: skip
+    clips = clip_dataset(manifest, d)
+    plan, dropped = _shard_plan(clips, d, shard_size)
     shards = []
-    bar = tqdm(total=n, desc="caching latents", unit="clip")
-    for k, lo in enumerate(range(0, n, shard_size)):
-        hi = min(n, lo + shard_size)
-        name = f"shard-{k:05d}.safetensors"
-        shards.append({"file": name, "rows": hi - lo})
+    bar = tqdm(total=sum(len(rows) for _, rows, _ in plan), desc="caching latents", unit="clip")
+    for name, rows, shape in plan:
+        shards.append({"file": name, "rows": len(rows)} | ({"shape": shape} if buckets else {}))
         if (out / name).is_file():
-            bar.update(hi - lo)
+            bar.update(len(rows))
             continue
         means, logvars = [], []
-        for b in range(lo, hi, batch_size):
-            x = torch.stack([clips[i]["video"] for i in range(b, min(hi, b + batch_size))])
+        for b in range(0, len(rows), batch_size):
+            x = torch.stack([clips[i]["video"] for i in rows[b : b + batch_size]])
             # bf16 encoding is ~3x faster here; the DiT adds noise far above bf16's precision.
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 mean, logvar = vae.encode_moments(x)
@@ -78,7 +102,7 @@ def build_cache(
             means.append(mean)
             logvars.append(logvar)
             bar.update(len(x))
-        text, mask = _encode_text(encoder, clips.texts[lo:hi])
+        text, mask = _encode_text(encoder, [clips.texts[i] for i in rows])
         tmp = out / f".{name}.{os.getpid()}.tmp"
         save_file(
             {
@@ -86,7 +110,7 @@ def build_cache(
                 "logvar": torch.cat(logvars).contiguous(),
                 "text": text.half().contiguous(),
                 "mask": mask.to(torch.uint8).contiguous(),
-                "index": torch.arange(lo, hi, dtype=torch.int64),
+                "index": torch.tensor(rows, dtype=torch.int64),
             },
             str(tmp),
         )
@@ -104,15 +128,45 @@ def build_cache(
         "height": height,
         "width": width,
         "fps": fps,
-        "rows": n,
+        "rows": len(clips) - dropped,
         "shards": shards,
     }
+    if buckets:
+        meta |= {"buckets": [list(b) for b in d.buckets], "dropped": dropped}
     (out / "meta.json").write_text(json.dumps(meta))
     return out
 
 
+def _shard_plan(
+    clips, d: DataConfig, shard_size: int
+) -> tuple[list[tuple[str, list[int], list[int]]], int]:
+    """(file name, manifest rows, (T, H, W)) of every shard, and the count of clips that fit no
+    bucket (skipped; ``d.unfit="error"`` raises instead). One shape per shard."""
+    n = len(clips)
+    if not d.buckets:
+        shape = [d.num_frames, d.height, d.width]
+        los = range(0, n, shard_size)
+        return [(f"shard-{k:05d}.safetensors", list(range(lo, min(n, lo + shard_size))), shape)
+                for k, lo in enumerate(los)], 0  # fmt: skip
+    bucket_of = fit_buckets(clips.clip_sizes(), d.buckets, d.unfit)
+    print(f"cache buckets of {d.manifest}:\n{describe_buckets(bucket_of, d.buckets)}")
+    clips.set_shapes([d.buckets[b] if b >= 0 else d.buckets[0] for b in bucket_of])
+    plan = []
+    for b, shape in enumerate(d.buckets):
+        rows = np.flatnonzero(bucket_of == b).tolist()
+        for k, lo in enumerate(range(0, len(rows), shard_size)):
+            name = f"shard-{'x'.join(map(str, shape))}-{k:05d}.safetensors"
+            plan.append((name, rows[lo : lo + shard_size], list(shape)))
+    return plan, int((bucket_of < 0).sum())
+
+
 class LatentCache:
-    """All shards of a cache in memory, ready to be sampled by batch index."""
+    """All shards of a cache in memory, ready to be sampled by batch index.
+
+    Clips are numbered shape by shape (one group per cached (T, H, W), in shard-list order);
+    ``shapes[group_of[i]]`` is clip i's pixel shape and ``means[g][row_of[i]]`` its posterior
+    mean. A one-shape cache is a single group numbered as its shards.
+    """
 
     def __init__(self, cache_dir: str | Path):
         d = Path(cache_dir)
@@ -137,11 +191,22 @@ class LatentCache:
                 t, (0, 0, 0, max_len - t.shape[1]) if t.dim() == 3 else (0, max_len - t.shape[1])
             )
 
-        self.mean = torch.cat([p["mean"] for p in parts])
-        self.std = torch.cat([torch.exp(0.5 * p["logvar"]) for p in parts])
-        self.text = torch.cat([pad(p["text"]) for p in parts]).float()
-        self.mask = torch.cat([pad(p["mask"]) for p in parts]).bool()
-        self.index = torch.cat([p["index"] for p in parts])
+        m = self.meta
+        groups: dict[tuple[int, int, int], list[int]] = {}  # pixel shape -> its shards
+        for j, shard in enumerate(m["shards"]):
+            shape = shard.get("shape", (m["num_frames"], m["height"], m["width"]))
+            groups.setdefault(tuple(shape), []).append(j)
+        self.shapes = list(groups)
+        order = [j for js in groups.values() for j in js]
+        self.means = [torch.cat([parts[j]["mean"] for j in js]) for js in groups.values()]
+        self.stds = [
+            torch.cat([torch.exp(0.5 * parts[j]["logvar"]) for j in js]) for js in groups.values()
+        ]
+        self.group_of = torch.cat([torch.full((len(g),), i) for i, g in enumerate(self.means)])
+        self.row_of = torch.cat([torch.arange(len(g)) for g in self.means])
+        self.text = torch.cat([pad(parts[j]["text"]) for j in order]).float()
+        self.mask = torch.cat([pad(parts[j]["mask"]) for j in order]).bool()
+        self.index = torch.cat([parts[j]["index"] for j in order])
         self.latent_mean = torch.tensor(self.meta["latent_mean"]).view(1, -1, 1, 1, 1)
         self.latent_std = torch.tensor(self.meta["latent_std"]).view(1, -1, 1, 1, 1)
         null = torch.tensor(self.meta["null_text"])
@@ -151,12 +216,31 @@ class LatentCache:
         self.null_mask[: len(null)] = True
 
     def __len__(self) -> int:
-        return len(self.mean)
+        return len(self.group_of)
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
-        """(c, t, h, w) of one cached clip."""
-        return tuple(self.mean.shape[1:])
+        """(c, t, h, w) of a clip of the cache's default (num_frames, height, width) shape (the
+        first cached shape when none has it): what samples and the pipeline are made at."""
+        m = self.meta
+        default = (m["num_frames"], m["height"], m["width"])
+        g = self.shapes.index(default) if default in self.shapes else 0
+        return tuple(self.means[g].shape[1:])
+
+    def sizes(self) -> np.ndarray:
+        """(T, H, W) pixel shape of every cached clip (for ``TokenBudgetBatchSampler``)."""
+        return np.asarray(self.shapes, dtype=np.int64)[self.group_of.numpy()]
+
+    def bucket_sampler(
+        self, batch_size: int, token_budget: int = 0, multiple_of: int = 1, seed: int = 0
+    ) -> TokenBudgetBatchSampler | None:
+        """One-shape batches over a multi-shape cache, ``token_budget`` tokens at most each
+        (0: ``batch_size`` clips of the default shape); None for a one-shape cache."""
+        if len(self.shapes) == 1:
+            return None
+        m = self.meta
+        budget = token_budget or batch_size * tokens_of((m["num_frames"], m["height"], m["width"]))
+        return TokenBudgetBatchSampler(self.sizes(), self.shapes, budget, multiple_of, seed=seed)
 
     def batch(
         self, indices: list[int], generator: torch.Generator, text_dropout: float = 0.0
@@ -168,8 +252,18 @@ class LatentCache:
         prompt's features: that is what classifier-free guidance contrasts against.
         """
         idx = torch.as_tensor(indices)
-        eps = torch.randn(self.mean[idx].shape, generator=generator)
-        z = (self.mean[idx] + self.std[idx] * eps - self.latent_mean) / self.latent_std
+        group = self.group_of[idx].unique()
+        if len(group) != 1:
+            raise ValueError(
+                f"a batch must hold one latent shape; clips {indices} have shapes "
+                f"{[self.shapes[int(g)] for g in group]} (draw batches with a bucket sampler)"
+            )
+        mean, std = (
+            self.means[int(group)][self.row_of[idx]],
+            self.stds[int(group)][self.row_of[idx]],
+        )
+        eps = torch.randn(mean.shape, generator=generator)
+        z = (mean + std * eps - self.latent_mean) / self.latent_std
         text, mask = self.text[idx].clone(), self.mask[idx].clone()
         if text_dropout > 0:
             drop = torch.rand(len(idx), generator=generator) < text_dropout

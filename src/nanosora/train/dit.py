@@ -218,6 +218,12 @@ def train_loop(
     t, o = cfg.train, cfg.optim
     model = model or dit
     parts = micro_batches(t.batch_size, d, t.grad_accum)  # this rank's rows of each batch
+    # A multi-shape (bucketed) cache: one shape per batch, sized to the token budget.
+    buckets = cache.bucket_sampler(
+        t.batch_size, t.token_budget, d.world_size * t.grad_accum, t.seed
+    )
+    if buckets is not None:
+        log(d, f"bucketed batches, {len(buckets)} per epoch:\n{buckets.summary()}")
     start_time, start_elapsed = time.time(), state["elapsed"]
     bar = tqdm(total=t.steps, initial=state["step"], desc="dit", unit="step", disable=not d.is_main)
     losses: list[float] = []
@@ -230,9 +236,12 @@ def train_loop(
             break
         set_lr(opt, step, o, t, state)
         gen = step_generator(t.seed, step)
-        x0, text, mask = cache.batch(
-            batch_indices(len(cache), t.batch_size, step, t.seed), gen, cfg.flow.text_dropout
-        )
+        if buckets is not None:
+            indices = buckets.batch_at(step)
+            parts = micro_batches(len(indices), d, t.grad_accum)
+        else:
+            indices = batch_indices(len(cache), t.batch_size, step, t.seed)
+        x0, text, mask = cache.batch(indices, gen, cfg.flow.text_dropout)
         drawn = gen.get_state()  # each micro-batch redraws the same whole-batch noise
         last, value = accumulate(  # (runs the lambda now, in this iteration)
             lambda rows: flow_loss(forward, x0, text, mask, cfg, gen.set_state(drawn), rows),  # noqa: B023
