@@ -169,7 +169,7 @@ def test_fsdp_checkpoint_resumes_in_one_process(setup, tmp_path) -> None:
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-5, msg=k)
     # 4. A checkpoint of another model is refused, naming the difference.
     other = config(setup, run, steps=8, **{"dit.dim": 64})
-    with pytest.raises(ValueError, match="different model.*other shapes"):
+    with pytest.raises(ValueError, match="do not match this model.*other shapes"):
         train_dit.main(other, resume=True)
 
 

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -207,6 +208,25 @@ def test_init_from_and_mismatch(cache, vae_run, tmp_path):
                 dit_cfg(cache, vae_run, tmp_path / "bad", steps=1),
                 [f"init_from={base}", "dit.depth=3"],
             )
+        )
+
+
+def test_checkpoint_of_another_preset_is_a_clear_error(data, vae_run, cache, tmp_path):
+    """Resuming or starting from weights of another model names what differs (no raw
+    load_state_dict traceback) and leaves the run directory as it was."""
+    run = tmp_path / "vae"
+    shutil.copytree(vae_run, run)
+    before = (run / "config.yaml").read_text()
+    wider = {"vae.base_channels": 16}
+    with pytest.raises(ValueError, match=r"do not match this model.*other shapes.*saved \(8,"):
+        train_vae.main(vae_cfg(data, run, steps=8, **wider), resume=True)
+    assert (run / "config.yaml").read_text() == before
+    with pytest.raises(ValueError, match="init_from=.*do not match this model.*other shapes"):
+        train_vae.main(vae_cfg(data, tmp_path / "new", steps=1, init_from=vae_run, **wider))
+    dit = train_dit.main(dit_cfg(cache, vae_run, tmp_path / "dit", steps=1))
+    with pytest.raises(ValueError, match="do not match this model.*other shapes"):
+        train_dit.main(
+            apply_overrides(dit_cfg(cache, vae_run, dit, steps=2), ["dit.dim=64"]), resume=True
         )
 
 

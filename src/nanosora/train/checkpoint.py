@@ -59,6 +59,7 @@ class RunDir:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.cfg: Any = None  # the config ``start`` was given
 
     def exists(self) -> bool:
         return (self.path / "state.pt").is_file()
@@ -72,8 +73,16 @@ class RunDir:
             )
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "samples").mkdir(exist_ok=True)
-        save_config(cfg, self.path / "config.yaml")
+        self.cfg = cfg
+        if not (resume and self.exists()):  # a resumed run's config: once its checkpoint loaded
+            save_config(cfg, self.path / "config.yaml")
         write_env(self.path / "env.json")
+
+    def save_resumed_config(self) -> None:
+        """Record the config a run resumes with, after its checkpoint loaded: a refused resume
+        (another preset, say) leaves ``config.yaml`` describing the weights next to it."""
+        if self.cfg is not None:
+            save_config(self.cfg, self.path / "config.yaml")
 
     def log(self, record: dict[str, Any]) -> None:
         with open(self.path / "metrics.jsonl", "a") as f:
@@ -109,11 +118,14 @@ class RunDir:
 
     def load(self, model: nn.Module, ema: EMA | None, optimizer: torch.optim.Optimizer) -> dict:
         """Restore weights, EMA and optimizer; return the loop state (step, ...)."""
-        model.load_state_dict(load_file(str(self.path / "model.safetensors")))
+        weights = load_file(str(self.path / "model.safetensors"))
+        check_shapes({k: tuple(v.shape) for k, v in weights.items()}, model, self.path)
+        model.load_state_dict(weights)
         if ema is not None and (self.path / "ema.safetensors").is_file():
             ema.load_state_dict(load_file(str(self.path / "ema.safetensors")))
         state = torch.load(self.path / "state.pt", weights_only=False)
         optimizer.load_state_dict(state.pop("optimizer"))
+        self.save_resumed_config()
         return state
 
 
@@ -135,12 +147,28 @@ def load_weights_into(model: nn.Module, source: str | Path, module: str, what: s
     into ``model``; every name must match (a clear error names the differences)."""
     d = Path(source)
     weights = load_weights(d / module if (d / module).is_dir() else d)
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"init_from={source}: weights do not match the {what} config "
-            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
-        )
+    check_shapes({k: tuple(v.shape) for k, v in weights.items()}, model, f"init_from={source}")
+    model.load_state_dict(weights)
+
+
+def check_shapes(saved: dict[str, tuple[int, ...]], model: nn.Module, where: str | Path) -> None:
+    """Refuse the weights of another model (preset, width, depth, LoRA rank) naming what differs,
+    instead of the raw size-mismatch traceback ``load_state_dict`` would give."""
+    current = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if saved == current:
+        return
+    missing, extra = sorted(set(current) - set(saved)), sorted(set(saved) - set(current))
+    changed = [
+        f"{k}: saved {saved[k]} vs now {current[k]}"
+        for k in current
+        if saved.get(k, current[k]) != current[k]
+    ]
+    raise ValueError(
+        f"{where} holds weights that do not match this model (another preset or other vae.*/"
+        f"dit.* settings): {len(missing)} parameters missing (e.g. {missing[:3]}), "
+        f"{len(extra)} unexpected (e.g. {extra[:3]}), {len(changed)} with other shapes "
+        f"(e.g. {changed[:3]})"
+    )
 
 
 def write_env(path: Path) -> None:

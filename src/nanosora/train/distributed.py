@@ -1,25 +1,27 @@
 """Data parallelism applied from outside the model: process groups, DDP/FSDP2, sharded checkpoints.
 
-The model code (``models/dit.py``) is single-device and never branches on parallelism; this file
-is the one place that knows about processes. Launch with torchrun (or ``accelerate launch``, which
-starts the same processes) and set ``train.parallel``:
+The model code (``models/dit.py``, ``models/vae.py``) is single-device and never branches on
+parallelism; this file is the one place that knows about processes. Launch with torchrun (or
+``accelerate launch``, which starts the same processes) and set ``train.parallel``:
 
-    torchrun --nproc_per_node=8 -m nanosora.cli train dit --config C train.parallel=fsdp
+    torchrun --nproc_per_node=8 -m nanosora.cli train dit|vae --config C train.parallel=fsdp
 
-What it provides, in the order the DiT loop uses it:
+What it provides, in the order the DiT and VAE loops use it:
 1. ``init_distributed``: reads torchrun's RANK/WORLD_SIZE/LOCAL_RANK, starts a process group
    (NCCL on GPUs, gloo on CPUs) with a timeout so a lost peer fails the run instead of hanging it;
 2. ``micro_batches``: which rows of the global batch this rank computes, one slice per
    gradient-accumulation micro-batch. Every rank draws the *global* batch's noise and timesteps
    and keeps its rows, so N processes follow the trajectory of one process with the same global
    batch (up to float summation order);
-3. ``wrap_model``: activation checkpointing per block, then DDP or FSDP2 ``fully_shard`` per
-   block and once at the root (torchtitan's recipe);
+3. ``wrap_model``: activation checkpointing per block (DiT blocks, VAE encoder/decoder stages),
+   then DDP or FSDP2 ``fully_shard`` per block and once at the root (torchtitan's recipe);
 4. ``ShardedRunDir``: a run directory whose optimizer/model/EMA state is a
    ``torch.distributed.checkpoint`` (DCP) folder written by every rank, plus gathered
    ``model.safetensors``/``ema.safetensors`` written by rank 0 for inference. DCP reshards on
-   load, so a run saved by 2 FSDP processes resumes on 1, 4 or 8, with DDP or FSDP.
-Only rank 0 logs metrics and writes files; the others wait at barriers.
+   load, so a run saved by 2 FSDP processes resumes on 1, 4 or 8, with DDP or FSDP; a plain
+   1-process run's files are loaded whole on every rank and sharded there.
+Only rank 0 logs metrics and writes files; the others wait at barriers. A result computed once
+(the VAE's latent statistics) reaches the other ranks by ``broadcast``.
 """
 
 from __future__ import annotations
@@ -30,18 +32,18 @@ import functools
 import os
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nanosora.config import TrainConfig
-from nanosora.train.checkpoint import EMA, RunDir
+from nanosora.train.checkpoint import EMA, RunDir, check_shapes
 
 
 @dataclass(frozen=True)
@@ -150,26 +152,31 @@ def micro_batches(batch_size: int, d: Dist, grad_accum: int = 1) -> list[slice]:
     return [slice(start + i * micro, start + (i + 1) * micro) for i in range(grad_accum)]
 
 
-def checkpoint_blocks(model: nn.Module) -> None:
-    """Recompute every block of ``model.blocks`` in the backward pass (activation checkpointing).
+def checkpoint_blocks(blocks: Sequence[nn.Module]) -> None:
+    """Recompute every one of ``blocks`` in the backward pass (activation checkpointing).
 
     The block's ``forward`` is replaced on the instance, so parameter names (and checkpoints) are
     unchanged; FSDP's hooks sit on ``__call__`` around it.
     """
     from torch.utils.checkpoint import checkpoint
 
-    for block in model.blocks:
+    for block in blocks:
         block.forward = functools.partial(checkpoint, block.forward, use_reentrant=False)
 
 
-def wrap_model(model: nn.Module, d: Dist, t: TrainConfig) -> nn.Module:
+def wrap_model(
+    model: nn.Module, d: Dist, t: TrainConfig, blocks: Sequence[nn.Module] | None = None
+) -> nn.Module:
     """The module to call for training; parameters stay reachable through ``model`` itself.
 
-    FSDP2 shards each block separately (its parameters are all-gathered just before the block
-    runs and freed after), then the root for what is left (embeddings, output layer).
+    ``blocks`` are the units of activation checkpointing and FSDP sharding (default: the DiT's
+    ``model.blocks``; the VAE passes its encoder and decoder stages). FSDP2 shards each block
+    separately (its parameters are all-gathered just before the block runs and freed after),
+    then the root for what is left (embeddings, input/output layers).
     """
+    blocks = model.blocks if blocks is None else blocks
     if t.activation_checkpointing:
-        checkpoint_blocks(model)
+        checkpoint_blocks(blocks)
     match d.parallel:
         case "none":
             return model
@@ -181,7 +188,7 @@ def wrap_model(model: nn.Module, d: Dist, t: TrainConfig) -> nn.Module:
         case "fsdp":
             from torch.distributed.fsdp import fully_shard
 
-            for block in model.blocks:
+            for block in blocks:
                 fully_shard(block)
             fully_shard(model)
             return model
@@ -223,6 +230,15 @@ def any_rank(flag: bool, d: Dist) -> bool:
     return bool(x.item())
 
 
+def broadcast(x: torch.Tensor, d: Dist) -> torch.Tensor:
+    """Rank 0's ``x`` on every rank (same shape everywhere): a result computed once, shared."""
+    if not d.active or d.world_size == 1:
+        return x
+    y = x.detach().to(d.device).contiguous()
+    dist.broadcast(y, src=0)
+    return y.to(x.device)
+
+
 def full_tensor(x: torch.Tensor) -> torch.Tensor:
     """The whole tensor behind an FSDP shard (a collective: every rank must call it)."""
     from torch.distributed.tensor import DTensor
@@ -242,6 +258,7 @@ class ShardedRunDir(RunDir):
         self.d = d
 
     def start(self, cfg: Any, resume: bool) -> None:
+        self.cfg = cfg
         if self.d.is_main:
             super().start(cfg, resume)
         barrier(self.d)
@@ -302,19 +319,26 @@ class ShardedRunDir(RunDir):
         barrier(self.d)
 
     def load(self, model: nn.Module, ema: EMA | None, optimizer: torch.optim.Optimizer) -> dict:
-        """Restore weights, EMA and optimizer from the DCP folder, resharding to this job."""
+        """Restore weights, EMA and optimizer from the DCP folder, resharding to this job (or
+        from a 1-process run's files, sharding them here)."""
+        state = torch.load(self.path / "state.pt", weights_only=False)
+        if not (self.path / "checkpoint").is_dir() or "shapes" not in state:
+            state = self._load_single_process(model, ema, optimizer, state)
+        else:
+            state = self._load_sharded(model, ema, optimizer, state)
+        if self.d.is_main:
+            self.save_resumed_config()
+        return state
+
+    def _load_sharded(
+        self, model: nn.Module, ema: EMA | None, optimizer: torch.optim.Optimizer, state: dict
+    ) -> dict:
         import torch.distributed.checkpoint as dcp
         from torch.distributed.checkpoint.state_dict import (
             set_model_state_dict,
             set_optimizer_state_dict,
         )
 
-        state = torch.load(self.path / "state.pt", weights_only=False)
-        if not (self.path / "checkpoint").is_dir() or "shapes" not in state:
-            raise ValueError(
-                f"{self.path} was saved by a single process (train.parallel=none): resume it "
-                f"with train.parallel=none, or start a new run with init_from={self.path}"
-            )
         check_shapes(state.pop("shapes"), model, self.path)
         saved = (state.pop("world_size"), state.pop("parallel"))
         if saved != (self.d.world_size, self.d.parallel):
@@ -329,6 +353,50 @@ class ShardedRunDir(RunDir):
         set_optimizer_state_dict(model, optimizer, sd["optim"])
         if ema is not None:
             ema.load_state_dict(sd["ema"])
+        return state
+
+    def _load_single_process(
+        self, model: nn.Module, ema: EMA | None, optimizer: torch.optim.Optimizer, state: dict
+    ) -> dict:
+        """A checkpoint of a plain 1-process run (full tensors; optimizer state keyed by
+        parameter index): every rank reads the files and keeps what it owns."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+        from torch.distributed.tensor import DTensor, distribute_tensor
+
+        log(
+            self.d,
+            f"{self.path} was written by 1 process (train.parallel=none); resuming with "
+            f"{self.d.world_size} ({self.d.parallel}): full weights and optimizer state are "
+            "loaded on every rank and sharded here",
+        )
+        weights = load_file(str(self.path / "model.safetensors"))
+        check_shapes({k: tuple(v.shape) for k, v in weights.items()}, model, self.path)
+        full = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(model, weights, options=full)
+        # torch.optim numbers parameters in param-group order; the DCP API wants their names.
+        names = {p: n for n, p in model.named_parameters()}
+        fqns = [names[p] for g in optimizer.param_groups for p in g["params"]]
+        plain = state.pop("optimizer")
+        by_name = {
+            "state": {fqns[i]: v for i, v in plain["state"].items()},
+            "param_groups": [
+                {**g, "params": [fqns[i] for i in g["params"]]} for g in plain["param_groups"]
+            ],
+        }
+        set_optimizer_state_dict(model, optimizer, by_name, options=full)
+        if ema is not None and (self.path / "ema.safetensors").is_file():
+            shadow = load_file(str(self.path / "ema.safetensors"))
+            for k, ref in ema.shadow.items():  # FSDP: shard like the live shadow
+                v = shadow[k].to(ref.device)
+                ema.shadow[k] = (
+                    distribute_tensor(v, ref.device_mesh, ref.placements)
+                    if isinstance(ref, DTensor)
+                    else v
+                )
         return state
 
     def _sharded(
@@ -346,24 +414,6 @@ class ShardedRunDir(RunDir):
         if ema is not None:
             sd["ema"] = ema.state_dict()
         return sd
-
-
-def check_shapes(saved: dict[str, tuple[int, ...]], model: nn.Module, where: Path) -> None:
-    """A checkpoint of another model (preset, width, depth) fails here, naming what differs."""
-    current = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if saved == current:
-        return
-    missing, extra = sorted(set(current) - set(saved)), sorted(set(saved) - set(current))
-    changed = [
-        f"{k}: saved {saved[k]} vs now {current[k]}"
-        for k in current
-        if saved.get(k, current[k]) != current[k]
-    ]
-    raise ValueError(
-        f"{where} holds a different model (another preset or dit.* setting): "
-        f"{len(missing)} parameters missing (e.g. {missing[:3]}), {len(extra)} unexpected "
-        f"(e.g. {extra[:3]}), {len(changed)} with other shapes (e.g. {changed[:3]})"
-    )
 
 
 def open_run(path: str | Path, d: Dist) -> RunDir:
