@@ -1,7 +1,7 @@
-"""Data-parallel DiT training on CPU (gloo): real torchrun processes against one process.
+"""Data-parallel DiT and VAE training on CPU (gloo): real torchrun processes against one process.
 
 Each multi-process run is ``python -m torch.distributed.run --nproc_per_node=2 -m nanosora.cli
-train dit`` in a subprocess with a timeout (a hang fails the test instead of stalling the suite),
+train dit|vae`` in a subprocess with a timeout (a hang fails the test instead of stalling the suite),
 and process groups get ``train.dist_timeout``.
 """
 
@@ -24,7 +24,10 @@ from nanosora.config import (
     save_config,
 )
 from nanosora.models.vae import VideoVAE
+from nanosora.shapes.world import generate_dataset
 from nanosora.train import dit as train_dit
+from nanosora.train import vae as train_vae
+from nanosora.train.checkpoint import RunDir
 from nanosora.train.distributed import Dist, init_distributed, micro_batches
 
 TINY_VAE = VAEConfig(base_channels=8, channel_mult=(1, 2, 2), latent_channels=4)
@@ -71,6 +74,18 @@ def setup(tmp_path_factory) -> tuple[Path, Path]:
     return vae_dir, cache
 
 
+LOOP = {  # both trainers' test runs: checkpoints and metrics every step or two, float32
+    "train.ckpt_every": 2,
+    "train.log_every": 1,
+    "train.sample_every": 0,
+    "train.threads": 1,
+    "train.bf16": False,  # exact float32 comparisons
+    "train.dist_timeout": 60,
+    "optim.warmup_steps": 2,
+    "optim.lr": 3e-3,
+}
+
+
 def config(setup, out: Path, steps: int = 20, **over) -> DiTTrainConfig:
     vae_dir, cache = setup
     items = {
@@ -79,14 +94,7 @@ def config(setup, out: Path, steps: int = 20, **over) -> DiTTrainConfig:
         "train.out_dir": out,
         "train.steps": steps,
         "train.batch_size": 8,
-        "train.ckpt_every": 2,
-        "train.log_every": 1,
-        "train.sample_every": 0,
-        "train.threads": 1,
-        "train.bf16": False,  # exact float32 comparisons
-        "train.dist_timeout": 60,
-        "optim.warmup_steps": 2,
-        "optim.lr": 3e-3,
+        **LOOP,
         "flow.steps": 2,
         "sample_prompts": "[a red circle moving left]",
         **over,
@@ -94,12 +102,14 @@ def config(setup, out: Path, steps: int = 20, **over) -> DiTTrainConfig:
     return apply_overrides(DiTTrainConfig(dit=TINY_DIT), [f"{k}={v}" for k, v in items.items()])
 
 
-def torchrun(cfg: DiTTrainConfig, tmp: Path, nproc: int = 2, resume: bool = False):
-    """``torchrun --nproc_per_node=N -m nanosora.cli train dit`` as a subprocess, with a timeout."""
+def torchrun(cfg: DiTTrainConfig | VAETrainConfig, tmp: Path, nproc: int = 2, resume: bool = False):
+    """``torchrun --nproc_per_node=N -m nanosora.cli train dit|vae`` as a subprocess, with a
+    timeout."""
     path = tmp / f"{Path(cfg.train.out_dir).name}.yaml"
     save_config(cfg, path)
+    stage = "vae" if isinstance(cfg, VAETrainConfig) else "dit"
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]
-    cmd += ["--standalone", "-m", "nanosora.cli", "train", "dit", "--config", str(path)]
+    cmd += ["--standalone", "-m", "nanosora.cli", "train", stage, "--config", str(path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         cmd + (["--resume"] if resume else []), capture_output=True, text=True, timeout=300, env=env
@@ -234,8 +244,10 @@ def test_gpu_recipes_load_and_match_the_presets() -> None:
         micro_batches(
             cfg.train.batch_size, Dist(world_size=8, parallel="ddp"), cfg.train.grad_accum
         )
-    with pytest.raises(ConfigError, match="DiT-only"):  # the VAE loop is single-process
-        load_config(VAETrainConfig, root / "gpu_vae.yaml", ["train.parallel=ddp"])
+    vae = load_config(VAETrainConfig, root / "gpu_vae.yaml", ["train.parallel=fsdp"])
+    micro_batches(vae.train.batch_size, Dist(world_size=8, parallel="fsdp"), vae.train.grad_accum)
+    with pytest.raises(ConfigError, match="train.parallel"):
+        load_config(VAETrainConfig, root / "gpu_vae.yaml", ["train.parallel=zero"])
 
 
 def _agree(rank: int, port: int, out: str) -> None:
@@ -267,3 +279,108 @@ def test_ranks_agree_to_stop(tmp_path) -> None:
     mp.spawn(_agree, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):
         assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == [True, False]
+
+
+# -- the VAE loop ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("shapes")
+    generate_dataset(root, 12, seed=5, progress=False)
+    return root / "manifest.parquet"
+
+
+def vae_config(clips: Path, out: Path, steps: int = 12, **over) -> VAETrainConfig:
+    items = {
+        "data.manifest": clips,
+        "data.num_frames": 9,
+        "data.height": 32,
+        "data.width": 32,
+        "train.out_dir": out,
+        "train.steps": steps,
+        "train.batch_size": 4,
+        **LOOP,
+        **over,
+    }
+    return apply_overrides(VAETrainConfig(vae=TINY_VAE), [f"{k}={v}" for k, v in items.items()])
+
+
+def test_two_process_ddp_vae_follows_one_process(clips, tmp_path) -> None:
+    one = train_vae.main(vae_config(clips, tmp_path / "one"))
+    proc = torchrun(vae_config(clips, tmp_path / "ddp", **{"train.parallel": "ddp"}), tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("ddp on cpu, 2 process(es)") == 2  # both ranks really ran
+    ddp = tmp_path / "ddp"
+    assert len(losses(one)) == 12
+    assert_close_trajectories(losses(ddp), losses(one), rel=1e-5)
+    assert abs(losses(one)[-1] - losses(one)[0]) > 1e-3  # the loss moved
+    # Rank 0 alone evaluated and wrote the GIF; calibrated statistics are in both weight files
+    # and agree with one process's.
+    assert (ddp / "eval.json").is_file() and (ddp / "samples/final.gif").is_file()
+    assert proc.stdout.count("PSNR") == 1
+    ema, raw = load_file(str(ddp / "ema.safetensors")), load_file(str(ddp / "model.safetensors"))
+    ref = load_file(str(one / "ema.safetensors"))
+    for k in ("latent_mean", "latent_std"):
+        assert torch.equal(ema[k], raw[k]) and not torch.equal(ema[k], torch.ones_like(ema[k]))
+        torch.testing.assert_close(ema[k], ref[k], rtol=1e-4, atol=1e-5)
+
+
+def test_vae_grad_accumulation_and_checkpointing_keep_the_trajectory(clips, tmp_path) -> None:
+    one = train_vae.main(vae_config(clips, tmp_path / "one", steps=6))
+    over = {"train.grad_accum": 2, "train.activation_checkpointing": True}
+    accum = train_vae.main(vae_config(clips, tmp_path / "accum", steps=6, **over))
+    assert_close_trajectories(losses(accum), losses(one), rel=1e-5)
+
+
+FLAT = {"optim.min_lr_ratio": 1.0}  # resumed runs grow train.steps: keep the lr schedule flat
+
+
+@pytest.fixture(scope="module")
+def vae_straight(clips, tmp_path_factory) -> Path:
+    """One process, 6 steps without interruption: what resumed runs must reproduce."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    return train_vae.main(vae_config(clips, out, steps=6, **FLAT))
+
+
+def test_fsdp_vae_checkpoint_resumes_in_one_process(clips, vae_straight, tmp_path) -> None:
+    # 1. Two FSDP processes train 4 steps (writing a GIF from gathered weights on the way).
+    flat = FLAT
+    two = vae_config(clips, tmp_path / "run", steps=4, **flat, **{"train.parallel": "fsdp"})
+    proc = torchrun(apply_overrides(two, ["train.sample_every=2"]), tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "run"
+    assert len(list((run / "checkpoint").glob("*.distcp"))) == 2  # one shard file per rank
+    assert (run / "samples/step000002.gif").is_file()
+    # 2. One plain process resumes to step 6, on the trajectory of one that ran all 6 steps.
+    resumed = train_vae.main(vae_config(clips, run, steps=6, **flat), resume=True)
+    assert [r["step"] for r in RunDir(resumed).metrics() if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert_close_trajectories(losses(resumed), losses(vae_straight), rel=1e-4)
+    # 3. Another VAE preset is refused, naming what differs.
+    other = vae_config(clips, run, steps=8, **{"vae.base_channels": 16})
+    with pytest.raises(ValueError, match="do not match this model.*other shapes"):
+        train_vae.main(other, resume=True)
+
+
+def test_vae_world_size_not_dividing_the_batch_fails_fast(clips, tmp_path) -> None:
+    bad = {"train.parallel": "ddp", "train.batch_size": 5}
+    proc = torchrun(vae_config(clips, tmp_path / "odd", steps=2, **bad), tmp_path)
+    assert proc.returncode != 0
+    assert "cannot be split evenly over 2 process(es)" in proc.stderr
+
+
+def test_one_process_vae_checkpoint_resumes_in_two_fsdp_processes(
+    clips, vae_straight, tmp_path
+) -> None:
+    """The other way: a plain run (full tensors, indexed optimizer state) scaled out to FSDP."""
+    run = train_vae.main(vae_config(clips, tmp_path / "run", steps=4, **FLAT))
+    assert not (run / "checkpoint").exists()
+    two = vae_config(clips, run, steps=6, **FLAT, **{"train.parallel": "fsdp"})
+    proc = torchrun(two, tmp_path, resume=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "written by 1 process (train.parallel=none); resuming with 2 (fsdp)" in proc.stdout
+    assert [r["step"] for r in RunDir(run).metrics() if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert_close_trajectories(losses(run), losses(vae_straight), rel=1e-4)
+    a, b = load_file(str(run / "ema.safetensors")), load_file(str(vae_straight / "ema.safetensors"))
+    for k in b:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-5, msg=k)

@@ -226,12 +226,20 @@ class VideoVAE(nn.Module):
         return self.decoder(self.denormalize(z))
 
     def forward(
-        self, x: Tensor, generator: torch.Generator | None = None
+        self, x: Tensor, generator: torch.Generator | None = None, noise: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Training pass: returns (reconstruction, posterior mean, posterior logvar), raw space."""
+        """Training pass: returns (reconstruction, posterior mean, posterior logvar), raw space.
+
+        ``noise`` (B, c, t, h, w) is the posterior sample's standard normal noise, drawn from
+        ``generator`` when not given (a data-parallel trainer passes its rows of the global
+        batch's noise, so the ranks together draw what one process would).
+        """
         mean, logvar = self.encode_moments(x)
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
-        z = mean + torch.exp(0.5 * logvar) * noise
+        if noise is None:
+            noise = torch.randn(
+                mean.shape, generator=generator, dtype=mean.dtype, device=mean.device
+            )
+        z = mean + torch.exp(0.5 * logvar) * noise.to(mean.dtype)
         return self.decoder(z), mean, logvar
 
     @torch.no_grad()

@@ -6,10 +6,17 @@ pixels) put the capacity where the probe looks and added 2-3 dB in the prototype
 
 Resumption is exact: data order and noise are derived from (seed, step), and the optimizer, EMA
 and step are restored, so a killed run that resumes follows the uninterrupted trajectory.
+
+Data parallelism (``train.parallel``, train/distributed.py) as in the DiT loop: each rank loads
+and computes its rows of every global batch, keeps its rows of the global batch's posterior
+noise, and normalises the object weighting by the global batch's mean weight, so N processes
+follow one process's loss trajectory. Rank 0 logs, writes GIFs, calibrates the latent
+statistics (shared with the others by broadcast) and evaluates.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -25,8 +32,24 @@ from nanosora.data.datasets import tensor_to_frames
 from nanosora.data.video_dataset import TrainingClips, load_batch, training_clips
 from nanosora.models.vae import VideoVAE, kl_divergence
 from nanosora.train.checkpoint import EMA, RunDir, load_weights_into, plot_metrics
+from nanosora.train.distributed import (
+    Dist,
+    any_rank,
+    broadcast,
+    finish,
+    full_tensor,
+    init_distributed,
+    log,
+    mean_across,
+    micro_batches,
+    no_sync,
+    open_run,
+    wrap_model,
+)
 from nanosora.train.loop import (
+    accumulate,
     batch_indices,
+    build_adamw,
     check_finite,
     optimizer_step,
     set_lr,
@@ -44,13 +67,24 @@ def object_weights(x: torch.Tensor, extra: float) -> torch.Tensor:
 
 
 def vae_loss(
-    rec: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, cfg: VAELossConfig
+    rec: torch.Tensor,
+    x: torch.Tensor,
+    mean: torch.Tensor,
+    logvar: torch.Tensor,
+    cfg: VAELossConfig,
+    weight_mean: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted reconstruction + KL; returns the loss and its parts for logging."""
+    """Weighted reconstruction + KL; returns the loss and its parts for logging.
+
+    ``weight_mean``: the object weights' mean over the whole global batch when ``x`` is a share
+    of it (a rank's rows, a micro-batch), so the shares' losses average to the batch's loss;
+    None: ``x``'s own.
+    """
     w = object_weights(x, cfg.object_weight)
+    norm = w.mean() if weight_mean is None else weight_mean
     err = rec.float() - x
-    l1 = (w * err.abs()).mean() / w.mean()
-    l2 = (w * err.pow(2)).mean() / w.mean()
+    l1 = (w * err.abs()).mean() / norm
+    l2 = (w * err.pow(2)).mean() / norm
     kl = kl_divergence(mean.float(), logvar.float())
     loss = cfg.l1 * l1 + cfg.l2 * l2 + cfg.kl * kl
     return loss, {"l1": l1.item(), "l2": l2.item(), "kl": kl.item()}
@@ -77,16 +111,55 @@ def calibrate(vae: VideoVAE, clips: Dataset, max_clips: int = 512, batch_size: i
     vae.calibrate(torch.cat(means))
 
 
+def plain_copy(vae: VideoVAE, weights: dict[str, torch.Tensor], dp: Dist) -> VideoVAE | None:
+    """A single-device CPU VAE holding ``weights`` on rank 0; None on the other ranks.
+
+    Every rank calls it: gathering FSDP shards (``full_tensor``) is a collective.
+    """
+    full = {k: full_tensor(v).detach().cpu() for k, v in weights.items()}
+    if not dp.is_main:
+        return None
+    copy = VideoVAE(vae.cfg)
+    copy.load_state_dict(full)
+    return copy.eval()
+
+
+def final_weights(
+    vae: VideoVAE, ema: EMA | None, clips: Dataset, cfg: VAETrainConfig, dp: Dist
+) -> VideoVAE | None:
+    """The EMA weights with calibrated latent statistics, as a plain VAE on rank 0 (else None).
+
+    Rank 0 calibrates once; the statistics are broadcast and written into ``vae`` and ``ema`` on
+    every rank, so the checkpoint saved next holds them. A frozen encoder keeps the statistics
+    the DiT was trained with.
+    """
+    final = plain_copy(vae, ema.state_dict() if ema else vae.state_dict(), dp)
+    stats = torch.stack([vae.latent_mean, vae.latent_std]).cpu()
+    if final is not None and cfg.train_encoder:
+        calibrate(final, clips)
+        stats = torch.stack([final.latent_mean, final.latent_std])
+    stats = broadcast(stats, dp)
+    vae.latent_mean.copy_(stats[0])
+    vae.latent_std.copy_(stats[1])
+    if ema is not None:
+        ema.shadow["latent_mean"].copy_(stats[0])
+        ema.shadow["latent_std"].copy_(stats[1])
+    return final
+
+
 def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
     """Train a VAE; returns the run directory (weights with calibrated latent statistics)."""
-    # 1. Run directory, threads, data.
+    # 1. Processes, run directory, threads, data.
     setup_threads(cfg.train.threads)
-    run = RunDir(cfg.train.out_dir)
+    dp = init_distributed(cfg.train)
+    run = open_run(cfg.train.out_dir, dp)
     run.start(cfg, resume)
     d = cfg.data
     if not d.manifest:
         raise ValueError("data.manifest is empty: give the training clips' manifest")
-    data = training_clips(d, cfg.train, cfg.val_manifest)  # one shape, or bucketed batches
+    data = training_clips(  # one shape, or bucketed batches that split evenly over the ranks
+        d, cfg.train, cfg.val_manifest, multiple_of=dp.world_size * cfg.train.grad_accum
+    )
     val = data.val
     # 2. Model, optimizer, EMA; restore on resume.
     torch.manual_seed(cfg.train.seed)
@@ -100,27 +173,24 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
             )
         for p in vae.encoder_parameters():
             p.requires_grad_(False)
-    o = cfg.optim
-    trainable = [p for p in vae.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    stages = [*vae.encoder.body, *vae.decoder.body]  # units of FSDP sharding / recomputation
+    model = wrap_model(vae.to(dp.device), dp, cfg.train, blocks=stages)  # from outside
+    opt = build_adamw(vae.parameters(), cfg.optim)
     ema = EMA(vae, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     state = {"step": 0, "elapsed": 0.0}
     if resume and run.exists():
         state = run.load(vae, ema, opt)
         run.truncate_metrics(state["step"])
+    n_params = sum(p.numel() for p in vae.parameters())
+    log(dp, f"VAE {n_params / 1e6:.2f}M params, {len(data.clips)} clips, {dp.world_size} rank(s)")
     # 3. Loop.
-    train_loop(vae, opt, ema, data, cfg, run, state)
-    # 4. Final: EMA weights, latent calibration, metrics, plots.
-    final = VideoVAE(cfg.vae)
-    final.load_state_dict(ema.state_dict() if ema else vae.state_dict())
-    final.eval()
-    if cfg.train_encoder:  # a frozen encoder keeps the statistics the DiT was trained with
-        calibrate(final, data.view)
-    if ema is not None:
-        ema.load_state_dict(final.state_dict())
-    vae.latent_mean.copy_(final.latent_mean)
-    vae.latent_std.copy_(final.latent_std)
+    train_loop(vae, opt, ema, data, cfg, run, state, model, dp)
+    # 4. Final: EMA weights with calibrated latent statistics, saved; then (rank 0) metrics, plots.
+    final = final_weights(vae, ema, data.view, cfg, dp)
     run.save(vae, ema, opt, state)
+    finish(dp)
+    if final is None:  # not rank 0
+        return run.path
     from nanosora.evaluate.reconstruction import reconstruction_metrics
 
     metrics = reconstruction_metrics(final, val)
@@ -141,6 +211,27 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
     return run.path
 
 
+def micro_batch_loss(
+    forward: torch.nn.Module,
+    x: torch.Tensor,
+    noise: torch.Tensor,
+    weight_mean: float,
+    cfg: VAETrainConfig,
+    d: Dist,
+    logged: list[dict[str, float]],
+    rows: slice,
+) -> torch.Tensor:
+    """Loss of ``rows`` of clips ``x`` (B, C, T, H, W) with posterior ``noise`` (B, c, t, h, w),
+    on this rank's device; its parts and the reconstruction's MSE (for PSNR) go to ``logged``."""
+    x, noise = x[rows].to(d.device), noise[rows].to(d.device)
+    with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16):
+        rec, mean, logvar = forward(x, noise=noise)
+    loss, parts = vae_loss(rec, x, mean, logvar, cfg.loss, weight_mean)
+    mse = (rec.detach().float().clamp(-1, 1) - x).pow(2).mean().item()
+    logged.append({**parts, "mse": mse})
+    return loss
+
+
 def train_loop(
     vae: VideoVAE,
     opt: torch.optim.Optimizer,
@@ -149,17 +240,23 @@ def train_loop(
     cfg: VAETrainConfig,
     run: RunDir,
     state: dict,
+    model: torch.nn.Module | None = None,
+    d: Dist = Dist(),
 ) -> None:
-    """Optimise until train.steps or train.minutes; checkpoints and samples along the way."""
+    """Optimise until train.steps or train.minutes; checkpoints and samples along the way.
+
+    ``model`` is ``vae`` wrapped for data parallelism (train/distributed.py); every rank runs
+    this loop on its rows of each global batch, rank 0 logs and writes GIFs.
+    """
     t, o = cfg.train, cfg.optim
-    use_bf16 = t.bf16
+    model = model or vae
     start_time, start_elapsed = time.time(), state["elapsed"]
-    bar = tqdm(total=t.steps, initial=state["step"], desc="vae", unit="step")
+    bar = tqdm(total=t.steps, initial=state["step"], desc="vae", unit="step", disable=not d.is_main)
     vae.train()
-    forward = torch.compile(vae) if t.compile else vae
+    forward = torch.compile(model) if t.compile else model
     while state["step"] < t.steps:
         step = state["step"]
-        if t.minutes and start_elapsed + time.time() - start_time > 60 * t.minutes:
+        if t.minutes and any_rank(start_elapsed + time.time() - start_time > 60 * t.minutes, d):
             break
         set_lr(opt, step, o, t, state)
         indices = (  # a bucket's batch (one shape, token budget), or batch_size clips
@@ -167,25 +264,37 @@ def train_loop(
             if data.batches is not None
             else batch_indices(len(data.clips), t.batch_size, step, t.seed)
         )
-        x = load_batch(data.clips, indices, step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-            rec, mean, logvar = forward(x, generator=step_generator(t.seed, step))
-        loss, parts = vae_loss(rec, x, mean, logvar, cfg.loss)
+        parts = micro_batches(len(indices), d, t.grad_accum)  # this rank's rows of the batch
+        mine = slice(parts[0].start, parts[-1].stop)
+        x = load_batch(data.clips, indices[mine], step)  # only this rank's clips
+        # The posterior noise of the whole batch, drawn as one process draws it; our rows kept.
+        noise = torch.randn(
+            (len(indices), *vae.latent_shape(*x.shape[2:])),
+            generator=step_generator(t.seed, step),
+        )[mine]
+        weight_mean = mean_across(object_weights(x, cfg.loss.object_weight).mean().item(), d)
+        logged: list[dict[str, float]] = []
+        last, value = accumulate(
+            functools.partial(micro_batch_loss, forward, x, noise, weight_mean, cfg, d, logged),
+            [slice(p.start - mine.start, p.stop - mine.start) for p in parts],
+            opt,
+            lambda: no_sync(model, d),
+        )
+        loss = torch.tensor(mean_across(value, d))  # the global batch's loss, on every rank
         state["elapsed"] = start_elapsed + time.time() - start_time
-        check_finite(loss, f"VAE ({parts})", run, vae, ema, opt, state)
-        gnorm = optimizer_step(loss, vae, opt, ema, o.grad_clip, step)
+        check_finite(loss, f"VAE ({logged[-1]})", run, vae, ema, opt, state)
+        gnorm = optimizer_step(last, vae, opt, ema, o.grad_clip, step, accumulated=True)
         state["step"] = step + 1
         state["elapsed"] = start_elapsed + time.time() - start_time
         bar.update(1)
         if state["step"] % t.log_every == 0 or state["step"] == t.steps:
-            rec_psnr = float(
-                -10 * torch.log10((rec.detach().float().clamp(-1, 1) - x).pow(2).mean() / 4)
-            )
+            means = {k: mean_across(float(np.mean([m[k] for m in logged])), d) for k in logged[0]}
+            rec_psnr = float(-10 * np.log10(means.pop("mse") / 4))
             run.log(
                 {
                     "step": state["step"],
                     "loss": loss.item(),
-                    **parts,
+                    **means,
                     "psnr": rec_psnr,
                     "grad_norm": gnorm,
                     "lr": opt.param_groups[0]["lr"],
@@ -195,13 +304,13 @@ def train_loop(
             bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{rec_psnr:.1f}")
         if state["step"] % t.ckpt_every == 0:
             run.save(vae, ema, opt, state)
-            plot_metrics(run, ("loss", "psnr", "kl"))
+            if d.is_main:
+                plot_metrics(run, ("loss", "psnr", "kl"))
         if t.sample_every and state["step"] % t.sample_every == 0:
-            vae.eval()
-            write_recon_gif(
-                vae, data.view, run.path / "samples" / f"step{state['step']:06d}.gif", cfg.data.fps
-            )
-            vae.train()
+            sampler = plain_copy(vae, vae.state_dict(), d)  # FSDP: gathered on every rank
+            if sampler is not None:
+                gif = run.path / "samples" / f"step{state['step']:06d}.gif"
+                write_recon_gif(sampler, data.view, gif, cfg.data.fps)
     bar.close()
     run.save(vae, ema, opt, state)
 
