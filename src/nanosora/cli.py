@@ -185,6 +185,9 @@ def cache(
     unfit: Annotated[
         str, typer.Option(help="clips no bucket holds: error or drop (logged)")
     ] = "error",
+    caption: Annotated[
+        str, typer.Option(help="text, or random: keep every caption (`captions` column)")
+    ] = "text",
 ) -> None:
     """Encode a manifest once into latent + text shards for DiT training (resumable)."""
     from nanosora.data.cache import build_cache
@@ -192,7 +195,7 @@ def cache(
     try:
         buckets = [_bucket(b) for b in bucket or []]
         build_cache(manifest, vae, out, num_frames=num_frames, height=size, width=size, fps=fps,
-                    buckets=buckets, crop=crop, unfit=unfit)  # type: ignore[arg-type]  # fmt: skip
+                    buckets=buckets, crop=crop, unfit=unfit, caption=caption)  # type: ignore[arg-type]  # fmt: skip
     except USER_ERRORS as e:
         _fail(e)
     typer.echo(f"cache written to {out}")

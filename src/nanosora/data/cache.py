@@ -8,6 +8,13 @@ so both are computed once. Each shard ``shard-NNNNN.safetensors`` holds, for its
     mask          (n, L) uint8              1 for real text tokens
     index         (n,) int64                row in the source manifest
 
+and, built with ``caption="random"``, every caption of every row (the manifest's ``captions``
+lists), of which training draws one per clip and step:
+
+    captions       (m, L, E) float16        text features of the rows' captions, row by row
+    captions_mask  (m, L) uint8
+    num_captions   (n,) int64               captions per row (they follow each other in order)
+
 ``meta.json`` records the manifest, the VAE directory and its latent statistics, the text-encoder
 config, the null-prompt features for classifier-free guidance, and the shard list. Building is
 resumable: complete shards are kept, a killed build continues at the first missing shard.
@@ -40,8 +47,10 @@ from nanosora.data.buckets import (
     fit_buckets,
     tokens_of,
 )
-from nanosora.data.video_dataset import clip_dataset
+from nanosora.data.datasets import ManifestClips
+from nanosora.data.video_dataset import ClipWindowDataset, clip_dataset
 from nanosora.models.text_encoder import TextEncoder, load_text_encoder, pad_features
+from nanosora.models.vae import VideoVAE
 
 
 @torch.no_grad()
@@ -68,12 +77,14 @@ def build_cache(
     buckets: Sequence[tuple[int, int, int]] = (),
     crop: Literal["none", "center"] = "none",
     unfit: Literal["error", "drop"] = "error",
+    caption: Literal["text", "random"] = "text",
 ) -> Path:
     """Encode every row of ``manifest`` into shards under ``out_dir``; returns ``out_dir``.
 
     ``(num_frames, height, width)`` is the clips' shape, or with ``buckets`` the default shape
     generation uses; ``crop="center"`` crops frames to the target aspect before resizing;
-    ``unfit``: a clip no bucket holds stops the build, or is skipped and counted.
+    ``unfit``: a clip no bucket holds stops the build, or is skipped and counted;
+    ``caption="random"`` keeps all of a row's ``captions`` for the DiT to draw from.
     """
     from nanosora.train.vae import load_vae
 
@@ -82,8 +93,10 @@ def build_cache(
     vae = load_vae(vae_dir)
     encoder = load_text_encoder(text_cfg)
     d = DataConfig(str(manifest), num_frames, height, width, fps, in_memory=False, crop=crop,
-                   buckets=tuple(tuple(b) for b in buckets), unfit=unfit)  # fmt: skip
+                   caption=caption, buckets=tuple(tuple(b) for b in buckets), unfit=unfit)  # fmt: skip
     clips = clip_dataset(manifest, d)
+    if caption == "random" and getattr(clips, "captions", None) is None:
+        raise ValueError(f"caption=random needs a `captions` column (lists) in {manifest}")
     plan, dropped = _shard_plan(clips, d, shard_size)
     shards = []
     bar = tqdm(total=sum(len(rows) for _, rows, _ in plan), desc="caching latents", unit="clip")
@@ -92,28 +105,17 @@ def build_cache(
         if (out / name).is_file():
             bar.update(len(rows))
             continue
-        means, logvars = [], []
-        for b in range(0, len(rows), batch_size):
-            x = torch.stack([clips[i]["video"] for i in rows[b : b + batch_size]])
-            # bf16 encoding is ~3x faster here; the DiT adds noise far above bf16's precision.
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                mean, logvar = vae.encode_moments(x)
-            mean, logvar = mean.float(), logvar.float()
-            means.append(mean)
-            logvars.append(logvar)
-            bar.update(len(x))
-        text, mask = _encode_text(encoder, [clips.texts[i] for i in rows])
+        tensors = _encode_shard(clips, rows, vae, encoder, batch_size, bar)
+        if caption == "random":  # every caption of every row, row after row
+            options = [clips.captions[i] or [clips.texts[i]] for i in rows]
+            text, mask = _encode_text(encoder, [c for o in options for c in o])
+            tensors |= {
+                "captions": text.half().contiguous(),
+                "captions_mask": mask.to(torch.uint8).contiguous(),
+                "num_captions": torch.tensor([len(o) for o in options], dtype=torch.int64),
+            }
         tmp = out / f".{name}.{os.getpid()}.tmp"
-        save_file(
-            {
-                "mean": torch.cat(means).contiguous(),
-                "logvar": torch.cat(logvars).contiguous(),
-                "text": text.half().contiguous(),
-                "mask": mask.to(torch.uint8).contiguous(),
-                "index": torch.tensor(rows, dtype=torch.int64),
-            },
-            str(tmp),
-        )
+        save_file(tensors, str(tmp))
         os.replace(tmp, out / name)
     bar.close()
     null_text, null_mask = encoder([""])
@@ -137,8 +139,36 @@ def build_cache(
     return out
 
 
+def _encode_shard(
+    clips: ManifestClips | ClipWindowDataset,
+    rows: list[int],
+    vae: VideoVAE,
+    encoder: TextEncoder,
+    batch_size: int,
+    bar: tqdm,
+) -> dict[str, torch.Tensor]:
+    """Posterior moments, ``text`` features, mask and manifest index of ``rows`` (one shape)."""
+    means, logvars = [], []
+    for b in range(0, len(rows), batch_size):
+        x = torch.stack([clips[i]["video"] for i in rows[b : b + batch_size]])
+        # bf16 encoding is ~3x faster here; the DiT adds noise far above bf16's precision.
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mean, logvar = vae.encode_moments(x)
+        means.append(mean.float())
+        logvars.append(logvar.float())
+        bar.update(len(x))
+    text, mask = _encode_text(encoder, [clips.texts[i] for i in rows])
+    return {
+        "mean": torch.cat(means).contiguous(),
+        "logvar": torch.cat(logvars).contiguous(),
+        "text": text.half().contiguous(),
+        "mask": mask.to(torch.uint8).contiguous(),
+        "index": torch.tensor(rows, dtype=torch.int64),
+    }
+
+
 def _shard_plan(
-    clips, d: DataConfig, shard_size: int
+    clips: ManifestClips | ClipWindowDataset, d: DataConfig, shard_size: int
 ) -> tuple[list[tuple[str, list[int], list[int]]], int]:
     """(file name, manifest rows, (T, H, W)) of every shard, and the count of clips that fit no
     bucket (skipped; ``d.unfit="error"`` raises instead). One shape per shard."""
@@ -184,7 +214,7 @@ class LatentCache:
                     f"cache shard {p} is missing; rebuild the cache to resume it"
                 )
             parts.append(load_file(str(p)))
-        max_len = max(p["text"].shape[1] for p in parts)
+        max_len = max(p[k].shape[1] for p in parts for k in ("text", "captions") if k in p)
 
         def pad(t: torch.Tensor) -> torch.Tensor:
             return torch.nn.functional.pad(
@@ -207,6 +237,12 @@ class LatentCache:
         self.text = torch.cat([pad(parts[j]["text"]) for j in order]).float()
         self.mask = torch.cat([pad(parts[j]["mask"]) for j in order]).bool()
         self.index = torch.cat([parts[j]["index"] for j in order])
+        self.captions = self.captions_mask = None  # caption="random": drawn per clip and step
+        if all("captions" in p for p in parts):
+            self.captions = torch.cat([pad(parts[j]["captions"]) for j in order]).float()
+            self.captions_mask = torch.cat([pad(parts[j]["captions_mask"]) for j in order]).bool()
+            self.num_captions = torch.cat([parts[j]["num_captions"] for j in order])
+            self.first_caption = torch.cumsum(self.num_captions, 0) - self.num_captions
         self.latent_mean = torch.tensor(self.meta["latent_mean"]).view(1, -1, 1, 1, 1)
         self.latent_std = torch.tensor(self.meta["latent_std"]).view(1, -1, 1, 1, 1)
         null = torch.tensor(self.meta["null_text"])
@@ -265,6 +301,10 @@ class LatentCache:
         eps = torch.randn(mean.shape, generator=generator)
         z = (mean + std * eps - self.latent_mean) / self.latent_std
         text, mask = self.text[idx].clone(), self.mask[idx].clone()
+        if self.captions is not None:  # one of each clip's captions
+            u = torch.rand(len(idx), generator=generator)
+            pick = self.first_caption[idx] + (u * self.num_captions[idx]).long()
+            text, mask = self.captions[pick], self.captions_mask[pick]
         if text_dropout > 0:
             drop = torch.rand(len(idx), generator=generator) < text_dropout
             text[drop], mask[drop] = self.null_text, self.null_mask
