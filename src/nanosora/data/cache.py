@@ -88,12 +88,12 @@ def build_cache(
     """
     from nanosora.train.vae import load_vae
 
+    d = DataConfig(str(manifest), num_frames, height, width, fps, in_memory=False, crop=crop,
+                   caption=caption, buckets=tuple(tuple(b) for b in buckets), unfit=unfit)  # fmt: skip
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     vae = load_vae(vae_dir)
     encoder = load_text_encoder(text_cfg)
-    d = DataConfig(str(manifest), num_frames, height, width, fps, in_memory=False, crop=crop,
-                   caption=caption, buckets=tuple(tuple(b) for b in buckets), unfit=unfit)  # fmt: skip
     clips = clip_dataset(manifest, d)
     if caption == "random" and getattr(clips, "captions", None) is None:
         raise ValueError(f"caption=random needs a `captions` column (lists) in {manifest}")
