@@ -3,7 +3,9 @@
 The model draws a keyframe as a one-frame video: with the causal VAE a single frame is encoded
 like an image (DESIGN.md section 2, 4k+1 frames with k = 0), so text-to-image is text-to-video
 with `num_frames=1`. User keyframes come from the shot's `keyframe` field or from a folder with
-one image per shot, named after the shot id (`s01.png`, `s01.jpg`, ...).
+one image per shot, named after the shot id (`s01.png`, `s01.jpg`, ...). With image-to-video
+animation the keyframe is the clip's first frame: `load_keyframe` brings any image to the
+pipeline's size and pixel format, with a notice naming the shot when it converts.
 """
 
 from __future__ import annotations
@@ -50,16 +52,36 @@ def find_user_keyframe(shot: Shot, folder: Path | None, base: Path) -> Path | No
 
 
 def read_image(path: str | os.PathLike, shot_id: str) -> np.ndarray:
-    """Decode an image file -> uint8 `(H, W, 3)` RGB; StoryError naming the shot if it is not one."""
+    """Decode an image file -> uint8 `(H, W, 3)` RGB; StoryError naming the shot if it is not one.
+
+    Other pixel formats (grey, alpha, 16-bit) are converted with a printed notice; the size is kept.
+    """
+    from nanosora.generate import prepare_frames
+    from nanosora.generate import read_image as read_any
+
     p = Path(path)
-    # imdecode from bytes: imread cannot report why it failed and mishandles non-ASCII paths.
-    data = np.fromfile(p, np.uint8) if p.is_file() else None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
-    if img is None:
+    try:
+        img = read_any(p)
+    except (OSError, ValueError):
         raise StoryError(
             f"shot {shot_id!r}: keyframe {p} is not a readable image (PNG, JPEG, WebP or BMP)"
+        ) from None
+    return prepare_frames(img, img.shape[0], img.shape[1], f"shot {shot_id!r} keyframe {p}")[0]
+
+
+def load_keyframe(path: Path, shot_id: str, height: int, width: int) -> np.ndarray:
+    """A shot's keyframe as the pipeline's first frame: uint8 `(height, width, 3)` RGB.
+
+    A keyframe of another size (a user's image) is resized with a notice naming the shot.
+    """
+    if not path.is_file():
+        raise StoryError(
+            f"shot {shot_id!r}: no keyframe {path} to animate (see the keyframe error)"
         )
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    from nanosora.generate import prepare_frames
+
+    name = f"shot {shot_id!r} keyframe {path}"
+    return prepare_frames(read_image(path, shot_id), height, width, name)[0]
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
