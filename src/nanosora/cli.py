@@ -484,8 +484,14 @@ def story(
     ] = None,
     rerolls: Annotated[
         int,
-        typer.Option(help="shapes model: redraw a clip the probe disagrees with, up to N times"),
+        typer.Option(
+            help="shapes model: redraw a keyframe or clip the probe disagrees with, up to N times"
+        ),
     ] = 2,
+    animate: Annotated[
+        str,
+        typer.Option(help="i2v (each shot from its keyframe), t2v (from its prompt) or auto"),
+    ] = "auto",
     size: Annotated[str, typer.Option(help="film WIDTHxHEIGHT (even)")] = "256x256",
     fps: Annotated[float, typer.Option(help="film frames per second")] = 24.0,
     fade: Annotated[
@@ -524,7 +530,7 @@ def story(
             chat=ChatConfig(base_url=chat_base_url, model=chat_model, api_key=chat_api_key,
                             timeout=chat_timeout, retries=chat_retries),
             render=st.RenderConfig(model=str(model or ""), seed=seed, steps=steps, cfg_scale=cfg,
-                                   keyframes=str(keyframes or ""), rerolls=rerolls),
+                                   keyframes=str(keyframes or ""), rerolls=rerolls, animate=animate),  # type: ignore[arg-type]
             montage=MontageConfig(width=width, height=height, fps=fps, fade=fade, title_seconds=title_seconds,
                                   end_seconds=end_seconds, burn_subtitles=burn_subtitles, audio=str(audio or "")),
         )  # fmt: skip

@@ -16,8 +16,10 @@ def test_story_command_runs_and_stops_where_asked(tmp_path, tiny_model):
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "a purple square moving up" in (tmp_path / "film.story" / "shots.json").read_text()
-    r = runner.invoke(app, [*args[:-2], "--resume", "--burn-subtitles", "--title-seconds", "0"])
+    r = runner.invoke(app, [*args[:-2], "--resume", "--burn-subtitles", "--title-seconds", "0",
+                            "--animate", "t2v"])  # fmt: skip
     assert r.exit_code == 0, r.output
+    assert "animation: text-to-video" in r.output
     assert out.is_file() and out.with_suffix(".srt").is_file()
 
 
@@ -26,6 +28,7 @@ def test_story_command_bad_input(tmp_path):
         (["story", "-o", str(tmp_path / "f.mp4")], "give a PREMISE"),
         (["story", "x", "--size", "big"], "--size takes WIDTHxHEIGHT"),
         (["story", "x", "--stop-after", "film"], "--stop-after must be one of"),
+        (["story", "x", "--animate", "v2v"], "--animate must be one of auto, i2v, t2v"),
         (["story", "x", "-o", str(tmp_path / "f.mp4"), "--writer", "chat", "--chat-base-url", "",
           "--chat-model", "m"], "--chat-base-url"),
     ]:  # fmt: skip

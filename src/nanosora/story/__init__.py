@@ -6,7 +6,7 @@ planner     the offline writer: deterministic shots the model can draw
 writer      writer backends (offline planner, chat model) behind one interface
 translate   non-English premises and prompts -> English through the chat backend
 keyframes   a still per shot: single-frame generation or the user's image
-animation   a clip per shot (the boundary that becomes image-to-video, issue 5)
+animation   a clip per shot: image-to-video from its keyframe, or text-to-video (--animate)
 render      the keyframe and clip stages: batched, resumable, failures kept per shot
 montage     cards, cuts and cross-fades, subtitles, audio -> H.264 mp4
 storyboard  HTML page and PNG contact sheet beside the film

@@ -1,27 +1,64 @@
 """Animation: each shot's keyframe and prompt become a clip.
 
-This is the one boundary that changes when first-frame conditioning lands (issue 5): then
-`animate_shots` passes the keyframes to the pipeline as image conditions and `USES_KEYFRAME`
-becomes True (so a swapped keyframe re-animates its shot on `--resume`). Until then a shot is
-animated with text-to-video from its prompt and seed, and the keyframe is only the storyboard's.
+Two ways, chosen with `--animate`:
+
+- `i2v` (image-to-video): the keyframe is the clip's first frame. It is encoded by the causal VAE
+  as the first latent frame, which stays clean (noise level 0) while the model samples the rest
+  (first-frame conditioning, `Pipeline.generate(prefix=...)`), so the motion starts from the
+  picture in the storyboard, and a keyframe the user swaps in drives its shot.
+- `t2v` (text-to-video): the clip is sampled from the prompt alone; the keyframe is only the
+  storyboard's picture.
+
+`auto` (the default) is `i2v` whenever the clip has frames beyond the keyframe's latent frame
+(4k+1 frames with k >= 1). Every nanosora DiT takes per-frame noise levels, but only a model
+trained with frame masks (`flow.cond_prob` > 0, as the shipped one is) continues a given frame
+well; for another model pass `--animate t2v`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+from nanosora.story.schema import StoryError
 
 if TYPE_CHECKING:
     from nanosora.generate import Pipeline
 
-USES_KEYFRAME = False  # True once the pipeline accepts a first-frame condition (issue 5)
+AnimateMode = Literal["auto", "i2v", "t2v"]
+ANIMATE_CHOICES = ("auto", "i2v", "t2v")
+
+
+def resolve_mode(mode: str, num_frames: int) -> Literal["i2v", "t2v"]:
+    """The animation `mode` ('auto', 'i2v' or 't2v') for clips of `num_frames` frames."""
+    if mode not in ANIMATE_CHOICES:
+        raise StoryError(f"--animate must be one of {', '.join(ANIMATE_CHOICES)}, not {mode!r}")
+    if mode == "t2v":
+        return "t2v"
+    if num_frames < 5:  # one latent frame: the keyframe would be the whole clip
+        if mode == "i2v":
+            raise StoryError(
+                f"--animate i2v needs clips of 5 or more frames (the keyframe is the first of "
+                f"4k+1), not {num_frames}; pass --animate t2v"
+            )
+        return "t2v"
+    return "i2v"
+
+
+def describe(mode: Literal["i2v", "t2v"]) -> str:
+    """One line for the log."""
+    if mode == "i2v":
+        return (
+            "image-to-video: each clip starts from its shot's keyframe (first-frame conditioning)"
+        )
+    return "text-to-video: each clip from its prompt alone (the keyframes are the storyboard's)"
 
 
 def animate_shots(
     pipe: Pipeline,
     prompts: list[str],
-    keyframes: list[np.ndarray | None],
+    keyframes: list[np.ndarray] | None,
     seeds: list[int],
     steps: int | None = None,
     cfg_scale: float | None = None,
@@ -29,25 +66,16 @@ def animate_shots(
 ) -> list[np.ndarray]:
     """Clips `(T, H, W, 3)` uint8, one per shot, batched; shot i uses noise seed `seeds[i]`.
 
-    The pipeline seeds each prompt's noise on its own, so a shot's clip does not depend on which
-    shots share its batch: batching is only for speed, and a retried shot comes out the same.
+    `keyframes`: uint8 `(H, W, 3)` first frames at the pipeline's size (`load_keyframe`), one
+    per shot, for image-to-video; None for text-to-video. The pipeline seeds each prompt's noise
+    on its own, so a shot's clip does not depend on which shots share its batch: batching is
+    only for speed, and a retried shot comes out the same.
     """
-    if not len(prompts) == len(keyframes) == len(seeds):
-        raise ValueError(f"{len(prompts)} prompts, {len(keyframes)} keyframes, {len(seeds)} seeds")
+    if len(prompts) != len(seeds) or (keyframes is not None and len(keyframes) != len(prompts)):
+        n = "no" if keyframes is None else len(keyframes)
+        raise ValueError(f"{len(prompts)} prompts, {n} keyframes, {len(seeds)} seeds")
+    prefix = None if keyframes is None else np.stack(keyframes)[:, None]  # (B, 1, H, W, 3)
     videos = pipe.generate(
-        prompts, steps=steps, cfg_scale=cfg_scale, num_frames=num_frames, seeds=seeds
+        prompts, steps=steps, cfg_scale=cfg_scale, num_frames=num_frames, seeds=seeds, prefix=prefix
     )
     return list(videos)
-
-
-def animate_shot(
-    pipe: Pipeline,
-    prompt: str,
-    keyframe: np.ndarray | None,
-    seed: int,
-    steps: int | None = None,
-    cfg_scale: float | None = None,
-    num_frames: int | None = None,
-) -> np.ndarray:
-    """One shot's clip `(T, H, W, 3)` uint8 (see `animate_shots`)."""
-    return animate_shots(pipe, [prompt], [keyframe], [seed], steps, cfg_scale, num_frames)[0]

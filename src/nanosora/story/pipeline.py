@@ -4,7 +4,7 @@ Everything a run makes lives in a work folder beside the film (`film.mp4` -> `fi
 
     script.json  shots.json          the writer's documents: edit them and --resume
     keyframes/<shot id>.png          swap one for your own image and --resume
-    clips/<shot id>.mp4              one clip per shot
+    clips/<shot id>.mp4              one clip per shot, animated from its keyframe (--animate)
     state.json                       what each shot's files were made from, seeds, probe, errors
 
 and beside the film: `film.srt`, `film.storyboard.html`, `film.storyboard.png`.
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from nanosora.story.animation import AnimateMode, describe, resolve_mode
 from nanosora.story.chat import ChatClient, ChatConfig
 from nanosora.story.montage import MontageConfig, make_film
 from nanosora.story.render import stage_clips, stage_keyframes
@@ -34,6 +35,7 @@ from nanosora.story.translate import is_english, translate_shots, translate_text
 from nanosora.story.writer import WriterKind, check_vocabulary, make_writer
 
 if TYPE_CHECKING:
+    from nanosora.config import PipelineConfig
     from nanosora.generate import Pipeline
 
 StopAfter = Literal["", "script", "shots", "keyframes", "clips"]
@@ -51,10 +53,15 @@ class RenderConfig:
     cfg_scale: float | None = None  # guidance scale; None = the pipeline's default
     num_frames: int | None = None  # frames per clip (4k+1); None = the pipeline's default
     keyframes: str = ""  # folder of user keyframes named <shot id>.png/.jpg/...
-    rerolls: int = (
-        2  # shapes model: redraw a clip with a new seed while the probe disagrees with it
-    )
+    # shapes model: redraw a keyframe or clip with a new seed while the probe disagrees with it
+    rerolls: int = 2
     batch_size: int = 6  # shots drawn per batch
+    # i2v: each clip starts from its keyframe; t2v: from the prompt alone; auto: i2v when the
+    # clip has frames beyond the keyframe (see story/animation.py)
+    animate: AnimateMode = "auto"
+
+    def __post_init__(self) -> None:
+        resolve_mode(self.animate, 5)  # validates the name; the clip length is checked at run time
 
 
 @dataclass(frozen=True)
@@ -114,8 +121,8 @@ def model_dir(cfg: StoryConfig) -> Path:
     return Path(cfg.render.model) if cfg.render.model else SHIPPED_MODEL
 
 
-def model_vocabulary(path: Path) -> str:
-    """The pipeline's vocabulary ('shapes' or ''), read from pipeline.yaml without loading weights."""
+def model_config(path: Path) -> PipelineConfig:
+    """The pipeline's settings (vocabulary, clip shape), read from pipeline.yaml without weights."""
     import yaml
 
     from nanosora.config import PipelineConfig, from_dict
@@ -123,9 +130,7 @@ def model_vocabulary(path: Path) -> str:
     if not (path / "pipeline.yaml").is_file():
         hint = "" if path.exists() else " (the shipped model is missing: reinstall nanosora)"
         raise StoryError(f"{path} is not a nanosora pipeline: pipeline.yaml is missing{hint}")
-    return from_dict(
-        PipelineConfig, yaml.safe_load((path / "pipeline.yaml").read_text())
-    ).vocabulary
+    return from_dict(PipelineConfig, yaml.safe_load((path / "pipeline.yaml").read_text()))
 
 
 def model_id(path: Path) -> str:
@@ -279,7 +284,9 @@ def main(cfg: StoryConfig) -> Path:
         )
     chat = ChatClient(cfg.chat) if cfg.writer == "chat" or cfg.translate else None
     mdir = model_dir(cfg)
-    vocabulary = model_vocabulary(mdir)
+    pcfg = model_config(mdir)
+    vocabulary = pcfg.vocabulary
+    mode = resolve_mode(cfg.render.animate, cfg.render.num_frames or pcfg.num_frames)
     # 1-2. Writer: script and shot list (kept on resume, so hand edits win).
     t0 = time.time()
     script = stage_script(cfg, work, chat, vocabulary)
@@ -292,11 +299,13 @@ def main(cfg: StoryConfig) -> Path:
     # 3-4. Keyframes and clips, shot by shot (batched), failures recorded per shot.
     get_pipe, mid = lazy_pipeline(mdir), model_id(mdir)
     t0 = time.time()
-    n = stage_keyframes(shots, work, state, cfg.render, get_pipe, mid)
+    n = stage_keyframes(shots, work, state, cfg.render, get_pipe, mid, vocabulary)
     _timed(state, f"keyframes ({n} drawn)", t0)
     if cfg.stop_after != "keyframes":
+        print(f"animation: {describe(mode)} [--animate {cfg.render.animate}]")
+        state.data["animate"] = mode
         t0 = time.time()
-        n = stage_clips(shots, work, state, cfg.render, get_pipe, mid, vocabulary)
+        n = stage_clips(shots, work, state, cfg.render, get_pipe, mid, vocabulary, mode)
         _timed(state, f"clips ({n} drawn)", t0)
     page = write_storyboard(cfg, script, shots, work, state, None)
     _finish_or_fail(shots, work, state)

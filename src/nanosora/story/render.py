@@ -1,23 +1,33 @@
 """The drawing stages: a keyframe and a clip per shot, batched, resumable, failures kept per shot.
 
 Shots are drawn in batches for speed; if a batch raises, its shots are drawn one by one so a
-single bad shot fails alone and the others' work is kept. With the shapes model every clip is
-read back with the shapes probe and compared with its prompt; a clip that disagrees is redrawn
-with a new seed up to `rerolls` times (the best-matching attempt is kept and its seed recorded).
+single bad shot fails alone and the others' work is kept. With the shapes model every drawing is
+read back with the shapes probe and compared with its prompt, a keyframe for colour and shape, a
+clip for colour, shape and direction; one that disagrees is redrawn with a new seed up to
+`rerolls` times (the best-matching attempt is kept and its seed recorded). Keyframes are checked
+because an image-to-video clip starts from its keyframe: it cannot mend a wrong shape or an empty
+frame, so a bad keyframe would fail every redraw of its clip.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 
 from nanosora.story import animation
-from nanosora.story.keyframes import find_user_keyframe, generate_keyframes, read_image, write_image
+from nanosora.story.keyframes import (
+    find_user_keyframe,
+    generate_keyframes,
+    load_keyframe,
+    read_image,
+    write_image,
+)
 from nanosora.story.schema import Shot, ShotList, StoryError
 from nanosora.story.state import RunState, file_digest, fingerprint
 
@@ -28,6 +38,9 @@ if TYPE_CHECKING:
 REROLL_STRIDE = (
     7919  # attempt k of a shot with seed s uses s + k * 7919: far from other shots' seeds
 )
+# Keyframe redraws per clip redraw (`rerolls`): a still costs about a fifth of a clip, and a
+# keyframe that fails the probe would fail every redraw of an image-to-video clip.
+KEYFRAME_REROLLS = 3
 J = TypeVar("J")
 
 
@@ -92,36 +105,13 @@ def _user_keyframes(shots: ShotList, work: Path, state: RunState, cfg: RenderCon
     return handled
 
 
-def stage_keyframes(shots: ShotList, work: Path, state: RunState, cfg: RenderConfig,
-                    get_pipe: Callable[[], Pipeline], model: str) -> int:  # fmt: skip
-    """User keyframes copied, missing or outdated model keyframes drawn; returns how many drawn."""
-    user = _user_keyframes(shots, work, state, cfg)
-    jobs = []
-    for i, shot in enumerate(shots.shots):
-        seed = shot_seed(shot, i, cfg)
-        inputs = fingerprint("model", shot.prompt, seed, model, cfg.steps, cfg.cfg_scale)
-        path = work / "keyframes" / f"{shot.id}.png"
-        if shot.id not in user and not state.keep(shot.id, "keyframe", path, inputs):
-            jobs.append(Job(shot, seed, inputs))
-    if not jobs:
-        return 0
-    pipe = get_pipe()
+def verdict(frames: np.ndarray, prompt: str, vocabulary: str, clip_frames: int) -> tuple[int, str]:
+    """(attributes of the prompt the drawing shows, 3 = all; the probe's reading); -1 if unchecked.
 
-    def draw(chunk: list[Job]) -> list[np.ndarray]:
-        return generate_keyframes(pipe, [j.shot.prompt for j in chunk], [j.seed for j in chunk],
-                                  cfg.steps, cfg.cfg_scale)  # fmt: skip
-
-    for job, result in zip(jobs, draw_isolated(jobs, draw, cfg.batch_size), strict=True):
-        if isinstance(result, Exception):
-            state.failed(job.shot.id, "keyframe", _error(result))
-            continue
-        path = write_image(work / "keyframes" / f"{job.shot.id}.png", result)
-        state.wrote(job.shot.id, "keyframe", path, job.inputs, source="model", seed=job.seed)
-    return len(jobs)
-
-
-def verdict(clip: np.ndarray, prompt: str, vocabulary: str) -> tuple[int, str]:
-    """(attributes of the prompt the clip shows (3 = all), the probe's reading); -1 if unchecked."""
+    A clip `(T, H, W, 3)` is read for colour, shape and direction. A still `(H, W, 3)` (a
+    keyframe) is read for colour and shape, and in place of the direction for room to start it:
+    a clip of `clip_frames` frames animated from the still must be able to move that way.
+    """
     if vocabulary != "shapes":
         return -1, ""
     from nanosora.shapes.captions import parse_prompt
@@ -130,64 +120,89 @@ def verdict(clip: np.ndarray, prompt: str, vocabulary: str) -> tuple[int, str]:
     want = parse_prompt(prompt)
     if None in want:
         return -1, "prompt outside the shapes vocabulary"
-    r = probe_frames(clip)
-    got = (r.color, r.shape, r.direction)
-    return sum(a == b for a, b in zip(got, want, strict=True)), " ".join(str(g) for g in got)
+    if frames.ndim == 4:
+        r = probe_frames(frames)
+        got = (r.color, r.shape, r.direction)
+        return sum(a == b for a, b in zip(got, want, strict=True)), " ".join(map(str, got))
+    r, free = probe_frames(frames[None]), room_ahead(frames, want[2])
+    got = (r.color, r.shape, want[2] if free >= min_room(clip_frames) else None)
+    reading = f"{r.color} {r.shape}, {free} px free {want[2]}"
+    return sum(a == b for a, b in zip(got, want, strict=True)), reading
 
 
-def _clip_jobs(
-    shots: ShotList, work: Path, state: RunState, cfg: RenderConfig, model: str
-) -> list[Job]:
-    """Shots whose clip is missing, outdated or failed (and whose keyframe is usable)."""
-    jobs = []
-    for i, shot in enumerate(shots.shots):
-        keyframe = work / "keyframes" / f"{shot.id}.png"
-        if animation.USES_KEYFRAME and not keyframe.is_file():
-            state.failed(shot.id, "clip", "no keyframe to animate (see the keyframe error)")
-            continue
-        seed = shot_seed(shot, i, cfg)
-        kf = file_digest(keyframe) if animation.USES_KEYFRAME else None
-        inputs = fingerprint("clip", shot.prompt, seed, model, cfg.steps, cfg.cfg_scale, cfg.num_frames,
-                             cfg.rerolls, kf)  # fmt: skip
-        if not state.keep(shot.id, "clip", work / "clips" / f"{shot.id}.mp4", inputs):
-            jobs.append(Job(shot, seed, inputs))
-    return jobs
+def room_ahead(still: np.ndarray, direction: str) -> int:
+    """Free pixels between the object in `still` `(H, W, 3)` and the edge it will move toward."""
+    from nanosora.shapes.probe import MIN_CONTRAST
+
+    value = still.max(axis=2).astype(np.int16)  # max channel, as the probe: every hue alike
+    ys, xs = np.nonzero(value > np.median(value) + MIN_CONTRAST)
+    if len(xs) == 0:
+        return 0
+    h, w = value.shape
+    ahead = {"left": xs.min(), "right": w - 1 - xs.max(), "up": ys.min(), "down": h - 1 - ys.max()}
+    return int(ahead[direction])
+
+
+def min_room(clip_frames: int) -> float:
+    """Room a keyframe needs ahead of its object: 2/3 of the slowest shapes-world motion over the clip.
+
+    Single-frame generation places the object without regard to the direction (the first frames
+    of text-to-video start at the departure edge; the model's stills do not), and an object with
+    no room ahead cannot start the motion: on 48 keyframes of the shipped model, the clip animated
+    from it moved the wrong way for 4 of the 8 with less than 16 px ahead, and for 1 of the 40
+    with more (16 px = 2/3 x 1.5 px/frame x 16 frames).
+    """
+    from nanosora.shapes.world import MIN_SPEED
+
+    return 2 / 3 * MIN_SPEED * (clip_frames - 1)
+
+
+def first_frame_psnr(clip: np.ndarray, keyframe: np.ndarray) -> float:
+    """PSNR (dB, capped at 100) of the clip's first frame against the keyframe it was drawn from."""
+    from nanosora.evaluate.metrics import psnr
+
+    value = psnr(np.moveaxis(clip[:1], -1, 1), np.moveaxis(keyframe[None], -1, 1), 255.0)[0]
+    return round(min(float(value), 100.0), 2)
 
 
 @dataclass(frozen=True)
 class _Take:
-    """One drawn attempt of a shot's clip."""
+    """One drawn attempt of a shot's keyframe or clip."""
 
-    score: int  # prompt attributes the probe confirms (3 = all; -1 = not checked)
+    score: int  # prompt attributes the probe confirms (-1 = not checked)
     seed: int
     tries: int  # attempts drawn for the shot so far
-    clip: np.ndarray
+    frames: np.ndarray  # the clip (T, H, W, 3) or the still (H, W, 3)
     reading: str
 
 
-def _draw_takes(pipe: Pipeline, jobs: list[Job], work: Path, cfg: RenderConfig,
-                vocabulary: str) -> tuple[dict[str, _Take], dict[str, str]]:  # fmt: skip
-    """Draw every job, redrawing clips the probe disagrees with; (best take, error) per shot id."""
+Draw = Callable[[list[Job], dict[str, int]], list[np.ndarray]]  # (jobs, seed per shot id)
+Check = Callable[[np.ndarray, str], tuple[int, str]]  # (drawing, prompt) -> `verdict`
+
+
+def _checker(cfg: RenderConfig, pipe: Pipeline, vocabulary: str) -> Check:
+    """`verdict` for this run's clip length."""
+    clip_frames = cfg.num_frames or pipe.cfg.num_frames
+    return functools.partial(verdict, vocabulary=vocabulary, clip_frames=clip_frames)
+
+
+def _draw_takes(jobs: list[Job], draw: Draw, rerolls: int, batch_size: int,
+                check: Check) -> tuple[dict[str, _Take], dict[str, str]]:  # fmt: skip
+    """Draw every job, redrawing up to `rerolls` times what `check` disagrees with; (best take,
+    error) per shot id."""
     best: dict[str, _Take] = {}
     errors: dict[str, str] = {}
     pending = list(jobs)
-    for attempt in range(cfg.rerolls + 1):
+    for attempt in range(rerolls + 1):
         seeds = {j.shot.id: j.seed + attempt * REROLL_STRIDE for j in pending}
-
-        def draw(chunk: list[Job], seeds: dict[str, int] = seeds) -> list[np.ndarray]:
-            kfs = [read_image(work / "keyframes" / f"{j.shot.id}.png", j.shot.id) if animation.USES_KEYFRAME
-                   else None for j in chunk]  # fmt: skip
-            return animation.animate_shots(pipe, [j.shot.prompt for j in chunk], kfs,
-                                           [seeds[j.shot.id] for j in chunk], cfg.steps, cfg.cfg_scale,
-                                           cfg.num_frames)  # fmt: skip
-
+        results = draw_isolated(pending, functools.partial(draw, seeds=seeds), batch_size)
         still = []
-        for job, result in zip(pending, draw_isolated(pending, draw, cfg.batch_size), strict=True):
+        for job, result in zip(pending, results, strict=True):
             sid = job.shot.id
             if isinstance(result, Exception):  # generation errors are not luck: no reroll
                 errors[sid] = _error(result)
                 continue
-            score, reading = verdict(result, job.shot.prompt, vocabulary)
+            score, reading = check(result, job.shot.prompt)
             if sid not in best or score > best[sid].score:  # ties keep the earlier, planned seed
                 best[sid] = _Take(score, seeds[sid], attempt + 1, result, reading)
             else:
@@ -200,22 +215,105 @@ def _draw_takes(pipe: Pipeline, jobs: list[Job], work: Path, cfg: RenderConfig,
     return best, errors
 
 
-def stage_clips(shots: ShotList, work: Path, state: RunState, cfg: RenderConfig,
-                get_pipe: Callable[[], Pipeline], model: str, vocabulary: str) -> int:  # fmt: skip
-    """Animate every shot that needs it; returns how many shots were drawn."""
-    from nanosora.video.io import write_video
+def stage_keyframes(shots: ShotList, work: Path, state: RunState, cfg: RenderConfig,
+                    get_pipe: Callable[[], Pipeline], model: str, vocabulary: str) -> int:  # fmt: skip
+    """User keyframes copied, missing or outdated model keyframes drawn; returns how many drawn.
 
-    jobs = _clip_jobs(shots, work, state, cfg, model)
+    A model keyframe the probe disagrees with (colour, shape, room to move) is redrawn like a
+    clip: with image-to-video the clip starts from it and cannot mend it.
+    """
+    user = _user_keyframes(shots, work, state, cfg)
+    jobs = []
+    for i, shot in enumerate(shots.shots):
+        seed = shot_seed(shot, i, cfg)
+        inputs = fingerprint("model", shot.prompt, seed, model, cfg.steps, cfg.cfg_scale,
+                             cfg.rerolls, cfg.num_frames)  # fmt: skip
+        path = work / "keyframes" / f"{shot.id}.png"
+        if shot.id not in user and not state.keep(shot.id, "keyframe", path, inputs):
+            jobs.append(Job(shot, seed, inputs))
     if not jobs:
         return 0
     pipe = get_pipe()
-    best, errors = _draw_takes(pipe, jobs, work, cfg, vocabulary)
+
+    def draw(chunk: list[Job], seeds: dict[str, int]) -> list[np.ndarray]:
+        return generate_keyframes(pipe, [j.shot.prompt for j in chunk], [seeds[j.shot.id] for j in chunk],
+                                  cfg.steps, cfg.cfg_scale)  # fmt: skip
+
+    check = _checker(cfg, pipe, vocabulary)
+    best, errors = _draw_takes(jobs, draw, KEYFRAME_REROLLS * cfg.rerolls, cfg.batch_size, check)
     for job in jobs:
         take = best.get(job.shot.id)
         if take is None:
-            state.failed(job.shot.id, "clip", errors.get(job.shot.id, "no clip was drawn"))
+            state.failed(job.shot.id, "keyframe", errors.get(job.shot.id, "no keyframe was drawn"))
             continue
-        path = write_video(work / "clips" / f"{job.shot.id}.mp4", take.clip, fps=pipe.cfg.fps)
-        state.wrote(job.shot.id, "clip", path, job.inputs, seed=take.seed, tries=take.tries,
-                    probe=take.reading, matched=take.score)  # fmt: skip
+        path = write_image(work / "keyframes" / f"{job.shot.id}.png", take.frames)
+        state.wrote(job.shot.id, "keyframe", path, job.inputs, source="model", seed=take.seed,
+                    tries=take.tries, probe=take.reading, matched=take.score)  # fmt: skip
+    return len(jobs)
+
+
+def _clip_jobs(shots: ShotList, work: Path, state: RunState, cfg: RenderConfig, model: str,
+               mode: str) -> list[Job]:  # fmt: skip
+    """Shots whose clip is missing, outdated or failed (and, for i2v, whose keyframe is usable)."""
+    jobs = []
+    for i, shot in enumerate(shots.shots):
+        keyframe = work / "keyframes" / f"{shot.id}.png"
+        digest = None
+        if mode == "i2v":
+            if state.record(shot.id, "keyframe").get("error") or not keyframe.is_file():
+                state.failed(shot.id, "clip", "no keyframe to animate (see the keyframe error)")
+                continue
+            digest = file_digest(keyframe)  # a new or swapped keyframe re-animates its shot
+        seed = shot_seed(shot, i, cfg)
+        inputs = fingerprint("clip", mode, shot.prompt, seed, model, cfg.steps, cfg.cfg_scale,
+                             cfg.num_frames, cfg.rerolls, digest)  # fmt: skip
+        if not state.keep(shot.id, "clip", work / "clips" / f"{shot.id}.mp4", inputs):
+            jobs.append(Job(shot, seed, inputs))
+    return jobs
+
+
+def _first_frames(jobs: list[Job], work: Path, state: RunState,
+                  pipe: Pipeline) -> dict[str, np.ndarray]:  # fmt: skip
+    """Each job's keyframe at the pipeline's size; an unreadable one fails its shot alone."""
+    out = {}
+    for job in jobs:
+        path = work / "keyframes" / f"{job.shot.id}.png"
+        try:
+            out[job.shot.id] = load_keyframe(path, job.shot.id, pipe.cfg.height, pipe.cfg.width)
+        except StoryError as e:
+            state.failed(job.shot.id, "clip", str(e))
+    return out
+
+
+def stage_clips(shots: ShotList, work: Path, state: RunState, cfg: RenderConfig,
+                get_pipe: Callable[[], Pipeline], model: str, vocabulary: str,
+                mode: Literal["i2v", "t2v"]) -> int:  # fmt: skip
+    """Animate every shot that needs it (`mode`: from its keyframe or its prompt); returns how
+    many shots were tried."""
+    from nanosora.video.io import write_video
+
+    jobs = _clip_jobs(shots, work, state, cfg, model, mode)
+    if not jobs:
+        return 0
+    pipe = get_pipe()
+    firsts = _first_frames(jobs, work, state, pipe) if mode == "i2v" else {}
+    ready = [j for j in jobs if mode == "t2v" or j.shot.id in firsts]
+
+    def draw(chunk: list[Job], seeds: dict[str, int]) -> list[np.ndarray]:
+        kfs = [firsts[j.shot.id] for j in chunk] if mode == "i2v" else None
+        return animation.animate_shots(pipe, [j.shot.prompt for j in chunk], kfs,
+                                       [seeds[j.shot.id] for j in chunk], cfg.steps, cfg.cfg_scale,
+                                       cfg.num_frames)  # fmt: skip
+
+    check = _checker(cfg, pipe, vocabulary)
+    best, errors = _draw_takes(ready, draw, cfg.rerolls, cfg.batch_size, check)
+    for job in ready:
+        sid, take = job.shot.id, best.get(job.shot.id)
+        if take is None:
+            state.failed(sid, "clip", errors.get(sid, "no clip was drawn"))
+            continue
+        extra = {"first_frame_psnr": first_frame_psnr(take.frames, firsts[sid])} if firsts else {}
+        path = write_video(work / "clips" / f"{sid}.mp4", take.frames, fps=pipe.cfg.fps)
+        state.wrote(sid, "clip", path, job.inputs, seed=take.seed, tries=take.tries,
+                    probe=take.reading, matched=take.score, **extra)  # fmt: skip
     return len(jobs)
