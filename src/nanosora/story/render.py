@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 REROLL_STRIDE = (
     7919  # attempt k of a shot with seed s uses s + k * 7919: far from other shots' seeds
 )
-# Keyframe redraws per clip redraw (`rerolls`): a still costs about a fifth of a clip, and a
+# Keyframe redraws per clip redraw (`rerolls`): a still costs about a quarter of a clip, and a
 # keyframe that fails the probe would fail every redraw of an image-to-video clip.
 KEYFRAME_REROLLS = 3
 J = TypeVar("J")
