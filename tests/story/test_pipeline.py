@@ -103,6 +103,32 @@ def test_failed_shot_is_kept_apart_and_resume_redoes_only_it(cfg, tmp_path, monk
     assert sorted(after) == sorted(f"{s.id}.mp4" for s in shots)
 
 
+def test_keyframe_placed_by_hand_after_a_failure_resumes(cfg, tmp_path, monkeypatch):
+    from nanosora.generate import Pipeline
+    from nanosora.story.keyframes import write_image
+
+    real = Pipeline.generate
+
+    def no_blue_stills(self, prompts, *args, **kwargs):
+        if any("blue" in p for p in prompts) and kwargs.get("num_frames") == 1:
+            raise RuntimeError("keyframe failed (simulated)")
+        return real(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "generate", no_blue_stills)
+    with pytest.raises(StoryError, match="keyframe failed"):
+        main(cfg)
+    work = tmp_path / "film.story"
+    blue = [s.id for s in load(ShotList, work / "shots.json").shots if "blue" in s.prompt]
+    assert blue and not (work / "keyframes" / f"{blue[0]}.png").exists()
+    monkeypatch.setattr(Pipeline, "generate", real)
+    for shot_id in blue:  # a person draws the missing keyframes straight into the work folder
+        write_image(work / "keyframes" / f"{shot_id}.png", np.full((64, 64, 3), 30, np.uint8))
+    assert main(dataclasses.replace(cfg, resume=True)) == tmp_path / "film.mp4"
+    state = json.loads((work / "state.json").read_text())
+    assert all(state["shots"][i]["keyframe"]["replaced_by_hand"] for i in blue)
+    assert all(not state["shots"][i]["clip"]["error"] for i in blue)
+
+
 def test_earlier_run_is_not_clobbered(cfg):
     main(dataclasses.replace(cfg, stop_after="script"))
     with pytest.raises(StoryError, match="holds an earlier run: pass --resume.*or --overwrite"):

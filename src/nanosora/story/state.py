@@ -49,7 +49,13 @@ class RunState:
             return False
         rec = self.record(shot_id, part)
         if rec.get("digest") != file_digest(path):
-            return True  # not the bytes this pipeline wrote: a person's file, never overwritten
+            # Not the bytes this pipeline wrote: a person's file, never overwritten. It also
+            # supersedes a failure recorded for this part (a keyframe that could not be drawn).
+            if rec.get("error"):
+                rec["error"] = ""
+                rec["replaced_by_hand"] = True
+                self.save()
+            return True
         return not rec.get("error") and rec.get("inputs") == inputs
 
     def wrote(self, shot_id: str, part: str, path: Path, inputs: str, **info: Any) -> None:
