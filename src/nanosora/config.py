@@ -303,6 +303,11 @@ class VAELossConfig:
     object_weight: float = doc(
         4.0, "extra weight on non-background pixels and their edges (shapes are small)"
     )
+    colour: float = doc(
+        0.0,
+        "weight of the L1 error of each frame's mean object colour (non-background pixels); "
+        "pushes hue separation early, which pixel losses learn last",
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,59 @@
+"""The VAE objective's object terms: weighting and the object-colour error."""
+
+from __future__ import annotations
+
+import torch
+
+from nanosora.config import VAELossConfig
+from nanosora.train.vae import object_colour_error, object_frames, vae_loss
+
+
+def clips_with_objects() -> torch.Tensor:
+    """(4, 3, 5, 16, 16) black clips; clip i holds a 4x4 object of colour i in frames 0..i."""
+    x = torch.full((4, 3, 5, 16, 16), -1.0)
+    colours = torch.tensor(
+        [[0.8, -0.7, -0.6], [-0.5, 0.9, -0.4], [0.1, 0.2, 0.95], [1.0, 1.0, 1.0]]
+    )
+    for i, c in enumerate(colours):
+        x[i, :, : i + 1, 4:8, 6:10] = c.view(3, 1, 1, 1)
+    return x
+
+
+def test_colour_error_is_the_mean_object_colour_difference():
+    x = clips_with_objects()
+    assert object_colour_error(x, x).item() == 0.0
+    rec = x.clone()
+    obj = x.amax(dim=1, keepdim=True) > -0.85
+    rec[:, 0:1][obj] -= 0.3  # every object's red channel off by 0.3; background untouched
+    # the mean over object frames and the three channels: 0.3 / 3
+    assert abs(object_colour_error(rec, x).item() - 0.1) < 1e-6
+    # measured on the target's object pixels only: a wrong background costs nothing here
+    grey_background = torch.where(obj, x, torch.zeros_like(x))
+    assert object_colour_error(grey_background, x).item() < 1e-6
+    # an all-background batch contributes zero, not NaN
+    empty = torch.full((2, 3, 5, 16, 16), -1.0)
+    assert object_colour_error(empty + 0.5, empty).item() == 0.0
+
+
+def test_shares_of_a_batch_average_to_the_whole_batch_loss():
+    """Ranks and micro-batches see equal shares; with the global normalisers, the mean of the
+    shares' losses is the batch's loss, so data parallelism stays exact with the colour term."""
+    x = clips_with_objects()
+    torch.manual_seed(0)
+    rec = x + 0.2 * torch.randn_like(x)
+    mean, logvar = torch.zeros(4, 8, 2, 2, 2), torch.zeros(4, 8, 2, 2, 2)
+    cfg = VAELossConfig(colour=2.0)
+    whole, parts = vae_loss(rec, x, mean, logvar, cfg)
+    assert parts["colour"] > 0
+    from nanosora.train.vae import object_weights
+
+    w_mean = object_weights(x, cfg.object_weight).mean().item()
+    f_mean = object_frames(x).mean().item()
+    halves = [
+        vae_loss(rec[s], x[s], mean[s], logvar[s], cfg, w_mean, f_mean)[0]
+        for s in (slice(0, 2), slice(2, 4))
+    ]
+    assert torch.allclose((halves[0] + halves[1]) / 2, whole, rtol=1e-6)
+    # without the global normalisers the halves disagree (clip 3 has more object frames)
+    own = [vae_loss(rec[s], x[s], mean[s], logvar[s], cfg)[0] for s in (slice(0, 2), slice(2, 4))]
+    assert not torch.allclose((own[0] + own[1]) / 2, whole, rtol=1e-4)
