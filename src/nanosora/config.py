@@ -308,6 +308,11 @@ class VAELossConfig:
         "weight of the L1 error of each frame's mean object colour (non-background pixels); "
         "pushes hue separation early, which pixel losses learn last",
     )
+    colour_decay: bool = doc(
+        False,
+        "decay the colour weight linearly to 0 over the run (steps or wall-clock budget, "
+        "whichever ends first): hue early, then the pixel losses sharpen shapes",
+    )
 
 
 @dataclass(frozen=True)

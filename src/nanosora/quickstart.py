@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nanosora.config import (
     DataConfig,
+    DiTConfig,
     DiTTrainConfig,
     FlowConfig,
     OptimConfig,
@@ -24,6 +25,13 @@ from nanosora.config import (
 )
 
 VAE_SHARE = 0.4  # of the training budget; the DiT gets the rest
+# A narrower, shallower DiT than the shipped "shapes" preset (dim 192, depth 8): at batch 16 it
+# takes ~4x the steps per CPU-minute, and on a 9-minute budget that learned more. Measured with
+# equal CPU time (1 thread each, concurrent, shipped-VAE cache; 32 prompts x 2 seeds): joint
+# adherence 46% in-distribution / 69% held-out vs 42% / 56% for "shapes" at the same batch and lr;
+# "shapes" at batch 32 and lr 5e-4 (the shipped recipe) reached 8% / 6% after the 800 steps that
+# 9 minutes buy.
+QUICK_DIT = DiTConfig(dim=128, depth=6, heads=4)
 
 
 def vae_config(workdir: Path, minutes: float, seed: int) -> VAETrainConfig:
@@ -46,15 +54,16 @@ def vae_config(workdir: Path, minutes: float, seed: int) -> VAETrainConfig:
 
 
 def dit_config(workdir: Path, minutes: float, seed: int, num_clips: int = 3000) -> DiTTrainConfig:
-    """The shapes DiT recipe (configs/shapes_dit.yaml) bounded by time."""
+    """The shapes DiT recipe (configs/shapes_dit.yaml) on the smaller QUICK_DIT, bounded by time."""
     return DiTTrainConfig(
+        dit=QUICK_DIT,
         flow=FlowConfig(),
-        optim=OptimConfig(lr=5e-4, warmup_steps=200),
+        optim=OptimConfig(lr=1e-3, warmup_steps=100),
         train=TrainConfig(
             out_dir=str(workdir / "runs/dit"),
             steps=100_000,
             minutes=minutes,
-            batch_size=min(32, num_clips),
+            batch_size=min(16, num_clips),
             seed=seed,
             ema_decay=0.995,
             ckpt_every=200,

@@ -57,3 +57,20 @@ def test_shares_of_a_batch_average_to_the_whole_batch_loss():
     # without the global normalisers the halves disagree (clip 3 has more object frames)
     own = [vae_loss(rec[s], x[s], mean[s], logvar[s], cfg)[0] for s in (slice(0, 2), slice(2, 4))]
     assert not torch.allclose((own[0] + own[1]) / 2, whole, rtol=1e-4)
+
+
+def test_colour_weight_decays_over_steps_or_the_time_budget():
+    from nanosora.config import TrainConfig, VAETrainConfig
+    from nanosora.train.vae import colour_schedule
+
+    cfg = VAETrainConfig(
+        train=TrainConfig(steps=1000, minutes=10.0),
+        loss=VAELossConfig(colour=4.0, colour_decay=True),
+    )
+    weight = [
+        colour_schedule(cfg, step, {"elapsed": elapsed}).loss.colour
+        for step, elapsed in ((0, 0.0), (250, 60.0), (500, 0.0), (100, 450.0), (1000, 0.0))
+    ]
+    assert weight == [4.0, 3.0, 2.0, 1.0, 0.0]  # by steps, or by the budget when that runs faster
+    steady = VAETrainConfig(loss=VAELossConfig(colour=4.0))
+    assert colour_schedule(steady, 900, {"elapsed": 0.0}).loss.colour == 4.0

@@ -16,6 +16,7 @@ statistics (shared with the others by broadcast) and evaluates.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import time
@@ -55,6 +56,7 @@ from nanosora.train.loop import (
     set_lr,
     setup_threads,
     step_generator,
+    time_fraction,
 )
 from nanosora.video.io import write_gif
 
@@ -250,6 +252,16 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
     return run.path
 
 
+def colour_schedule(cfg: VAETrainConfig, step: int, state: dict) -> VAETrainConfig:
+    """``cfg`` with this step's colour weight: constant, or with ``loss.colour_decay`` falling
+    linearly to 0 as the run's steps or wall-clock budget run out."""
+    if not (cfg.loss.colour and cfg.loss.colour_decay):
+        return cfg
+    progress = min(1.0, max(step / cfg.train.steps, time_fraction(state, cfg.train)))
+    loss = dataclasses.replace(cfg.loss, colour=cfg.loss.colour * (1.0 - progress))
+    return dataclasses.replace(cfg, loss=loss)
+
+
 def micro_batch_loss(
     forward: torch.nn.Module,
     x: torch.Tensor,
@@ -314,10 +326,11 @@ def train_loop(
         )[mine]
         weight_mean = mean_across(object_weights(x, cfg.loss.object_weight).mean().item(), d)
         frames_mean = mean_across(object_frames(x).mean().item(), d) if cfg.loss.colour else None
+        step_cfg = colour_schedule(cfg, step, state)
         logged: list[dict[str, float]] = []
         last, value = accumulate(
             functools.partial(
-                micro_batch_loss, forward, x, noise, weight_mean, frames_mean, cfg, d, logged
+                micro_batch_loss, forward, x, noise, weight_mean, frames_mean, step_cfg, d, logged
             ),
             [slice(p.start - mine.start, p.stop - mine.start) for p in parts],
             opt,
