@@ -87,7 +87,10 @@ def test_center_and_random_crops(root: Path) -> None:
             path, num_frames=5, height=16, width=16, fps=10, crop="random", seed=seed
         )
         video = ds[0]["video"]
-        assert torch.equal(video[:, 0], video[:, -1])  # one offset for the whole clip
+        # One offset for the whole clip: every frame's mean red level is the same (H.264 may
+        # round single pixels differently from frame to frame; a 1 px shift moves it 2.5 levels).
+        red_per_frame = (video[0].mean(dim=(1, 2)) + 1) * 127.5
+        assert float(red_per_frame.max() - red_per_frame.min()) < 1.0
         means.add(round(float((video[0].mean() + 1) * 127.5)))
     assert len(means) > 3
 
