@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from nanosora.config import VAELossConfig
-from nanosora.train.vae import object_colour_error, object_frames, vae_loss
+from nanosora.config import TrainConfig, VAELossConfig, VAETrainConfig
+from nanosora.train.vae import colour_schedule, object_colour_error, object_frames, vae_loss
 
 
 def clips_with_objects() -> torch.Tensor:
@@ -60,9 +60,6 @@ def test_shares_of_a_batch_average_to_the_whole_batch_loss():
 
 
 def test_colour_weight_decays_over_steps_or_the_time_budget():
-    from nanosora.config import TrainConfig, VAETrainConfig
-    from nanosora.train.vae import colour_schedule
-
     cfg = VAETrainConfig(
         train=TrainConfig(steps=1000, minutes=10.0),
         loss=VAELossConfig(colour=4.0, colour_decay=True),

@@ -35,6 +35,12 @@ def time_fraction(state: dict, t: TrainConfig) -> float:
     return state["elapsed"] / (60 * t.minutes) if t.minutes else 0.0
 
 
+def run_progress(step: int, state: dict, t: TrainConfig) -> float:
+    """Share of the run done, in [0, 1]: by steps or by the wall-clock budget, whichever is
+    further along."""
+    return min(1.0, max(step / t.steps, time_fraction(state, t)))
+
+
 def setup_threads(threads: int) -> None:
     if threads > 0:
         torch.set_num_threads(threads)

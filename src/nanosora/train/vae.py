@@ -53,10 +53,10 @@ from nanosora.train.loop import (
     build_adamw,
     check_finite,
     optimizer_step,
+    run_progress,
     set_lr,
     setup_threads,
     step_generator,
-    time_fraction,
 )
 from nanosora.video.io import write_gif
 
@@ -257,8 +257,9 @@ def colour_schedule(cfg: VAETrainConfig, step: int, state: dict) -> VAETrainConf
     linearly to 0 as the run's steps or wall-clock budget run out."""
     if not (cfg.loss.colour and cfg.loss.colour_decay):
         return cfg
-    progress = min(1.0, max(step / cfg.train.steps, time_fraction(state, cfg.train)))
-    loss = dataclasses.replace(cfg.loss, colour=cfg.loss.colour * (1.0 - progress))
+    loss = dataclasses.replace(
+        cfg.loss, colour=cfg.loss.colour * (1.0 - run_progress(step, state, cfg.train))
+    )
     return dataclasses.replace(cfg, loss=loss)
 
 
