@@ -201,7 +201,11 @@ class DataConfig:
     height: int = doc(64, "frame height H")
     width: int = doc(64, "frame width W")
     fps: float = doc(8.0, "frames per second sampled from each clip")
-    in_memory: bool = doc(True, "decode every clip once and keep uint8 frames in RAM")
+    in_memory: bool = doc(
+        True,
+        "decode every clip once and keep uint8 frames in RAM (with window=random the whole "
+        "clip, and each window is a slice of it)",
+    )
     window: Literal["start", "random"] = doc(
         "start", "where a clip's num_frames window begins: at its start, or anywhere inside it"
     )
@@ -232,10 +236,10 @@ class DataConfig:
                     f"data.buckets entry ({t}, {h}, {w}): T must be 4k+1 and H, W multiples of "
                     "16 (8x8 pixels per latent pixel, 2x2 latent pixels per DiT token)"
                 )
-        if self.in_memory and (self.window == "random" or self.crop == "random"):
+        if self.in_memory and self.crop == "random":
             raise ConfigError(
                 "data.in_memory keeps one decoded copy of each clip: it cannot serve random "
-                "windows or crops; set data.in_memory=false"
+                "crops; set data.in_memory=false"
             )
 
 

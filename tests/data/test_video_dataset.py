@@ -70,6 +70,38 @@ def test_random_window_stays_inside_the_clip_and_is_reproducible(root: Path) -> 
     assert len(set(firsts)) > 2
 
 
+def test_in_memory_random_window_slices_the_clip_decoded_once(root: Path, monkeypatch) -> None:
+    path = manifest(root, [{"path": "gray.mp4", "text": "g", "start": 1.0, "end": 4.0}])
+    kw = dict(num_frames=5, height=16, width=16, fps=5, window="random", seed=3)
+    ds = ClipWindowDataset(path, in_memory=True, **kw)
+    ds.set_epoch(0)
+    ds[0]
+    import nanosora.data.video_dataset as vd
+
+    monkeypatch.setattr(vd, "read_video", lambda *a, **k: pytest.fail("decoded twice"))
+    firsts = []
+    for epoch in range(12):
+        ds.set_epoch(epoch)
+        lv = levels(ds[0]["video"])
+        # 5 fps from 10 fps: every second source frame, consecutive, inside [1.0, 4.0)
+        assert np.diff(lv) == pytest.approx([8, 8, 8, 8], abs=2)
+        assert 40 - 2 <= lv[0] and lv[-1] <= 4 * 38 + 2
+        assert levels(ds[0]["video"]) == lv  # same (seed, epoch, index): same window
+        firsts.append(lv[0])
+    assert len(set(firsts)) > 3
+    monkeypatch.undo()
+    # a clip shorter than the window holds its last frame, as when streaming
+    short = manifest(
+        root, [{"path": "gray.mp4", "text": "g", "start": 5.5, "end": 6.0}], "s.parquet"
+    )
+    video = ClipWindowDataset(short, in_memory=True, **{**kw, "num_frames": 9, "fps": 10})[0]
+    assert levels(video["video"]) == pytest.approx(
+        [220, 224, 228, 232, 236, 236, 236, 236, 236], abs=2
+    )
+    with pytest.raises(ValueError, match="random crops"):
+        ClipWindowDataset(path, in_memory=True, crop="random", **kw)
+
+
 def test_short_clip_holds_last_frame(root: Path) -> None:
     path = manifest(root, [{"path": "gray.mp4", "text": "g", "start": 5.5, "end": 6.0}])
     video = ClipWindowDataset(path, num_frames=9, height=16, width=16, fps=10)[0]["video"]

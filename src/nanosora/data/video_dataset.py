@@ -93,8 +93,8 @@ class ClipWindowDataset(Dataset):
             )
         if caption not in ("text", "random") or fps <= 0:
             raise ValueError(f"caption must be text|random and fps > 0: {caption}, {fps}")
-        if in_memory and (crop == "random" or window == "random"):
-            raise ValueError("in_memory keeps one copy per clip: no random windows or crops")
+        if in_memory and crop == "random":
+            raise ValueError("in_memory keeps one copy per clip: no random crops")
         self.manifest_path = Path(manifest_path)
         df = read_manifest(self.manifest_path).reset_index(drop=True)
         self.df = df
@@ -174,26 +174,48 @@ class ClipWindowDataset(Dataset):
 
     def frames(self, index: int) -> np.ndarray:
         """uint8 (T, H, W, C) frames of item ``index`` at the current epoch (or step)."""
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        num_frames = self.target_shape(index)[0]
+        if self._frames is not None and self.window == "random":
+            # In memory, a random window is a slice of the whole clip decoded once at fps.
+            if index not in self._frames:
+                self._frames[index] = self._decode(index, self.spans[index], None, rng)
+            clip = self._frames[index]
+            first = int(rng.integers(0, max(0, len(clip) - num_frames) + 1))
+            return self._pad(clip[first : first + num_frames], num_frames)
         if self._frames is not None and index in self._frames:
             return self._frames[index]
-        rng = np.random.default_rng((self.seed, self.epoch, index))
-        num_frames, height, width = self.target_shape(index)
+        frames = self._decode(index, self._window(index, num_frames, rng), num_frames, rng)
+        if self._frames is not None:
+            self._frames[index] = frames
+        return frames
+
+    def _decode(
+        self,
+        index: int,
+        span: tuple[float, float | None],
+        num_frames: int | None,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """uint8 (T, H, W, C) frames of ``span`` at fps, cropped and resized to the item's size:
+        ``num_frames`` of them (a short clip holds its last frame), or all with None."""
         try:
-            start, end = self._window(index, num_frames, rng)
             frames = read_video(
-                self.paths[index], start=start, end=end, fps=self.fps, max_frames=num_frames
+                self.paths[index], start=span[0], end=span[1], fps=self.fps, max_frames=num_frames
             )
         except VideoError as e:
             raise VideoError(f"{self.manifest_path} row {index}: {e}") from e
         if len(frames) == 0:
             raise VideoError(f"{self.manifest_path} row {index}: {self.paths[index]} has no frames")
-        if len(frames) < num_frames:  # a short clip: hold its last frame
-            pad = np.repeat(frames[-1:], num_frames - len(frames), axis=0)
-            frames = np.concatenate([frames, pad])
-        frames = self._crop_resize(frames, (height, width), rng)
-        if self._frames is not None:
-            self._frames[index] = frames
-        return frames
+        frames = self._pad(frames, num_frames or len(frames))
+        return self._crop_resize(frames, self.target_size(index), rng)
+
+    @staticmethod
+    def _pad(frames: np.ndarray, num_frames: int) -> np.ndarray:
+        """``frames`` made ``num_frames`` long by holding the last one (a short clip)."""
+        if len(frames) >= num_frames:
+            return frames
+        return np.concatenate([frames, np.repeat(frames[-1:], num_frames - len(frames), axis=0)])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         rng = np.random.default_rng((self.seed, self.epoch, index, 1))
