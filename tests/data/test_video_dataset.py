@@ -74,8 +74,7 @@ def test_in_memory_random_window_slices_the_clip_decoded_once(root: Path, monkey
     path = manifest(root, [{"path": "gray.mp4", "text": "g", "start": 1.0, "end": 4.0}])
     kw = dict(num_frames=5, height=16, width=16, fps=5, window="random", seed=3)
     ds = ClipWindowDataset(path, in_memory=True, **kw)
-    ds.set_epoch(0)
-    ds[0]
+    ds.preload(progress=False)
     import nanosora.data.video_dataset as vd
 
     monkeypatch.setattr(vd, "read_video", lambda *a, **k: pytest.fail("decoded twice"))

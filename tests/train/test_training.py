@@ -8,7 +8,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from nanosora.config import DiTConfig, DiTTrainConfig, VAEConfig, VAETrainConfig, apply_overrides
+from nanosora.config import (
+    ConfigError,
+    DiTConfig,
+    DiTTrainConfig,
+    VAEConfig,
+    VAETrainConfig,
+    apply_overrides,
+)
 from nanosora.data.cache import LatentCache, build_cache
 from nanosora.shapes.world import generate_dataset
 from nanosora.train import dit as train_dit
@@ -248,6 +255,39 @@ def test_vae_decoder_only_finetune_keeps_latents(data, vae_run, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in dec)
     with pytest.raises(ValueError, match="needs init_from"):
         train_vae.main(vae_cfg(data, tmp_path / "bad", steps=1, train_encoder=False))
+
+
+def test_vae_trains_on_short_windows_and_evaluates_at_eval_frames(data, tmp_path, monkeypatch):
+    """data.num_frames=5 random windows for the steps; calibration and the final evaluation
+    read whole 9-frame clips (eval_frames), the length the DiT's cache will encode."""
+    import nanosora.evaluate.reconstruction as rec
+
+    seen: dict[str, set[int]] = {"train": set(), "calibrate": set(), "eval": set()}
+
+    def spy(name, fn, clips_at):
+        def wrapped(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            seen[name].add(clips_at(args, out))
+            return out
+
+        return wrapped
+
+    monkeypatch.setattr(
+        train_vae, "load_batch", spy("train", train_vae.load_batch, lambda a, x: x.shape[2])
+    )
+    for name, module, fn in (
+        ("calibrate", train_vae, "calibrate"),
+        ("eval", rec, "reconstruction_metrics"),
+    ):
+        monkeypatch.setattr(
+            module, fn, spy(name, getattr(module, fn), lambda a, out: a[1][0]["video"].shape[1])
+        )
+    over = {"data.num_frames": 5, "data.window": "random", "eval_frames": 9, "val_manifest": data}
+    run = train_vae.main(vae_cfg(data, tmp_path / "short", steps=3, **over))
+    assert seen == {"train": {5}, "calibrate": {9}, "eval": {9}}
+    assert json.loads((run / "eval.json").read_text())["clips"] > 0
+    with pytest.raises(ConfigError, match="eval_frames=8"):
+        vae_cfg(data, tmp_path / "bad", eval_frames=8)
 
 
 class FramePredictor(torch.nn.Module):

@@ -37,6 +37,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from nanosora.config import DataConfig, TrainConfig
 from nanosora.data.buckets import TokenBudgetBatchSampler, assign_buckets, tokens_of
@@ -217,6 +218,17 @@ class ClipWindowDataset(Dataset):
             return frames
         return np.concatenate([frames, np.repeat(frames[-1:], num_frames - len(frames), axis=0)])
 
+    def preload(self, progress: bool = True) -> None:
+        """Decode every clip now (in memory only): a training loop then never waits on a
+        decoder, and a broken file fails before the first step."""
+        if self._frames is None:
+            return
+        rows = range(len(self))
+        if progress:
+            rows = tqdm(rows, desc=f"decoding {self.manifest_path.name}", unit="clip")
+        for i in rows:
+            self.frames(i)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         rng = np.random.default_rng((self.seed, self.epoch, index, 1))
         video = frames_to_tensor(self.frames(index))
@@ -274,10 +286,12 @@ def clip_dataset(
         return ManifestClips(
             manifest, d.num_frames, d.height, d.width, d.fps, d.in_memory, progress=progress
         )
-    return ClipWindowDataset(
+    clips = ClipWindowDataset(
         manifest, d.num_frames, d.height, d.width, d.fps, crop=d.crop, window=d.window,
         caption=d.caption, seed=seed, in_memory=d.in_memory,
     )  # fmt: skip
+    clips.preload(progress)
+    return clips
 
 
 def bucketed_clips(
@@ -310,12 +324,13 @@ def bucketed_clips(
     return clips, sampler
 
 
-def one_shape(d: DataConfig) -> DataConfig:
+def one_shape(d: DataConfig, num_frames: int = 0) -> DataConfig:
     """``d`` for calibration, sample GIFs and evaluation: every clip at (num_frames, height,
     width) from its first window, centre-cropped where ``d`` crops at random (``d`` itself when
-    it already is that)."""
+    it already is that). ``num_frames``: another window length than ``d``'s (0: ``d``'s)."""
     crop = "center" if d.crop == "random" else d.crop
-    return replace(d, buckets=(), window="start", crop=crop)
+    frames = num_frames or d.num_frames
+    return replace(d, buckets=(), window="start", crop=crop, num_frames=frames)
 
 
 class TrainingClips(NamedTuple):
@@ -328,10 +343,19 @@ class TrainingClips(NamedTuple):
 
 
 def training_clips(
-    d: DataConfig, t: TrainConfig, val_manifest: str = "", multiple_of: int = 1
+    d: DataConfig,
+    t: TrainConfig,
+    val_manifest: str = "",
+    multiple_of: int = 1,
+    eval_frames: int = 0,
 ) -> TrainingClips:
     """The training, view and validation clips of ``d`` (``t`` gives batch size, token budget
-    and seed; ``multiple_of`` the data-parallel ranks a bucketed batch splits over)."""
+    and seed; ``multiple_of`` the data-parallel ranks a bucketed batch splits over).
+
+    ``eval_frames``: the view and validation clips' length when it is not ``d.num_frames`` (a
+    VAE trained on short windows is calibrated and evaluated at the DiT's clip length). Clips
+    of another shape than the training ones are decoded when read: calibration, the sample GIFs
+    and the evaluation read each one once or twice."""
     if not d.manifest:
         raise ValueError("data.manifest is empty: give the training clips' manifest")
     if d.buckets:
@@ -340,9 +364,10 @@ def training_clips(
         )
     else:
         clips, batches = clip_dataset(d.manifest, d, t.seed), None
-    fixed = one_shape(d)
-    view = clips if fixed == d else clip_dataset(d.manifest, fixed, t.seed)
-    val = clip_dataset(val_manifest, fixed, t.seed) if val_manifest else view
+    fixed = one_shape(d, eval_frames)
+    lazy = replace(fixed, in_memory=False)
+    view = clips if fixed == d else clip_dataset(d.manifest, lazy, t.seed)
+    val = clip_dataset(val_manifest, lazy, t.seed) if val_manifest else view
     return TrainingClips(clips, batches, view, val)
 
 

@@ -199,7 +199,11 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
     if not d.manifest:
         raise ValueError("data.manifest is empty: give the training clips' manifest")
     data = training_clips(  # one shape, or bucketed batches that split evenly over the ranks
-        d, cfg.train, cfg.val_manifest, multiple_of=dp.world_size * cfg.train.grad_accum
+        d,
+        cfg.train,
+        cfg.val_manifest,
+        multiple_of=dp.world_size * cfg.train.grad_accum,
+        eval_frames=cfg.eval_frames,
     )
     val = data.val
     # 2. Model, optimizer, EMA; restore on resume.
