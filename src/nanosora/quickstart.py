@@ -67,11 +67,14 @@ def vae_config(workdir: Path, minutes: float, seed: int) -> VAETrainConfig:
 
 
 def dit_config(workdir: Path, minutes: float, seed: int, num_clips: int = 3000) -> DiTTrainConfig:
-    """The shapes DiT recipe (configs/shapes_dit.yaml) on the smaller QUICK_DIT, bounded by time."""
+    """The shapes DiT recipe (configs/shapes_dit.yaml) on the smaller QUICK_DIT, bounded by time,
+    at lr 3e-3: 2,000 steps on one VAE's cache (1 thread, 4 seeds) reached 49.0% / 50.0%
+    adherence at lr 1e-3, 64.6% / 75.0% at 2e-3, 68.8% / 78.1% at 3e-3 and 67.7% / 71.9% at
+    5e-3 (in-distribution / held-out; colour and direction near 100% in all, the rest shape)."""
     return DiTTrainConfig(
         dit=QUICK_DIT,
         flow=FlowConfig(),
-        optim=OptimConfig(lr=1e-3, warmup_steps=100),
+        optim=OptimConfig(lr=3e-3, warmup_steps=100),
         train=TrainConfig(
             out_dir=str(workdir / "runs/dit"),
             steps=100_000,
