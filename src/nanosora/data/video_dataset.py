@@ -175,6 +175,8 @@ class ClipWindowDataset(Dataset):
 
     def frames(self, index: int) -> np.ndarray:
         """uint8 (T, H, W, C) frames of item ``index`` at the current epoch (or step)."""
+        if self._frames is not None and self.window == "start" and index in self._frames:
+            return self._frames[index]  # the common in-memory case: nothing to draw
         rng = np.random.default_rng((self.seed, self.epoch, index))
         num_frames = self.target_shape(index)[0]
         if self._frames is not None and self.window == "random":
@@ -184,8 +186,6 @@ class ClipWindowDataset(Dataset):
             clip = self._frames[index]
             first = int(rng.integers(0, max(0, len(clip) - num_frames) + 1))
             return self._pad(clip[first : first + num_frames], num_frames)
-        if self._frames is not None and index in self._frames:
-            return self._frames[index]
         frames = self._decode(index, self._window(index, num_frames, rng), num_frames, rng)
         if self._frames is not None:
             self._frames[index] = frames
