@@ -2,8 +2,11 @@
 
 import json
 
+import torch
+
 from nanosora import quickstart
 from nanosora.generate import Pipeline
+from nanosora.train.vae import load_vae
 
 
 def test_quickstart_tiny_budget(tmp_path):
@@ -14,13 +17,31 @@ def test_quickstart_tiny_budget(tmp_path):
         assert data["metrics"][key]["n"] in (24, 8)
         assert 0.0 <= data["metrics"][key]["joint"] <= 1.0
     assert "vae_heldout_psnr" in data["metrics"]
+    assert "vae_heldout_psnr_before_decoder_tuning" in data["metrics"]
     html = report.read_text()
     assert html.count("data:image/gif;base64") == 32  # one video per eval prompt
     assert "data:image/png;base64" in html  # loss curves
     pipe = Pipeline.load(tmp_path / "model")  # usable as --model DIR/model
     assert pipe.generate(["a red circle moving left"], steps=2).shape == (1, 17, 64, 64, 3)
+    # The decoder stage changed the decoder only: the encoder and the latent statistics the
+    # cache was made with are the first stage's, and the model (float16) has the tuned decoder.
+    first, tuned = load_vae(tmp_path / "runs/vae"), load_vae(tmp_path / "runs/vae_decoder")
+    for k, v in first.encoder.state_dict().items():
+        assert torch.equal(tuned.encoder.state_dict()[k], v), k
+    assert torch.equal(tuned.latent_mean, first.latent_mean)
+    assert torch.equal(tuned.latent_std, first.latent_std)
+    changed = [
+        k
+        for k, v in tuned.decoder.state_dict().items()
+        if v.is_floating_point() and not torch.equal(v, first.decoder.state_dict()[k])
+    ]
+    assert changed, "the decoder stage changed nothing"
+    shipped = pipe.vae.state_dict()
+    for k, v in tuned.decoder.state_dict().items():
+        assert torch.allclose(shipped[f"decoder.{k}"].float(), v.float(), atol=1e-2), k
     # A second call finds every stage complete and only re-evaluates.
     timings = json.loads((tmp_path / "timings.json").read_text())
     quickstart.main(tmp_path, budget_minutes=0.15, num_clips=16, eval_seeds=1)
     again = json.loads((tmp_path / "timings.json").read_text())
-    assert again["vae"] < 1.0 and again["dit"] < 1.0 and timings["vae"] > again["vae"]
+    assert again["vae"] < 1.0 and again["decoder"] < 1.0 and again["dit"] < 1.0
+    assert timings["vae"] > again["vae"] and timings["decoder"] > again["decoder"]
