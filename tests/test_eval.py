@@ -153,6 +153,24 @@ def test_eval_model_adds_temporal_and_fsd(tmp_path):
     assert np.isfinite(m["fsd"]) and m["fsd"] > 0 and np.isfinite(m["fsd_floor"])
     samples = report["tables"]["samples"]
     assert len(samples) == 32 and all(0 <= s["object_persistence"] <= 1 for s in samples)
+    # The shipped model draws every object: each sample has a fill, the metric their medians.
+    assert all(0 < s["fill"] <= 1 for s in samples)
+    squares = [s["fill"] for s in samples if " square " in s["prompt"]]
+    assert m["shape_fill"]["square"] == pytest.approx(np.median(squares), abs=1e-4)
+    assert set(m["shape_fill"]) == {"circle", "square", "triangle"}
+
+
+def test_shape_fill_medians_per_prompted_shape():
+    from nanosora.evaluate.adherence import shape_fill
+
+    samples = [
+        {"prompt": "a red square moving left", "fill": 0.95},
+        {"prompt": "a blue square moving up", "fill": 0.85},
+        {"prompt": "a blue square moving up", "fill": None},  # nothing found: left out
+        {"prompt": "a green circle moving down", "fill": 0.78},
+    ]
+    assert shape_fill(samples) == {"circle": 0.78, "square": 0.9}
+    assert shape_fill([]) == {}
 
 
 def test_eval_conditioning_and_concept_cli(tmp_path):

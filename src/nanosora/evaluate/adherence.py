@@ -70,6 +70,7 @@ def evaluate_adherence(
                     "color": r.color,
                     "shape": r.shape,
                     "direction": r.direction,
+                    "fill": round(r.fill_ratio, 4) if r.found_frames else None,
                     "correct": (r.color, r.shape, r.direction) == items[i][:3],
                 }
             )
@@ -78,6 +79,20 @@ def evaluate_adherence(
         out[key] = adherence([r for *_, r in runs], [items[i][:3] for i, *_ in runs])
         out["videos"][key] = np.stack([video for _, k, video, _ in runs if k == 0])
     return out
+
+
+def shape_fill(samples: list[dict]) -> dict[str, float]:
+    """Median fill ratio (object area / bounding box, see shapes/probe.py) of the generated
+    object per prompted shape. How far generated squares sit above ``FILL_SQUARE`` (and
+    circles below it) shows how close the shape reading is to flipping, which a pass/fail
+    count hides."""
+    from nanosora.shapes.captions import parse_prompt
+
+    by_shape: dict[str, list[float]] = {}
+    for s in samples:
+        if s.get("fill") is not None:
+            by_shape.setdefault(parse_prompt(s["prompt"])[1], []).append(s["fill"])
+    return {k: round(float(np.median(v)), 4) for k, v in sorted(by_shape.items())}
 
 
 def confusion(samples: list[dict], attribute: str, labels: tuple[str, ...]) -> np.ndarray:

@@ -127,7 +127,7 @@ def eval_model(
     ``encoder``/``i3d`` select the feature network of the Fréchet distance (none: skipped) and
     ``reference`` a manifest of real clips to compare with (default: shapes-world ground truth).
     """
-    from nanosora.evaluate.adherence import confusion, evaluate_adherence
+    from nanosora.evaluate.adherence import confusion, evaluate_adherence, shape_fill
     from nanosora.evaluate.report import write_report
     from nanosora.generate import Pipeline
     from nanosora.shapes.world import COLORS, DIRECTIONS, SHAPES
@@ -141,6 +141,7 @@ def eval_model(
     metrics = {
         "adherence_in_distribution": adh["in_distribution"],
         "adherence_heldout": adh["heldout"],
+        "shape_fill": shape_fill(adh["samples"]),
         "temporal": vm["temporal"],
         **_distance_metrics(vm),
         "seeds": seeds,
