@@ -32,13 +32,17 @@ from nanosora.config import (
 
 VAE_SHARE = 0.4  # of the training budget
 DECODER_SHARE = 0.1  # of the training budget; the DiT gets the rest
-# A narrower, shallower DiT than the shipped "shapes" preset (dim 192, depth 8): at batch 16 it
-# takes ~4x the steps per CPU-minute, and on a 9-minute budget that learned more. Measured with
-# equal CPU time (1 thread each, concurrent, shipped-VAE cache; 32 prompts x 2 seeds): joint
-# adherence 46% in-distribution / 69% held-out vs 42% / 56% for "shapes" at the same batch and lr;
-# "shapes" at batch 32 and lr 5e-4 (the shipped recipe) reached 8% / 6% after the 800 steps that
-# 9 minutes buy.
-QUICK_DIT = DiTConfig(dim=128, depth=6, heads=4)
+# A small DiT: on a CPU budget of minutes, a smaller model's extra steps are worth more than its
+# lost capacity. Equal wall time (12.2 min, 1 thread each, two runs side by side, `qs15h`'s cache,
+# decoded with its 1.5-min decoder-tuned VAE; adherence in-distribution / held-out, 4 seeds):
+#   dim 128, depth 6: 2,670 steps (a step-bounded run of about that time), 75.0% / 81.3%
+#                     (median fill of generated squares 0.882, circles 0.853)
+#   dim 128, depth 4: 4,225 steps, 86.5% / 84.4% (0.898 / 0.837)
+#   dim 128, depth 3: 5,450 steps, 86.5% / 87.5% (0.899 / 0.843)
+#   dim  96, depth 4: 5,850 steps, 94.8% / 93.8% (0.903 / 0.837)
+#   dim 128, depth 6, mlp ratio 2: 78.1% / 84.4%
+# (Earlier, dim 128 / depth 6 had beaten the "shapes" preset, dim 192 / depth 8, the same way.)
+QUICK_DIT = DiTConfig(dim=96, depth=4, heads=4)
 
 
 def vae_config(workdir: Path, minutes: float, seed: int) -> VAETrainConfig:
