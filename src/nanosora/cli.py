@@ -206,7 +206,9 @@ def quickstart(
     workdir: Annotated[Path, typer.Option(help="where data, runs, model and report go")] = Path(
         "quickstart"
     ),
-    budget_minutes: Annotated[float, typer.Option(help="total training budget (VAE + decoder + DiT)")] = 15.0,
+    budget_minutes: Annotated[
+        float, typer.Option(help="total training budget (VAE + decoder + DiT)")
+    ] = 15.0,
     num_clips: Annotated[int, typer.Option(help="training clips to generate")] = 3000,
     seed: Annotated[int, typer.Option(help="seed for data, init and sampling")] = 0,
 ) -> None:
