@@ -7,8 +7,9 @@ and the latent statistics stay as the first stage left them, so the cache and th
 same latents, and the model decodes them with the tuned decoder.
 
 Each stage is skipped when its output is complete and resumed when it was interrupted, so a
-killed quickstart continues where it stopped. The budget is the training time (VAE + decoder + DiT);
-data generation, clip decoding, caching and evaluation come on top and are reported separately.
+killed quickstart continues where it stopped. The budget is the training time (VAE + decoder +
+DiT); data generation, clip decoding, caching and evaluation come on top and are reported
+separately.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def dit_config(workdir: Path, minutes: float, seed: int, num_clips: int = 3000) 
     """The shapes DiT recipe (configs/shapes_dit.yaml) on the smaller QUICK_DIT, bounded by time,
     at lr 3e-3: 2,000 steps on one VAE's cache (1 thread, 4 seeds) reached 49.0% / 50.0%
     adherence at lr 1e-3, 64.6% / 75.0% at 2e-3, 68.8% / 78.1% at 3e-3 and 67.7% / 71.9% at
-    5e-3 (in-distribution / held-out; colour and direction near 100% in all, the rest shape)."""
+    5e-3 (in-distribution / held-out; colour and direction near 100% in all, the rest shape).
+    Those runs used the earlier dim-128 / depth-6 DiT; lr was not tuned again for QUICK_DIT."""
     return DiTTrainConfig(
         dit=QUICK_DIT,
         flow=FlowConfig(),
