@@ -25,20 +25,19 @@ def test_quickstart_tiny_budget(tmp_path):
     assert pipe.generate(["a red circle moving left"], steps=2).shape == (1, 17, 64, 64, 3)
     # The decoder stage changed the decoder only: the encoder and the latent statistics the
     # cache was made with are the first stage's, and the model (float16) has the tuned decoder.
-    first, tuned = load_vae(tmp_path / "runs/vae"), load_vae(tmp_path / "runs/vae_decoder")
-    for k, v in first.encoder.state_dict().items():
-        assert torch.equal(tuned.encoder.state_dict()[k], v), k
-    assert torch.equal(tuned.latent_mean, first.latent_mean)
-    assert torch.equal(tuned.latent_std, first.latent_std)
+    first = load_vae(tmp_path / "runs/vae").state_dict()
+    tuned = load_vae(tmp_path / "runs/vae_decoder").state_dict()
+    for k, v in first.items():
+        if not k.startswith("decoder."):  # encoder weights, latent_mean, latent_std
+            assert torch.equal(tuned[k], v), k
+    decoder = [k for k in tuned if k.startswith("decoder.")]
     changed = [
-        k
-        for k, v in tuned.decoder.state_dict().items()
-        if v.is_floating_point() and not torch.equal(v, first.decoder.state_dict()[k])
+        k for k in decoder if tuned[k].is_floating_point() and not torch.equal(tuned[k], first[k])
     ]
     assert changed, "the decoder stage changed nothing"
     shipped = pipe.vae.state_dict()
-    for k, v in tuned.decoder.state_dict().items():
-        assert torch.allclose(shipped[f"decoder.{k}"].float(), v.float(), atol=1e-2), k
+    for k in decoder:
+        assert torch.allclose(shipped[k].float(), tuned[k].float(), atol=1e-2), k
     # A second call finds every stage complete and only re-evaluates.
     timings = json.loads((tmp_path / "timings.json").read_text())
     quickstart.main(tmp_path, budget_minutes=0.15, num_clips=16, eval_seeds=1)
