@@ -150,6 +150,7 @@ def test_eval_model_adds_temporal_and_fsd(tmp_path):
     report = json.loads((tmp_path / "out/report.json").read_text())
     m = report["metrics"]
     assert set(m["temporal"]) == {"flicker", "motion_smoothness", "object_persistence"}
+    assert m["eta"] == 0.8  # the shipped pipeline's sampling noise (pipeline.yaml)
     assert np.isfinite(m["fsd"]) and m["fsd"] > 0 and np.isfinite(m["fsd_floor"])
     samples = report["tables"]["samples"]
     assert len(samples) == 32 and all(0 <= s["object_persistence"] <= 1 for s in samples)

@@ -44,13 +44,40 @@ def test_save_load_round_trip(tiny):
     assert np.array_equal(va, b.generate(["a red circle moving left"], seed=3))
 
 
-def test_seed_and_batch_independence(tiny):
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_seed_and_batch_independence(tiny, eta):
+    """Also with fresh noise at every step (eta > 0): it comes from each prompt's own seed."""
     pipe = Pipeline.load(tiny)
-    one = pipe.generate(["a blue square moving up"], seed=5)
-    batch = pipe.generate(["a red circle moving left", "a blue square moving up"], seeds=[9, 5])
+    one = pipe.generate(["a blue square moving up"], seed=5, eta=eta)
+    batch = pipe.generate(
+        ["a red circle moving left", "a blue square moving up"], seeds=[9, 5], eta=eta
+    )
     # Same noise and prompt: equal up to float rounding of batched kernels (a level or two).
     assert np.abs(one[0].astype(int) - batch[1].astype(int)).max() <= 3
-    assert not np.array_equal(one[0], pipe.generate(["a blue square moving up"], seed=6)[0])
+    assert np.array_equal(one[0], pipe.generate(["a blue square moving up"], seed=5, eta=eta)[0])
+    assert not np.array_equal(
+        one[0], pipe.generate(["a blue square moving up"], seed=6, eta=eta)[0]
+    )
+
+
+def test_eta_comes_from_the_pipeline_and_can_be_overridden(tiny, tmp_path):
+    pipe = Pipeline.load(tiny)
+    assert pipe.cfg.eta == 0.0  # a pipeline.yaml without the key samples deterministically
+    euler = pipe.generate(["a red circle moving left"], seed=2)
+    stochastic = pipe.generate(["a red circle moving left"], seed=2, eta=1.0)
+    assert not np.array_equal(euler, stochastic)
+    text = (tiny / "pipeline.yaml").read_text()
+    for name in ("vae", "transformer"):
+        (tmp_path / name).symlink_to(tiny / name)
+    (tmp_path / "pipeline.yaml").write_text(text + "eta: 1.0\n")
+    assert np.array_equal(
+        Pipeline.load(tmp_path).generate(["a red circle moving left"], seed=2), stochastic
+    )
+    (tmp_path / "pipeline.yaml").write_text(text + "eta: 1.5\n")
+    with pytest.raises(ValueError, match="eta must be in \\[0, 1\\]"):
+        Pipeline.load(tmp_path)
+    with pytest.raises(ValueError, match="eta must be in"):
+        pipe.generate(["a red circle moving left"], eta=-0.1)
 
 
 def test_other_frame_counts(tiny):
@@ -84,6 +111,12 @@ def test_cli_generate(tiny, tmp_path):
     assert r.exit_code == 0, r.output
     info = probe(out)
     assert (info.num_frames, info.width, info.height) == (17, 64, 64)
+    base = ["generate", "a red circle moving left", "--model", str(tiny)]
+    r = runner.invoke(app, [*base, "-o", str(tmp_path / "e.mp4"), "--eta", "1"])
+    assert r.exit_code == 0, r.output
+    assert not np.array_equal(read_video(out), read_video(tmp_path / "e.mp4"))
+    r = runner.invoke(app, [*base, "-o", str(tmp_path / "x.mp4"), "--eta", "2"])
+    assert r.exit_code != 0 and "eta must be in [0, 1]" in r.output
 
 
 def test_cli_prompt_file(tiny, tmp_path):
@@ -170,8 +203,8 @@ def test_prefix_frames_are_kept(tiny):
     VAE's reconstruction of the image; longer prefixes (extension) likewise."""
     pipe = Pipeline.load(tiny)
     first = pipe.generate(["a red circle moving left"], seed=3)[0]
-    for k in (1, 5):
-        out = pipe.generate(["a blue square moving up"], seed=4, prefix=first[:k])[0]
+    for k, eta in ((1, 0.0), (5, 0.0), (1, 1.0), (5, 1.0)):
+        out = pipe.generate(["a blue square moving up"], seed=4, prefix=first[:k], eta=eta)[0]
         x = torch.from_numpy(first[:k]).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
         rec = pipe.vae.decode(pipe.vae.encode(x)).clamp(-1, 1)
         rec = ((rec + 1) * 127.5).round().to(torch.uint8)[0].permute(1, 2, 3, 0).numpy()

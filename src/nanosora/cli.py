@@ -44,6 +44,12 @@ def generate(
         float | None, typer.Option("--cfg", help="classifier-free guidance scale")
     ] = None,
     num_frames: Annotated[int | None, typer.Option(help="frames, 4k+1")] = None,
+    eta: Annotated[
+        float | None,
+        typer.Option(
+            help="noise renewed per step, 0-1 (0: deterministic; default: the pipeline's)"
+        ),
+    ] = None,
     prompts: Annotated[Path | None, typer.Option(help="text file, one prompt per line")] = None,
     image: Annotated[
         Path | None, typer.Option(help="first frame to animate (image-to-video)")
@@ -87,6 +93,7 @@ def generate(
             video=video,
             extend=extend,
             lora=lora,
+            eta=eta,
         )
     except USER_ERRORS as e:
         _fail(e)
@@ -263,6 +270,10 @@ def evaluate(
     max_clips: Annotated[int | None, typer.Option(help="evaluate at most this many clips")] = None,
     seeds: Annotated[int, typer.Option(help="seeds per eval prompt")] = 4,
     steps: Annotated[int, typer.Option(help="Euler steps")] = 25,
+    eta: Annotated[
+        float | None,
+        typer.Option(help="noise renewed per sampling step, 0-1 (default: the pipeline's)"),
+    ] = None,
     conditioning: Annotated[
         Path | None,
         typer.Option(help="shapes manifest: image-to-video and extension from its real clips"),
@@ -301,8 +312,9 @@ def evaluate(
             )  # fmt: skip
         else:
             path = run.eval_model(
-                model, out, seeds=seeds, steps=steps, encoder=encoder, i3d=i3d, reference=reference
-            )
+                model, out, seeds=seeds, steps=steps, encoder=encoder, i3d=i3d,
+                reference=reference, eta=eta,
+            )  # fmt: skip
     except USER_ERRORS as e:
         _fail(e)
     typer.echo(f"report: {path}")

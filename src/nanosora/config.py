@@ -153,6 +153,11 @@ class FlowConfig:
         "noise levels (lo, hi] where guidance applies, outside it the conditional prediction alone "
         "(guidance interval, Kynkaanniemi et al. 2024)",
     )
+    eta: float = doc(
+        0.8,
+        "share of the noise renewed at each sampling step, in [0, 1] (0: deterministic Euler; "
+        "flow.stochastic_sample); written into the pipeline",
+    )
     text_dropout: float = doc(0.1, "probability of training a sample without text (for CFG)")
     cond_prob: float = doc(
         0.0,
@@ -162,6 +167,9 @@ class FlowConfig:
     image_prob: float = doc(
         0.0, "probability that a batch trains as images: first latent frame only (joint training)"
     )
+
+    def __post_init__(self) -> None:
+        _check_eta(self.eta, "flow.eta")
 
 
 @dataclass(frozen=True)
@@ -176,6 +184,11 @@ class PipelineConfig:
         "noise levels (lo, hi] where guidance applies, outside it the conditional prediction alone "
         "(guidance interval, Kynkaanniemi et al. 2024)",
     )
+    eta: float = doc(
+        0.0,
+        "default share of the noise renewed at each step (0: deterministic Euler sampling, what "
+        "a pipeline.yaml without the key was made with)",
+    )
     shift: float = doc(3.0, "sampling shift at base_tokens tokens")
     base_tokens: int = doc(80, "token count the shift was tuned at (resolution/length shift)")
     num_frames: int = doc(17, "default frames per clip (4k+1)")
@@ -185,6 +198,16 @@ class PipelineConfig:
     vocabulary: str = doc(
         "", "'shapes' when the model only knows the shapes world (prompts are checked)"
     )
+
+    def __post_init__(self) -> None:
+        _check_eta(self.eta, "eta")
+
+
+def _check_eta(eta: float, name: str) -> None:
+    if not 0.0 <= eta <= 1.0:
+        raise ConfigError(
+            f"{name} must be in [0, 1] (the share of noise renewed per step), got {eta}"
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from nanosora.diffusion.flow import (
     guidance_active,
     resolution_shift,
     sample_schedule,
+    stochastic_sample,
 )
 from nanosora.models.dit import VideoDiT
 from nanosora.models.text_encoder import TextEncoder, load_text_encoder
@@ -141,11 +142,14 @@ class Pipeline:
         seeds: list[int] | None = None,
         cfg_interval: tuple[float, float] | None = None,
         prefix: np.ndarray | None = None,
+        eta: float | None = None,
     ) -> np.ndarray:
         """Prompts -> uint8 videos (B, T, H, W, C); prompt i uses ``seeds[i]`` or ``seed + i``.
 
-        Guidance (scale ``cfg_scale``) applies at noise levels inside ``cfg_interval``; both
-        default to the pipeline's settings.
+        Guidance (scale ``cfg_scale``) applies at noise levels inside ``cfg_interval``; ``eta`` is
+        the share of noise renewed at each step (0: the deterministic Euler sampler; see
+        ``stochastic_sample``). All three default to the pipeline's settings. A prompt's fresh
+        noise comes from its own seed's generator, after its starting noise.
 
         ``prefix``: uint8 frames (K, H, W, C) or (B, K, H, W, C) at the pipeline's size that
         every video starts with, K = 4j+1: K = 1 is image-to-video, more is extension. They are
@@ -156,6 +160,9 @@ class Pipeline:
         steps, scale = steps or c.steps, c.cfg_scale if cfg_scale is None else cfg_scale
         interval = tuple(c.cfg_interval if cfg_interval is None else cfg_interval)
         guidance_active(1.0, interval)  # validates the interval before any work
+        eta = c.eta if eta is None else eta
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta must be in [0, 1], got {eta}")
         num_frames = num_frames or c.num_frames
         for p in prompts:
             check_prompt(p)
@@ -163,9 +170,8 @@ class Pipeline:
         seeds = list(seeds) if seeds is not None else [seed + i for i in range(len(prompts))]
         if len(seeds) != len(prompts):
             raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
-        noise = torch.stack(
-            [torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds]
-        )
+        generators = [torch.Generator().manual_seed(s) for s in seeds]
+        noise = torch.stack([torch.randn(shape, generator=g) for g in generators])
         given = 0
         if prefix is not None:
             cond = self.encode_prefix(prefix, len(prompts), num_frames)
@@ -196,7 +202,12 @@ class Pipeline:
             cond, uncond = v.chunk(2)
             return classifier_free_guidance(cond, uncond, scale)
 
-        latents = euler_sample(velocity, noise, sample_schedule(steps, shift))
+        schedule = sample_schedule(steps, shift)
+        if eta > 0:
+            keep = (torch.arange(shape[1]) < given).view(1, 1, -1, 1, 1) if given else None
+            latents = stochastic_sample(velocity, noise, schedule, eta, generators, keep)
+        else:
+            latents = euler_sample(velocity, noise, schedule)
         video = self.vae.decode(latents).clamp(-1, 1)
         return ((video + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).numpy()
 
@@ -316,6 +327,7 @@ def main(
     video: str | Path | None = None,
     extend: int = 0,
     lora: str | Path | None = None,
+    eta: float | None = None,
 ) -> Path:
     """Generate one video per prompt. One prompt -> ``out`` is the mp4; several -> ``out`` is a folder.
 
@@ -325,6 +337,8 @@ def main(
     from nanosora.video.io import read_video, write_video
 
     pipe = Pipeline.load(model, lora)
+    if eta is not None:
+        pipe.cfg = dataclasses.replace(pipe.cfg, eta=eta)
     c = pipe.cfg
     for p in prompts:
         for w in check_prompt(p, c.vocabulary):

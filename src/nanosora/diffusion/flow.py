@@ -139,3 +139,54 @@ def euler_sample(
         if callback is not None:
             callback(i, x)
     return x
+
+
+def stochastic_sample(
+    velocity: VelocityFn,
+    noise: Tensor,
+    schedule: Tensor,
+    eta: float,
+    generators: list[torch.Generator] | None = None,
+    keep: Tensor | None = None,
+) -> Tensor:
+    """Integrate from schedule[0] to schedule[-1], renewing a share ``eta`` of the noise each step.
+
+    A step from level s to s' < s splits x_s into the model's estimates of its data and noise,
+
+        x0 = x - s v,        e = x + (1 - s) v,
+
+    and lands on x' = (1 - s') x0 + s' (sqrt(1 - eta^2) e + eta z), with z fresh standard normal
+    noise: DDIM's update (Song et al. 2021, eq. 12) with its noise scale set to eta * s'.
+    ``eta = 0`` is the Euler step (computed as one, bit for bit); ``eta = 1`` keeps nothing of
+    the noise estimate. The last step, to s' = 0, adds no noise.
+
+    The fresh noise lets later steps correct an imperfect model's errors instead of integrating
+    them (the stochasticity of Karras et al. 2022, section 4). Its price is a bias: the share does
+    not shrink with the step size, so even an exact model is sampled too narrowly (data N(0.5,
+    0.3^2), exact velocity, 200 steps: std 0.264 at eta 0.8 against 0.297 at eta 0, 0.208 at 1).
+    DDIM's own eta, whose noise vanishes with the step, was tried and did much less on the shapes
+    world (README, Measured results).
+
+    ``generators``: one per batch row, so row i's fresh noise does not depend on the other rows.
+    ``keep``: a boolean mask broadcastable to x of elements that never move (clean frames).
+    """
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be in [0, 1], got {eta}")
+    if generators is not None and len(generators) != noise.shape[0]:
+        raise ValueError(f"{len(generators)} generators for a batch of {noise.shape[0]}")
+    x = noise
+    for i in range(len(schedule) - 1):
+        s, s_next = schedule[i], schedule[i + 1]
+        v = velocity(x, s.expand(x.shape[0]).to(x.device))
+        if eta == 0.0 or float(s_next) == 0.0:
+            x_next = x + (s_next - s).to(x.dtype) * v
+        else:
+            if generators is None:
+                z = torch.randn(x.shape, dtype=x.dtype)
+            else:
+                z = torch.stack([torch.randn(x.shape[1:], generator=g) for g in generators])
+            x0, e = x - s * v, x + (1 - s) * v
+            e = math.sqrt(1.0 - eta**2) * e + eta * z.to(x.device, x.dtype)
+            x_next = (1 - s_next) * x0 + s_next * e
+        x = x_next if keep is None else torch.where(keep, x, x_next)
+    return x

@@ -14,6 +14,7 @@ report.json + report.html; and a comparison page of several reports.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -119,9 +120,10 @@ def eval_model(
     encoder: str | Path | None = None,
     i3d: str | Path | None = None,
     reference: str | Path | None = None,
+    eta: float | None = None,
 ) -> Path:
     """Adherence, temporal and distribution report for a pipeline (default: the shipped model);
-    returns report.html.
+    returns report.html. ``eta`` overrides the pipeline's sampling noise (0: deterministic).
 
     ``extra_metrics`` and ``images`` (caption -> PNG, e.g. loss curves) are added to the report;
     ``encoder``/``i3d`` select the feature network of the Fréchet distance (none: skipped) and
@@ -133,6 +135,8 @@ def eval_model(
     from nanosora.shapes.world import COLORS, DIRECTIONS, SHAPES
 
     pipe = Pipeline.load(model)
+    if eta is not None:
+        pipe.cfg = dataclasses.replace(pipe.cfg, eta=eta)  # validated like pipeline.yaml
     adh = evaluate_adherence(pipe, seeds=seeds, steps=steps, cfg_scale=cfg_scale, keep_all=True)
     prompts = [s["prompt"] for s in adh["samples"]]
     vm = _set_metrics(adh["all_videos"], prompts, encoder, i3d, pipe.cfg.fps, reference)
@@ -147,6 +151,7 @@ def eval_model(
         "seeds": seeds,
         "steps": steps,
         "cfg_scale": cfg_scale or pipe.cfg.cfg_scale,
+        "eta": pipe.cfg.eta,
         "dit_params_m": round(pipe.dit.num_params() / 1e6, 2),
         "vae_params_m": round(sum(p.numel() for p in pipe.vae.parameters()) / 1e6, 2),
         **(extra_metrics or {}),

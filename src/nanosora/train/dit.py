@@ -112,6 +112,7 @@ def build_pipeline(dit: VideoDiT, cfg: DiTTrainConfig, cache: LatentCache):
         steps=cfg.flow.steps,
         cfg_scale=cfg.flow.cfg_scale,
         cfg_interval=cfg.flow.cfg_interval,
+        eta=cfg.flow.eta,
         shift=cfg.flow.sample_shift,
         base_tokens=int(np.prod(dit.grid(*cache.latent_shape[1:]))),
         num_frames=m["num_frames"],
