@@ -103,7 +103,11 @@ def dit_config(workdir: Path, minutes: float, seed: int, num_clips: int = 3000) 
     at lr 3e-3: 2,000 steps on one VAE's cache (1 thread, 4 seeds) reached 49.0% / 50.0%
     adherence at lr 1e-3, 64.6% / 75.0% at 2e-3, 68.8% / 78.1% at 3e-3 and 67.7% / 71.9% at
     5e-3 (in-distribution / held-out; colour and direction near 100% in all, the rest shape).
-    Those runs used the earlier dim-128 / depth-6 DiT; lr was not tuned again for QUICK_DIT."""
+    Those runs used the earlier dim-128 / depth-6 DiT; lr was not tuned again for QUICK_DIT.
+
+    The pipeline samples with FlowConfig's default eta = 0.8 (fresh noise at every step): on the
+    models of four 15-minute runs it raised adherence from 78-89% to 85-92%
+    in-distribution; with Euler sampling no run had met both targets."""
     return DiTTrainConfig(
         dit=QUICK_DIT,
         flow=FlowConfig(),
