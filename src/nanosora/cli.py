@@ -39,7 +39,9 @@ def generate(
         Path | None, typer.Option(help="pipeline dir; default: the shipped shapes model")
     ] = None,
     seed: Annotated[int, typer.Option(help="noise seed (same seed, same video)")] = 0,
-    steps: Annotated[int | None, typer.Option(help="Euler steps (default: the pipeline's)")] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="sampling steps (default: the pipeline's)")
+    ] = None,
     cfg: Annotated[
         float | None, typer.Option("--cfg", help="classifier-free guidance scale")
     ] = None,
@@ -269,7 +271,7 @@ def evaluate(
     encoder_steps: Annotated[int, typer.Option(help="steps for --train-encoder")] = 1000,
     max_clips: Annotated[int | None, typer.Option(help="evaluate at most this many clips")] = None,
     seeds: Annotated[int, typer.Option(help="seeds per eval prompt")] = 4,
-    steps: Annotated[int, typer.Option(help="Euler steps")] = 25,
+    steps: Annotated[int, typer.Option(help="sampling steps")] = 25,
     eta: Annotated[
         float | None,
         typer.Option(help="noise renewed per sampling step, 0-1 (default: the pipeline's)"),
@@ -489,7 +491,9 @@ def story(
         Path | None, typer.Option(help="pipeline dir; default: the shipped shapes model")
     ] = None,
     seed: Annotated[int, typer.Option(help="shot i uses seed + i unless shots.json gives one")] = 0,
-    steps: Annotated[int | None, typer.Option(help="Euler steps (default: the pipeline's)")] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="sampling steps (default: the pipeline's)")
+    ] = None,
     cfg: Annotated[
         float | None, typer.Option("--cfg", help="classifier-free guidance scale")
     ] = None,
