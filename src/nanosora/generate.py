@@ -25,7 +25,6 @@ from safetensors.torch import load_file, save_file
 from nanosora.config import DiTConfig, PipelineConfig, VAEConfig, from_dict, save_config
 from nanosora.diffusion.flow import (
     classifier_free_guidance,
-    euler_sample,
     frame_timesteps,
     guidance_active,
     resolution_shift,
@@ -161,8 +160,6 @@ class Pipeline:
         interval = tuple(c.cfg_interval if cfg_interval is None else cfg_interval)
         guidance_active(1.0, interval)  # validates the interval before any work
         eta = c.eta if eta is None else eta
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"eta must be in [0, 1], got {eta}")
         num_frames = num_frames or c.num_frames
         for p in prompts:
             check_prompt(p)
@@ -202,12 +199,10 @@ class Pipeline:
             cond, uncond = v.chunk(2)
             return classifier_free_guidance(cond, uncond, scale)
 
+        keep = (torch.arange(shape[1]) < given).view(1, 1, -1, 1, 1) if given else None
+        # eta = 0 is the Euler step bit for bit; stochastic_sample validates eta
         schedule = sample_schedule(steps, shift)
-        if eta > 0:
-            keep = (torch.arange(shape[1]) < given).view(1, 1, -1, 1, 1) if given else None
-            latents = stochastic_sample(velocity, noise, schedule, eta, generators, keep)
-        else:
-            latents = euler_sample(velocity, noise, schedule)
+        latents = stochastic_sample(velocity, noise, schedule, eta, generators, keep)
         video = self.vae.decode(latents).clamp(-1, 1)
         return ((video + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).numpy()
 
