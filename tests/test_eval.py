@@ -1,14 +1,18 @@
 """`nanosora eval`: VAE reconstruction report on a manifest; reports are self-contained HTML."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from nanosora.cli import app
 from nanosora.config import VAEConfig, VAETrainConfig, apply_overrides
 from nanosora.evaluate.report import write_report
+from nanosora.generate import SHIPPED_MODEL
 from nanosora.shapes.world import generate_dataset
 from nanosora.train import vae as train_vae
 
@@ -146,9 +150,14 @@ def test_eval_model_adds_temporal_and_fsd(tmp_path):
     from nanosora.evaluate.run import eval_model
 
     enc = train_encoder(tmp_path / "enc", EncoderConfig(width=4, feature_dim=8, steps=2))
-    eval_model(None, tmp_path / "out", seeds=1, steps=2, encoder=enc)
+    # The shipped model with 2 sampling steps in its pipeline.yaml: eval samples with them.
+    model = Path(shutil.copytree(SHIPPED_MODEL, tmp_path / "model"))
+    cfg = yaml.safe_load((model / "pipeline.yaml").read_text())
+    (model / "pipeline.yaml").write_text(yaml.safe_dump({**cfg, "steps": 2}))
+    eval_model(model, tmp_path / "out", seeds=1, encoder=enc)
     report = json.loads((tmp_path / "out/report.json").read_text())
     m = report["metrics"]
+    assert m["steps"] == 2
     assert set(m["temporal"]) == {"flicker", "motion_smoothness", "object_persistence"}
     assert m["eta"] == 0.8  # the shipped pipeline's sampling noise (pipeline.yaml)
     assert np.isfinite(m["fsd"]) and m["fsd"] > 0 and np.isfinite(m["fsd_floor"])

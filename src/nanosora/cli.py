@@ -271,7 +271,9 @@ def evaluate(
     encoder_steps: Annotated[int, typer.Option(help="steps for --train-encoder")] = 1000,
     max_clips: Annotated[int | None, typer.Option(help="evaluate at most this many clips")] = None,
     seeds: Annotated[int, typer.Option(help="seeds per eval prompt")] = 4,
-    steps: Annotated[int, typer.Option(help="sampling steps")] = 25,
+    steps: Annotated[
+        int | None, typer.Option(help="sampling steps (default: the pipeline's)")
+    ] = None,
     eta: Annotated[
         float | None,
         typer.Option(help="noise renewed per sampling step, 0-1 (default: the pipeline's)"),

@@ -100,13 +100,15 @@ def eval_conditioning(
     lora: str | Path | None = None,
     n: int = 32,
     seeds: int = 4,
-    steps: int = 25,
+    steps: int | None = None,
 ) -> Path:
-    """`nanosora eval --conditioning M` / `--concept SHAPE`: report.json + report.html."""
+    """`nanosora eval --conditioning M` / `--concept SHAPE`: report.json + report.html.
+    ``steps``: sampling steps (default: the pipeline's)."""
     from nanosora.evaluate.report import write_report
     from nanosora.shapes.world import COLORS, DIRECTIONS, NEW_SHAPES, eval_prompts
 
     pipe = Pipeline.load(model, lora)
+    steps = pipe.cfg.steps if steps is None else steps
     metrics: dict = {"model": str(model or "shipped"), "lora": str(lora or ""), "steps": steps}
     if manifest is not None:
         metrics["image_to_video"] = eval_image_to_video(pipe, manifest, n, steps=steps)

@@ -112,7 +112,7 @@ def eval_model(
     model: str | Path | None,
     out: str | Path,
     seeds: int = 4,
-    steps: int = 25,
+    steps: int | None = None,
     cfg_scale: float | None = None,
     extra_metrics: dict | None = None,
     images: dict[str, Path] | None = None,
@@ -123,7 +123,8 @@ def eval_model(
     eta: float | None = None,
 ) -> Path:
     """Adherence, temporal and distribution report for a pipeline (default: the shipped model);
-    returns report.html. ``eta`` overrides the pipeline's sampling noise (0: deterministic).
+    returns report.html. ``steps`` (sampling steps) and ``eta`` (sampling noise, 0: deterministic)
+    default to the pipeline's.
 
     ``extra_metrics`` and ``images`` (caption -> PNG, e.g. loss curves) are added to the report;
     ``encoder``/``i3d`` select the feature network of the Fréchet distance (none: skipped) and
@@ -137,6 +138,7 @@ def eval_model(
     pipe = Pipeline.load(model)
     if eta is not None:
         pipe.cfg = dataclasses.replace(pipe.cfg, eta=eta)  # validated like pipeline.yaml
+    steps = pipe.cfg.steps if steps is None else steps
     adh = evaluate_adherence(pipe, seeds=seeds, steps=steps, cfg_scale=cfg_scale, keep_all=True)
     prompts = [s["prompt"] for s in adh["samples"]]
     vm = _set_metrics(adh["all_videos"], prompts, encoder, i3d, pipe.cfg.fps, reference)
