@@ -22,6 +22,8 @@ def test_quickstart_tiny_budget(tmp_path):
     assert html.count("data:image/gif;base64") == 32  # one video per eval prompt
     assert "data:image/png;base64" in html  # loss curves
     pipe = Pipeline.load(tmp_path / "model")  # usable as --model DIR/model
+    # The model samples with the quickstart's steps and the report was made with them.
+    assert pipe.cfg.steps == data["metrics"]["steps"] == quickstart.QUICK_STEPS
     assert pipe.generate(["a red circle moving left"], steps=2).shape == (1, 17, 64, 64, 3)
     # The decoder stage changed the decoder only: the encoder and the latent statistics the
     # cache was made with are the first stage's, and the model (float16) has the tuned decoder.

@@ -146,7 +146,7 @@ class FlowConfig:
     logit_std: float = doc(1.0, "std of the logit-normal timestep distribution")
     train_shift: float = doc(3.0, "SD3 shift applied to training timesteps (>1: more high noise)")
     sample_shift: float = doc(3.0, "shift of the sampling schedule")
-    steps: int = doc(25, "Euler steps at sampling")
+    steps: int = doc(25, "sampling steps (written into the pipeline)")
     cfg_scale: float = doc(5.0, "classifier-free guidance scale")
     cfg_interval: tuple[float, float] = doc(
         (0.75, 1.0),
