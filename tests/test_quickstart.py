@@ -3,6 +3,7 @@
 import json
 
 import torch
+import yaml
 
 from nanosora import quickstart
 from nanosora.generate import Pipeline
@@ -37,6 +38,9 @@ def test_quickstart_tiny_budget(tmp_path):
         k for k in decoder if tuned[k].is_floating_point() and not torch.equal(tuned[k], first[k])
     ]
     assert changed, "the decoder stage changed nothing"
+    # ... on whole 17-frame clips (the first stage trains on 9-frame windows).
+    decoder_cfg = yaml.safe_load((tmp_path / "runs/vae_decoder/config.yaml").read_text())
+    assert decoder_cfg["data"]["num_frames"] == 17 and decoder_cfg["init_from"].endswith("vae")
     shipped = pipe.vae.state_dict()
     for k in decoder:
         assert torch.allclose(shipped[k].float(), tuned[k].float(), atol=1e-2), k
