@@ -331,9 +331,7 @@ def main(
     """
     from nanosora.video.io import read_video, write_video
 
-    pipe = Pipeline.load(model, lora)
-    if eta is not None:
-        pipe.cfg = dataclasses.replace(pipe.cfg, eta=eta)
+    pipe = replace_cfg(Pipeline.load(model, lora), eta=eta)
     c = pipe.cfg
     for p in prompts:
         for w in check_prompt(p, c.vocabulary):
@@ -363,5 +361,7 @@ def main(
 
 
 def replace_cfg(pipe: Pipeline, **changes: object) -> Pipeline:
-    """A pipeline sharing the modules with some PipelineConfig fields changed."""
-    return Pipeline(pipe.vae, pipe.dit, pipe.text_encoder, dataclasses.replace(pipe.cfg, **changes))
+    """A pipeline sharing the modules with some PipelineConfig fields changed (validated like
+    pipeline.yaml); a change given as None keeps the pipeline's value (an unset CLI option)."""
+    given = {k: v for k, v in changes.items() if v is not None}
+    return Pipeline(pipe.vae, pipe.dit, pipe.text_encoder, dataclasses.replace(pipe.cfg, **given))

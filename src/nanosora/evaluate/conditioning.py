@@ -19,7 +19,7 @@ import pandas as pd
 
 from nanosora.evaluate.adherence import generate_and_probe
 from nanosora.evaluate.metrics import psnr
-from nanosora.generate import Pipeline
+from nanosora.generate import Pipeline, replace_cfg
 from nanosora.shapes.captions import canonical_caption
 from nanosora.shapes.probe import adherence, probe_frames
 from nanosora.video.io import read_video
@@ -107,8 +107,8 @@ def eval_conditioning(
     from nanosora.evaluate.report import write_report
     from nanosora.shapes.world import COLORS, DIRECTIONS, NEW_SHAPES, eval_prompts
 
-    pipe = Pipeline.load(model, lora)
-    steps = pipe.cfg.steps if steps is None else steps
+    pipe = replace_cfg(Pipeline.load(model, lora), steps=steps)
+    steps = pipe.cfg.steps
     metrics: dict = {"model": str(model or "shipped"), "lora": str(lora or ""), "steps": steps}
     if manifest is not None:
         metrics["image_to_video"] = eval_image_to_video(pipe, manifest, n, steps=steps)

@@ -14,7 +14,6 @@ report.json + report.html; and a comparison page of several reports.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -132,13 +131,11 @@ def eval_model(
     """
     from nanosora.evaluate.adherence import confusion, evaluate_adherence, shape_fill
     from nanosora.evaluate.report import write_report
-    from nanosora.generate import Pipeline
+    from nanosora.generate import Pipeline, replace_cfg
     from nanosora.shapes.world import COLORS, DIRECTIONS, SHAPES
 
-    pipe = Pipeline.load(model)
-    if eta is not None:
-        pipe.cfg = dataclasses.replace(pipe.cfg, eta=eta)  # validated like pipeline.yaml
-    steps = pipe.cfg.steps if steps is None else steps
+    pipe = replace_cfg(Pipeline.load(model), steps=steps, eta=eta)
+    steps = pipe.cfg.steps
     adh = evaluate_adherence(pipe, seeds=seeds, steps=steps, cfg_scale=cfg_scale, keep_all=True)
     prompts = [s["prompt"] for s in adh["samples"]]
     vm = _set_metrics(adh["all_videos"], prompts, encoder, i3d, pipe.cfg.fps, reference)
