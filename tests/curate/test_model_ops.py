@@ -30,7 +30,7 @@ from nanosora.curate.recipe import OpSpec, RecipeError, load_recipe  # noqa: E40
 from nanosora.curate.rejects import read_rejects  # noqa: E402
 from nanosora.curate.runner import CurateConfig, main  # noqa: E402
 
-FIXTURES = Path(__file__).parents[3] / "shared" / "fixtures" / "annotations"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "annotations"
 GOOD = ("0000_multi", "0002_short", "0004_wide", "0005_black")
 BAD = ("garbage", "truncated")
 TINY = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1,

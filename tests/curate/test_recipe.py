@@ -10,7 +10,7 @@ from nanosora.curate.ops import build_op
 from nanosora.curate.ops.base import OpError
 from nanosora.curate.recipe import RecipeError, load_recipe
 
-FIXTURES = Path(__file__).parents[3] / "shared" / "fixtures" / "annotations"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "annotations"
 DJ_RECIPES = sorted(FIXTURES.glob("datajuicer_*.yaml"))
 
 

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from typer.testing import CliRunner
 
 from nanosora.cli import app
 
-FIXTURES = Path(
-    os.environ.get(
-        "NANOSORA_FIXTURES", Path(__file__).resolve().parents[3] / "shared/fixtures/annotations"
-    )
-)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "annotations"
 PANDA = FIXTURES / "panda70m_validation.csv"
 
 
-@pytest.mark.skipif(not PANDA.exists(), reason=f"fixtures not found at {FIXTURES}")
 def test_ingest_command(tmp_path: Path) -> None:
     out, urls = tmp_path / "m.jsonl", tmp_path / "urls.txt"
     args = ["ingest", "panda70m", "-a", str(PANDA), "-o", str(out), "--download-list", str(urls)]

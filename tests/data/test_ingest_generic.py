@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -12,11 +11,7 @@ import pytest
 
 from nanosora.data.ingest import IngestConfig, main
 
-FIXTURES = Path(
-    os.environ.get(
-        "NANOSORA_FIXTURES", Path(__file__).resolve().parents[3] / "shared/fixtures/annotations"
-    )
-)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "annotations"
 DJ_DEMO = FIXTURES / "datajuicer_demo-dataset-videos.jsonl"
 DJ_RAY = FIXTURES / "datajuicer_process_video_on_ray_demo-dataset.jsonl"
 
@@ -96,7 +91,6 @@ def _plain(value: object) -> object:
     return value
 
 
-@pytest.mark.skipif(not DJ_DEMO.exists(), reason=f"fixtures not found at {FIXTURES}")
 @pytest.mark.parametrize("fixture", [DJ_DEMO, DJ_RAY], ids=["demo", "ray"])
 def test_datajuicer_round_trip(tmp_path: Path, fixture: Path) -> None:
     src = tmp_path / "data" / fixture.name

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from nanosora.data.ingest import IngestConfig, main
 
-FIXTURES = Path(
-    os.environ.get(
-        "NANOSORA_FIXTURES", Path(__file__).resolve().parents[3] / "shared/fixtures/annotations"
-    )
-)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "annotations"
 QUERIES = FIXTURES / "internvid_queries.first20.jsonl"
-pytestmark = pytest.mark.skipif(not QUERIES.exists(), reason=f"fixtures not found at {FIXTURES}")
 
 # The row quoted in internvid_row_excerpt_from_data-juicer_internvid_to_dj.py.txt. There the
 # YoutubeID was already replaced by a local path (what Data-Juicer's converter expects); the

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from nanosora.data.ingest import IngestConfig, VideoIndex, main, youtube_ids_in_name
 
-FIXTURES = Path(
-    os.environ.get(
-        "NANOSORA_FIXTURES", Path(__file__).resolve().parents[3] / "shared/fixtures/annotations"
-    )
-)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "annotations"
 PANDA = FIXTURES / "panda70m_validation.csv"
-pytestmark = pytest.mark.skipif(not PANDA.exists(), reason=f"fixtures not found at {FIXTURES}")
 
 
 def touch(path: Path, data: bytes = b"not decoded by ingest") -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -13,14 +12,9 @@ import pytest
 from nanosora.data.adapters.msrvtt import JSFUSION_1K_A, standard_split
 from nanosora.data.ingest import IngestConfig, main
 
-FIXTURES = Path(
-    os.environ.get(
-        "NANOSORA_FIXTURES", Path(__file__).resolve().parents[3] / "shared/fixtures/annotations"
-    )
-)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "annotations"
 LAVIS = FIXTURES / "msrvtt_caption_test.first20.json"
 JSFUSION = FIXTURES / "msrvtt_JSFUSION_test.first20.semicolon.csv"
-pytestmark = pytest.mark.skipif(not LAVIS.exists(), reason=f"fixtures not found at {FIXTURES}")
 
 # The one HF `AlexZigma/msr-vtt` row quoted in msrvtt_hf_row_excerpt_from_data-juicer_msrvtt_to_dj
 # .py.txt, as JSON. The source has a typo (`'category': 14',`); the value is the int 14.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -14,13 +13,8 @@ from nanosora.data.adapters import formats
 from nanosora.data.adapters.formats import parse_float_list, parse_span_list, parse_str_list
 from nanosora.data.ingest import IngestConfig, IngestError, main
 
-FIXTURES = Path(
-    os.environ.get(
-        "NANOSORA_FIXTURES", Path(__file__).resolve().parents[3] / "shared/fixtures/annotations"
-    )
-)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "annotations"
 PANDA = FIXTURES / "panda70m_validation.csv"
-pytestmark = pytest.mark.skipif(not PANDA.exists(), reason=f"fixtures not found at {FIXTURES}")
 
 
 def ingest(tmp_path: Path, *files: Path, **kw: object) -> tuple[pd.DataFrame, dict]:

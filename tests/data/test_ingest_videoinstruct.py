@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from nanosora.data.ingest import IngestConfig, main
 
-FIXTURES = Path(
-    os.environ.get(
-        "NANOSORA_FIXTURES", Path(__file__).resolve().parents[3] / "shared/fixtures/annotations"
-    )
-)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "annotations"
 IDS = FIXTURES / "videoinstruct100k_train_video_ids.first20.txt"
-pytestmark = pytest.mark.skipif(not IDS.exists(), reason=f"fixtures not found at {FIXTURES}")
 
 # The row quoted in videoinstruct100k_row_excerpt_from_data-juicer_video_chatgpt_to_dj.py.txt
 # (a Python repr wrapped over comment lines; joined here with single spaces).

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from nanosora.data.adapters.youku import LABELS
 from nanosora.data.ingest import IngestConfig, main
 
-FIXTURES = Path(
-    os.environ.get(
-        "NANOSORA_FIXTURES", Path(__file__).resolve().parents[3] / "shared/fixtures/annotations"
-    )
-)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "annotations"
 CLASSNAME = FIXTURES / "youku_mplug_classname.json"
-pytestmark = pytest.mark.skipif(not CLASSNAME.exists(), reason=f"fixtures not found at {FIXTURES}")
 
 # The rows quoted in youku_mplug_rows_excerpt_from_data-juicer_youku_to_dj.py.txt, one per subset,
 # written back as the CSVs they came from. The captioning row's second caption is the one the DJ

@@ -16,12 +16,6 @@ import numpy as np
 import pytest
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "shipped_model: needs the shipped shapes model (src/nanosora/assets)"
-    )
-
-
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random pipeline (shapes vocabulary, 2 sampling steps) saved to a directory."""

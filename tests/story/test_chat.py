@@ -4,7 +4,7 @@ good, slow, failing and malformed answers; and JSON repair on its own."""
 from __future__ import annotations
 
 import json
-import time
+from dataclasses import replace
 
 import pytest
 
@@ -29,18 +29,12 @@ def test_good_answer_reaches_the_server_with_model_and_messages(chat_server, cha
 
 
 def test_slow_answer_times_out_then_retry_succeeds(chat_server, chat_cfg):
-    from dataclasses import replace
-
     chat_server.push(("slow", 1.5, "late"), ("answer", "on time"))
-    t0 = time.time()
     assert ChatClient(replace(chat_cfg, timeout=0.3)).complete(MSG) == "on time"
-    assert len(chat_server.requests) == 2
-    assert time.time() - t0 < 1.4  # gave up on the slow one instead of waiting for it
+    assert len(chat_server.requests) == 2  # gave up on the slow one and asked again
 
 
 def test_always_slow_fails_with_a_clear_error(chat_server, chat_cfg):
-    from dataclasses import replace
-
     chat_server.default = ("slow", 1.0, "late")
     with pytest.raises(StoryError, match=r"failed 2 times \(timeout 0.2s\).*Timeout"):
         ChatClient(replace(chat_cfg, timeout=0.2, retries=1)).complete(MSG)

@@ -13,15 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from nanosora.generate import SHIPPED_MODEL
 from nanosora.story.keyframes import read_image
 
-pytestmark = [
-    pytest.mark.shipped_model,
-    pytest.mark.skipif(
-        not (SHIPPED_MODEL / "pipeline.yaml").is_file(), reason="shipped model not installed"
-    ),
-]
+pytestmark = pytest.mark.shipped_model
 
 PREMISE = (
     "A red ball falls into the dark. Then it rises again, and a blue square flees to the left."

@@ -1,0 +1,38 @@
+"""Every CLI command, found by walking the command tree, answers `--help`; the stable names stay."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from nanosora.cli import app
+
+ROOT = typer.main.get_command(app)
+
+
+def command_paths(cmd: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and subcommand as its argv prefix, the root included."""
+    paths = [prefix]
+    # typer vendors its own click: a group is whatever has subcommands
+    for name, sub in getattr(cmd, "commands", {}).items():
+        paths += command_paths(sub, (*prefix, name))
+    return paths
+
+
+PATHS = command_paths(ROOT)
+
+
+def test_the_stable_command_names_exist() -> None:
+    # DESIGN.md section 2: these names are relied on outside the code.
+    names = {p[0] for p in PATHS if p}
+    stable = {"generate", "shapes", "quickstart", "train", "eval", "ingest", "curate", "analyze"}
+    assert stable | {"story"} <= names
+    assert {("train", "vae"), ("train", "dit")} <= set(PATHS)
+
+
+@pytest.mark.parametrize("argv", PATHS, ids=lambda p: " ".join(p) or "nanosora")
+def test_help_exits_zero(argv: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(app, [*argv, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output and "--help" in result.output
