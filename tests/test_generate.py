@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from nanosora.cli import app
@@ -36,12 +37,31 @@ def tiny(tmp_path_factory):
     return path
 
 
-def test_save_load_round_trip(tiny):
-    a = Pipeline.load(tiny)
-    b = Pipeline.load(tiny)
-    va = a.generate(["a red circle moving left"], seed=3)
-    assert va.shape == (1, 17, 64, 64, 3) and va.dtype == np.uint8
-    assert np.array_equal(va, b.generate(["a red circle moving left"], seed=3))
+def test_save_load_round_trip_in_the_shipped_dtype(tmp_path):
+    """A model's video before saving equals the loaded model's, with weights stored as shipped."""
+    torch.manual_seed(1)
+    vae = VideoVAE(VAEConfig(base_channels=8, channel_mult=(1, 2, 2), latent_channels=4))
+    dit = VideoDiT(DiTConfig(in_channels=4, dim=32, depth=1, heads=2))
+    with torch.no_grad():
+        dit.out.weight.normal_(0, 0.1)
+        vae.latent_mean.normal_(0, 0.3)  # latent statistics are kept in float32 when saved
+        vae.latent_std.uniform_(0.5, 2.0)
+        for module in (vae, dit):  # weights the shipped float16 holds exactly
+            for name, p in module.state_dict().items():
+                if p.dtype.is_floating_point and "latent_" not in name:
+                    p.copy_(p.half().float())
+    pipe = Pipeline(vae, dit, load_text_encoder(TextEncoderConfig()), PipelineConfig(steps=3))
+    prompts = ["a red circle moving left", "a blue box slides up"]
+    before = pipe.generate(prompts, seed=3)
+    pipe.save(tmp_path)  # the default dtype is the one the shipped model uses
+    stored = load_file(str(tmp_path / "transformer" / "model.safetensors"))
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    assert (
+        load_file(str(tmp_path / "vae" / "model.safetensors"))["latent_std"].dtype == torch.float32
+    )
+    after = Pipeline.load(tmp_path).generate(prompts, seed=3)
+    assert before.shape == (2, 17, 64, 64, 3) and before.dtype == np.uint8
+    assert np.array_equal(before, after)
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])

@@ -109,7 +109,7 @@ def test_footage_and_clips_are_mixed_real_video(clips):
     assert frames.std() > 20  # textured photograph / terrain, not a flat background
 
 
-def test_vae_trains_on_one_shape_batches_within_the_budget(clips, vae_run, tmp_path, monkeypatch):
+def test_vae_trains_on_one_shape_batches_within_the_budget(clips, tmp_path, monkeypatch):
     seen = []
     real = train_vae.load_batch
 
@@ -119,13 +119,15 @@ def test_vae_trains_on_one_shape_batches_within_the_budget(clips, vae_run, tmp_p
         return x
 
     monkeypatch.setattr(train_vae, "load_batch", recording)
-    train_vae.main(vae_cfg(clips, tmp_path / "vae", steps=8))
+    run = train_vae.main(vae_cfg(clips, tmp_path / "vae", steps=8))
     budget = 4 * tokens_of((5, 32, 32))
     assert len({s[2:] for s in seen}) > 1  # several bucket shapes were trained on
     for b, _, t, h, w in seen:
         assert (t, h, w) in BUCKETS and b * tokens_of((t, h, w)) <= budget
     for name in ("model.safetensors", "eval.json", "samples/final.gif"):
-        assert (vae_run / name).is_file(), name
+        assert (run / name).is_file(), name
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 8
 
 
 def test_bucketed_training_clips_see_every_clip_once_per_epoch(clips):
