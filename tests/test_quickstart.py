@@ -1,6 +1,7 @@
 """The whole path in one call, at a tiny budget: every stage runs and the report is complete."""
 
 import json
+import time
 
 import torch
 import yaml
@@ -44,9 +45,32 @@ def test_quickstart_tiny_budget(tmp_path):
     shipped = pipe.vae.state_dict()
     for k in decoder:
         assert torch.allclose(shipped[k].float(), tuned[k].float(), atol=1e-2), k
-    # A second call finds every stage complete and only re-evaluates.
-    timings = json.loads((tmp_path / "timings.json").read_text())
+    # The run recorded its stages' minutes, and a second call finds every stage complete,
+    # keeps those minutes and only re-evaluates.
+    first_run = json.loads((tmp_path / "timings.json").read_text())
+    assert first_run["skipped"] == [] and set(first_run["minutes"]) == {"vae", "decoder", "dit"}
+    assert (
+        yaml.safe_load((tmp_path / "runs/dit/config.yaml").read_text())["train"]["minutes"]
+        == (first_run["minutes"]["dit"])
+    )
     quickstart.main(tmp_path, budget_minutes=0.15, num_clips=16, eval_seeds=1)
     again = json.loads((tmp_path / "timings.json").read_text())
-    assert again["vae"] < 1.0 and again["decoder"] < 1.0 and again["dit"] < 1.0
-    assert timings["vae"] > again["vae"] and timings["decoder"] > again["decoder"]
+    assert again["skipped"] == ["data", "vae", "decoder", "cache", "dit"]
+    assert again["minutes"] == first_run["minutes"]
+
+
+def test_budget_splits_the_time_left_after_the_overheads_to_come(tmp_path):
+    overhead = {"vae": 10.0, "decoder": 10.0, "cache": 30.0, "dit": 5.0, "eval": 25.0}
+    budget = quickstart.Budget(tmp_path / "plan.json", 900.0, overhead, start=time.time() - 100)
+    # 800 s left, 80 s of overheads to come: the VAE gets its 0.4 share of 720 s.
+    vae = budget.minutes("vae", ["decoder", "cache", "dit", "eval"])
+    assert abs(vae - 0.4 * 720 / 60) < 0.01
+    # Later stages split what is left between themselves.
+    budget.start = time.time() - 500
+    decoder = budget.minutes("decoder", ["cache", "dit", "eval"])
+    assert abs(decoder - (0.1 / 0.6) * (400 - 70) / 60) < 0.01
+    # A stage already planned keeps its minutes (a resumed run keeps its schedule).
+    budget.start = time.time() - 850
+    assert budget.minutes("vae", []) == vae
+    # Past the deadline a stage still trains for a sliver of its share.
+    assert budget.minutes("dit", ["eval"]) == round(0.05 * 0.5 * 900 / 60, 4)
