@@ -1,7 +1,6 @@
-"""The issue's target with the shipped shapes model: a 6-shot film where every shot's clip passes
-the shapes probe for the prompt it was planned from, each clip animated from its keyframe (the
-clip's first frame is the keyframe). Runs whenever the shipped model is installed. (The < 60 s
-timing is measured in the README, not asserted here.)"""
+"""A 6-shot film from the shipped shapes model: every shot's clip passes the shapes probe for the
+prompt it was planned from, each clip animated from its keyframe (the clip's first frame is the
+keyframe). Its render time is measured in docs/results.md, not asserted here."""
 
 from __future__ import annotations
 
