@@ -74,3 +74,16 @@ def test_budget_splits_the_time_left_after_the_overheads_to_come(tmp_path):
     assert budget.minutes("vae", []) == vae
     # Past the deadline a stage still trains for a sliver of its share.
     assert budget.minutes("dit", ["eval"]) == round(0.05 * 0.5 * 900 / 60, 4)
+
+
+def test_budget_scales_the_overheads_to_come_by_the_measured_slowdown(tmp_path):
+    overhead = {"data": 10.0, "vae": 10.0, "decoder": 10.0, "cache": 30.0, "dit": 5.0, "eval": 25}
+    budget = quickstart.Budget(tmp_path / "plan.json", 900.0, overhead, start=time.time() - 30)
+    budget.observe("data", 30.0)  # three times the estimate: a slow or busy machine
+    assert budget.slowdown() == 3.0
+    vae = budget.minutes("vae", ["decoder", "cache", "dit", "eval"])
+    assert abs(vae - 0.4 * (870 - 3 * 80) / 60) < 0.01
+    budget.observe("vae", 2.0)  # (30 + 2) / (10 + 10)
+    assert budget.slowdown() == 1.6
+    budget.observe("decoder", 100.0)
+    assert budget.slowdown() == 4.0  # bounded

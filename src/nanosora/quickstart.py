@@ -8,9 +8,10 @@ same latents, and the model decodes them with the tuned decoder.
 
 The budget is wall-clock time for everything, data and evaluation included. Before each training
 stage the time left is split among the training stages still to run, after setting aside what the
-other work still to come usually takes (``OVERHEAD_SECONDS``). Each stage is skipped when its
-output is complete and resumed when it was interrupted, with the minutes it was first given, so a
-killed quickstart continues where it stopped.
+other work still to come takes (``OVERHEAD_SECONDS``, scaled by how much slower or faster than
+that the work so far ran on this machine). Each stage is skipped when its output is complete and
+resumed when it was interrupted, with the minutes it was first given, so a killed quickstart
+continues where it stopped.
 """
 
 from __future__ import annotations
@@ -40,11 +41,18 @@ from nanosora.train import vae as train_vae
 
 # Shares of the training time (VAE, decoder-only tuning, DiT), chosen by equal-budget runs.
 SHARES = {"vae": 0.4, "decoder": 0.1, "dit": 0.5}
-# Seconds besides training that each stage takes on a 2-core CPU at 3,000 clips and 4 eval
-# seeds (clip decoding and held-out evaluation of the VAE stages, the cache, saving the DiT's
-# pipeline, the report); scaled by the clip and seed counts of a run.
-OVERHEAD_SECONDS = {"vae": 25.0, "decoder": 20.0, "cache": 45.0, "dit": 10.0, "eval": 35.0}
-PER_CLIP = ("vae", "decoder", "cache")
+# Seconds besides training that each stage takes on an idle 2-core CPU at 3,000 clips and 4 eval
+# seeds (writing the clips, decoding them and evaluating the VAE stages, the cache, saving the
+# DiT's pipeline, the report); scaled by the clip and seed counts of a run.
+OVERHEAD_SECONDS = {
+    "data": 20.0,
+    "vae": 25.0,
+    "decoder": 20.0,
+    "cache": 45.0,
+    "dit": 10.0,
+    "eval": 35.0,
+}
+PER_CLIP = ("data", "vae", "decoder", "cache")
 # A small DiT: on a CPU budget of minutes, a smaller model's extra steps are worth more than the
 # capacity it gives up (dim 96 / depth 4 beat dim 128 / depth 6 and the shipped width at equal time).
 QUICK_DIT = DiTConfig(dim=96, depth=4, heads=4)
@@ -129,12 +137,25 @@ class Budget:
     """The wall-clock plan of one quickstart: deadline, overheads still to come, stage minutes.
 
     Minutes given to a stage are recorded in ``plan.json``, so a resumed stage keeps them (and
-    with them its learning-rate schedule)."""
+    with them its learning-rate schedule). ``observe`` compares the overheads measured so far
+    with their estimates; the ratio scales the overheads still to come."""
 
     path: Path
     seconds: float
     overhead: dict[str, float]
     start: float = dataclasses.field(default_factory=time.time)
+    measured: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def observe(self, stage: str, seconds: float) -> None:
+        """Record the seconds ``stage`` took besides training."""
+        self.measured[stage] = seconds
+
+    def slowdown(self) -> float:
+        """Measured / estimated overheads so far, within [0.5, 4]; 1 before any measurement."""
+        if not self.measured:
+            return 1.0
+        ratio = sum(self.measured.values()) / sum(self.overhead[s] for s in self.measured)
+        return min(4.0, max(0.5, ratio))
 
     def planned(self) -> dict[str, float]:
         return json.loads(self.path.read_text()) if self.path.is_file() else {}
@@ -144,7 +165,7 @@ class Budget:
         plan = self.planned()
         if stage not in plan:
             left = self.seconds - (time.time() - self.start)
-            left -= sum(self.overhead[s] for s in [stage, *to_come])
+            left -= self.slowdown() * sum(self.overhead[s] for s in [stage, *to_come])
             training = [stage, *(s for s in to_come if s in SHARES)]
             share = SHARES[stage] / sum(SHARES[s] for s in training)
             # A budget too small for the overheads still trains each stage a little.
@@ -176,13 +197,14 @@ def main(
     timings: dict[str, float] = {}
     skipped: list[str] = []
 
-    def stage(name: str, fn: Callable[[], object], done: bool) -> None:
+    def stage(name: str, fn: Callable[[], object], done: bool, minutes: float = 0.0) -> None:
         t0 = time.time()
         if done:
             skipped.append(name)
         else:
             print(f"== {name} ({budget.status()})")
             fn()
+            budget.observe(name, time.time() - t0 - 60 * minutes)
         timings[name] = round(time.time() - t0, 1)
 
     # 1. Data: training clips (held-out compositions excluded) and held-out clips for the VAE.
@@ -197,12 +219,18 @@ def main(
     # 2. VAE, 3. decoder, 4. cache, 5. DiT: each resumes its own run directory.
     after = ["decoder", "cache", "dit", "eval"]
     vcfg = vae_config(w, budget.minutes("vae", after), seed)
-    stage("vae", lambda: train_vae.main(vcfg, resume=True), (w / "runs/vae/eval.json").is_file())
+    stage(
+        "vae",
+        lambda: train_vae.main(vcfg, resume=True),
+        (w / "runs/vae/eval.json").is_file(),
+        vcfg.train.minutes,
+    )
     fcfg = decoder_config(w, budget.minutes("decoder", after[1:]), seed)
     stage(
         "decoder",
         lambda: train_vae.main(fcfg, resume=True),
         (w / "runs/vae_decoder/eval.json").is_file(),
+        fcfg.train.minutes,
     )
     stage(
         "cache",
@@ -214,6 +242,7 @@ def main(
         "dit",
         lambda: train_dit.main(dcfg, resume=True),
         (w / "runs/dit/pipeline/pipeline.yaml").is_file(),
+        dcfg.train.minutes,
     )
     if (w / "model").exists():
         shutil.rmtree(w / "model")
@@ -229,6 +258,7 @@ def main(
         "total": round(time.time() - budget.start, 1),
         "budget": budget.seconds,
         "minutes": budget.planned(),
+        "slowdown": round(budget.slowdown(), 2),
     }
     (w / "timings.json").write_text(json.dumps(record, indent=2))
     print(f"quickstart done ({budget.status()}): model {w / 'model'}, report {report}")
