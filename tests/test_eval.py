@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from nanosora.cli import app
 from nanosora.config import VAEConfig, VAETrainConfig, apply_overrides
 from nanosora.evaluate.report import write_report
-from nanosora.generate import SHIPPED_MODEL
+from nanosora.pipeline import SHIPPED_MODEL
 from nanosora.shapes.world import generate_dataset
 from nanosora.train import vae as train_vae
 

@@ -8,16 +8,11 @@ from typer.testing import CliRunner
 
 from nanosora.cli import app
 from nanosora.config import DiTConfig, PipelineConfig, TextEncoderConfig, VAEConfig
-from nanosora.generate import (
-    SHIPPED_MODEL,
-    Pipeline,
-    PromptError,
-    check_prompt,
-    prepare_frames,
-)
+from nanosora.generate import prepare_frames
 from nanosora.models.dit import VideoDiT
 from nanosora.models.text_encoder import load_text_encoder
 from nanosora.models.vae import VideoVAE
+from nanosora.pipeline import SHIPPED_MODEL, Pipeline, PromptError, check_prompt
 from nanosora.shapes.probe import probe_frames
 from nanosora.video.io import probe, read_video, write_video
 

@@ -8,7 +8,7 @@ import yaml
 
 from nanosora import quickstart
 from nanosora.generate import Pipeline
-from nanosora.train.vae import load_vae
+from nanosora.pipeline import load_vae
 
 
 def test_quickstart_tiny_budget(tmp_path):

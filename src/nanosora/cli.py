@@ -1,15 +1,35 @@
 """`nanosora <command>`: one thin function per stage entry point.
 
-Each command parses its arguments, builds a config, and calls the stage's ``main``; the heavy
-imports happen inside the command so `nanosora --help` stays fast.
+Each command parses its arguments, builds a config, and calls the stage's ``main``.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from nanosora import generate as gen
+from nanosora import quickstart as qs
+from nanosora import story as st
+from nanosora.config import DiTTrainConfig, VAETrainConfig, load_config
+from nanosora.curate import analyze as an
+from nanosora.curate import runner
+from nanosora.curate.recipe import RecipeError
+from nanosora.data import clips as cl
+from nanosora.data import ingest as ing
+from nanosora.data.cache import build_cache
+from nanosora.evaluate import run
+from nanosora.evaluate.compare import compare_reports
+from nanosora.evaluate.conditioning import eval_conditioning
+from nanosora.evaluate.features import EncoderConfig, train_encoder
+from nanosora.shapes.world import generate_dataset
+from nanosora.story.chat import ChatConfig
+from nanosora.story.montage import MontageConfig
+from nanosora.train import dit as dit_trainer
+from nanosora.train import vae as vae_trainer
 
 app = typer.Typer(
     add_completion=False,
@@ -66,8 +86,6 @@ def generate(
 
     Image to video: add `--image first.png`. Extension: `--video clip.mp4 --extend 16`.
     """
-    from nanosora import generate as gen
-
     if image is not None and video is not None:
         _fail(ValueError("give --image or --video, not both"))
     if (video is None) != (extend == 0):
@@ -116,8 +134,6 @@ def shapes(
     ] = None,
 ) -> None:
     """Write a shapes-world dataset: mp4 clips + manifest.parquet."""
-    from nanosora.shapes.world import generate_dataset
-
     if split not in ("train", "heldout", "all"):
         _fail(ValueError(f"--split must be train, heldout or all, not {split!r}"))
     only = tuple(s.strip() for s in shapes.split(",") if s.strip()) if shapes else None
@@ -137,11 +153,8 @@ def train_vae(
     resume: Annotated[bool, typer.Option(help="continue the run in train.out_dir")] = False,
 ) -> None:
     """Train the causal video VAE."""
-    from nanosora.config import VAETrainConfig, load_config
-    from nanosora.train import vae
-
     try:
-        vae.main(load_config(VAETrainConfig, config, overrides or []), resume=resume)
+        vae_trainer.main(load_config(VAETrainConfig, config, overrides or []), resume=resume)
     except USER_ERRORS as e:
         _fail(e)
 
@@ -155,11 +168,8 @@ def train_dit(
     resume: Annotated[bool, typer.Option(help="continue the run in train.out_dir")] = False,
 ) -> None:
     """Train the video DiT from a latent cache."""
-    from nanosora.config import DiTTrainConfig, load_config
-    from nanosora.train import dit
-
     try:
-        dit.main(load_config(DiTTrainConfig, config, overrides or []), resume=resume)
+        dit_trainer.main(load_config(DiTTrainConfig, config, overrides or []), resume=resume)
     except USER_ERRORS as e:
         _fail(e)
 
@@ -199,8 +209,6 @@ def cache(
     ] = "text",
 ) -> None:
     """Encode a manifest once into latent + text shards for DiT training (resumable)."""
-    from nanosora.data.cache import build_cache
-
     try:
         buckets = [_bucket(b) for b in bucket or []]
         build_cache(manifest, vae, out, num_frames=num_frames, height=size, width=size, fps=fps,
@@ -222,8 +230,6 @@ def quickstart(
     seed: Annotated[int, typer.Option(help="seed for data, init and sampling")] = 0,
 ) -> None:
     """Shapes data -> VAE -> decoder tuning -> cache -> DiT -> eval report, end to end on a CPU."""
-    from nanosora import quickstart as qs
-
     try:
         qs.main(workdir, budget_minutes, num_clips, seed)
     except USER_ERRORS as e:
@@ -292,8 +298,6 @@ def evaluate(
     distance; the same for generated files (--videos); a VAE's reconstruction (--vae); or a
     comparison of reports (--compare A/report.json B/report.json); image-to-video and extension
     (--conditioning MANIFEST) or a fine-tuned concept (--concept diamond --lora RUN/lora)."""
-    from nanosora.evaluate import run
-
     try:
         if compare:
             path = _eval_compare(reports, out)
@@ -308,8 +312,6 @@ def evaluate(
         elif videos is not None:
             path = run.eval_videos(videos, out, encoder, i3d, max_clips, reference=reference)
         elif conditioning is not None or concept is not None:
-            from nanosora.evaluate.conditioning import eval_conditioning
-
             path = eval_conditioning(
                 model, out, manifest=conditioning, concept=concept, lora=lora,
                 n=max_clips or 32, seeds=seeds, steps=steps,
@@ -326,17 +328,11 @@ def evaluate(
 
 def _eval_compare(reports: list[Path] | None, out: Path) -> Path:
     """`nanosora eval --compare A B ...`: the comparison page; returns its path."""
-    from nanosora.evaluate.compare import compare_reports
-
     return compare_reports(list(reports or []), out)[1]
 
 
 def _eval_train_encoder(out: Path, steps: int) -> Path:
     """`nanosora eval --train-encoder -o DIR`: train the shapes encoder; returns the run dir."""
-    import json
-
-    from nanosora.evaluate.features import EncoderConfig, train_encoder
-
     run_dir = train_encoder(out, EncoderConfig(steps=steps))
     last = (run_dir / "metrics.jsonl").read_text().splitlines()[-1]
     typer.echo(f"shapes encoder accuracy on clean clips: {json.loads(last)['accuracy']}")
@@ -398,8 +394,6 @@ def ingest(
     quiet: Annotated[bool, typer.Option(help="no progress bar or summary")] = False,
 ) -> None:
     """Annotations as a dataset publishes them -> a manifest (+ rejects, missing, summary files)."""
-    from nanosora.data import ingest as ing
-
     try:
         pairs = tuple(tuple(c.split("=", 1)) for c in column or [])
         if any(len(p) != 2 for p in pairs):
@@ -434,8 +428,6 @@ def clips(
     quiet: Annotated[bool, typer.Option(help="no progress bar or summary")] = False,
 ) -> None:
     """Cut each row's [start, end) out of its long video, resumably; write a manifest of clips."""
-    from nanosora.data import clips as cl
-
     try:
         cfg = cl.ClipsConfig(manifest=manifest, out_dir=out_dir, output=out, mode=mode, crf=crf,  # type: ignore[arg-type]
                              progress=not quiet)  # fmt: skip
@@ -534,10 +526,6 @@ def story(
     ] = False,
 ) -> None:
     """Premise -> script -> shots -> keyframes -> clips -> film: `nanosora story "PREMISE" -o film.mp4`."""
-    from nanosora import story as st
-    from nanosora.story.chat import ChatConfig
-    from nanosora.story.montage import MontageConfig
-
     try:
         if premise is None and not resume:
             raise ValueError(
@@ -582,9 +570,6 @@ def curate(
     quiet: Annotated[bool, typer.Option(help="no progress bar or summary")] = False,
 ) -> None:
     """Filter, split, score and deduplicate a manifest with a recipe (resumable: rerun after a kill)."""
-    from nanosora.curate import runner
-    from nanosora.curate.recipe import RecipeError
-
     try:
         cfg = runner.CurateConfig(recipe=recipe, engine=engine, np=np, dataset=dataset,  # type: ignore[arg-type]
                                   export=export, progress=not quiet)  # fmt: skip
@@ -607,9 +592,6 @@ def analyze(
     quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
 ) -> None:
     """Statistics of every score column: percentiles, PNG histograms, HTML, 3-sigma thresholds."""
-    from nanosora.curate import analyze as an
-    from nanosora.curate.recipe import RecipeError
-
     try:
         path = an.main(out, manifest=manifest, recipe=recipe, np_=np, progress=not quiet)
     except (*USER_ERRORS, RecipeError) as e:

@@ -373,7 +373,7 @@ class VAETrainConfig:
 
 @dataclass(frozen=True)
 class LoRAConfig:
-    """LoRA fine-tuning of the DiT through peft (train/lora.py)."""
+    """LoRA fine-tuning of the DiT through peft (nanosora/lora.py)."""
 
     rank: int = doc(0, "adapter rank; 0 = off (full fine-tuning or pretraining)")
     alpha: float = doc(0.0, "adapter scale numerator (scale = alpha / rank); 0 = rank")

@@ -23,8 +23,8 @@ PREMISE = (
 
 def first_frame_psnr(clip: Path, keyframe: np.ndarray) -> float:
     """PSNR (dB) of the clip file's first frame against the keyframe, as written to disk."""
-    from nanosora.evaluate.metrics import psnr
     from nanosora.video.io import read_video
+    from nanosora.video.metrics import psnr
 
     first = read_video(clip)[:1]
     return float(psnr(np.moveaxis(first, -1, 1), np.moveaxis(keyframe[None], -1, 1), 255.0)[0])

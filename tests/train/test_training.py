@@ -17,6 +17,7 @@ from nanosora.config import (
     apply_overrides,
 )
 from nanosora.data.cache import LatentCache, build_cache
+from nanosora.pipeline import Pipeline, load_vae
 from nanosora.shapes.world import generate_dataset
 from nanosora.train import dit as train_dit
 from nanosora.train import vae as train_vae
@@ -120,7 +121,7 @@ def test_vae_run_directory(vae_run):
     assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3, 4, 5, 6]
     ev = json.loads((vae_run / "eval.json").read_text())
     assert set(ev["probe"]) == {"color", "shape", "direction", "all"} and math.isfinite(ev["psnr"])
-    vae = train_vae.load_vae(vae_run)
+    vae = load_vae(vae_run)
     assert not torch.allclose(vae.latent_std, torch.ones_like(vae.latent_std))  # calibrated
 
 
@@ -260,8 +261,6 @@ def test_vae_decoder_only_finetune_keeps_latents(data, vae_run, tmp_path):
 def test_vae_trains_on_short_windows_and_evaluates_at_eval_frames(data, tmp_path, monkeypatch):
     """data.num_frames=5 random windows for the steps; calibration and the final evaluation
     read whole 9-frame clips (eval_frames), the length the DiT's cache will encode."""
-    import nanosora.evaluate.reconstruction as rec
-
     seen: dict[str, set[int]] = {"train": set(), "calibrate": set(), "eval": set()}
 
     def spy(name, fn, clips_at):
@@ -277,7 +276,7 @@ def test_vae_trains_on_short_windows_and_evaluates_at_eval_frames(data, tmp_path
     )
     for name, module, fn in (
         ("calibrate", train_vae, "calibrate"),
-        ("eval", rec, "reconstruction_metrics"),
+        ("eval", train_vae, "reconstruction_metrics"),
     ):
         monkeypatch.setattr(
             module, fn, spy(name, getattr(module, fn), lambda a, out: a[1][0]["video"].shape[1])
@@ -339,8 +338,6 @@ def test_dit_trains_with_frame_masks_and_images(cache, vae_run, tmp_path):
 
 
 def test_lora_finetune_saves_a_small_mergeable_adapter(cache, vae_run, tmp_path):
-    from nanosora.generate import Pipeline
-
     base = train_dit.main(dit_cfg(cache, vae_run, tmp_path / "base", steps=2))
     tuned = train_dit.main(
         apply_overrides(

@@ -20,6 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nanosora.curate.runner import CurateConfig
+from nanosora.curate.runner import main as curate
+from nanosora.data.manifest import read_manifest
+
 # Columns that describe a row's identity or position, not its quality.
 IDENTITY = frozenset({"start", "end", "source_start", "source_end", "scene_index", "scene_count",
                       "x0", "y0", "size_px", "speed", "curate_id"})  # fmt: skip
@@ -97,8 +101,6 @@ thresholds: mean &plusmn; 3 std, clipped to the observed range.</p>
 
 def analyze_manifest(manifest: Path, out_dir: Path) -> Path:
     """Write the analysis of ``manifest`` into ``out_dir``; returns ``index.html``."""
-    from nanosora.data.manifest import read_manifest
-
     df = read_manifest(manifest)
     out_dir.mkdir(parents=True, exist_ok=True)
     stats = {c: column_stats(df[c]) for c in score_columns(df)}
@@ -116,9 +118,6 @@ def main(out_dir: Path, manifest: Path | None = None, recipe: Path | None = None
     if (manifest is None) == (recipe is None):
         raise ValueError("give a manifest or --recipe (one of them)")
     if recipe is not None:
-        from nanosora.curate.runner import CurateConfig
-        from nanosora.curate.runner import main as curate
-
         manifest = curate(CurateConfig(recipe=recipe, export=out_dir / "stats.parquet",
                                        keep_all=True, np=np_, progress=progress))  # fmt: skip
     assert manifest is not None

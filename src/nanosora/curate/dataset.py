@@ -16,6 +16,8 @@ from typing import Any
 
 import pandas as pd
 
+from nanosora.data import ingest
+from nanosora.data.adapters.generic import export_manifest
 from nanosora.data.manifest import read_manifest, write_manifest
 
 
@@ -40,7 +42,6 @@ def read_dataset(path: Path, scratch: Path) -> tuple[pd.DataFrame, str, bool]:
         raise FileNotFoundError(f"dataset_path not found: {path}")
     if not is_datajuicer(path):
         return read_manifest(path), os.path.dirname(os.path.abspath(path)), False
-    from nanosora.data import ingest
 
     imported = scratch / f".{path.stem}.dj-import.parquet"
     ingest.main(ingest.IngestConfig(dataset="datajuicer", annotations=(path,), output=imported,
@@ -60,7 +61,6 @@ def write_dataset(
     df = pd.DataFrame.from_records(moved) if moved else pd.DataFrame(columns=["path", "text"])
     if not (dj and out.suffix.lower() == ".jsonl"):
         return write_manifest(df, out)
-    from nanosora.data.adapters.generic import export_manifest
 
     if "dj_videos" in df.columns:  # relative to the input jsonl; the clip's path is the truth now
         df = df.drop(columns=["dj_videos"])

@@ -24,7 +24,9 @@ from typing import Any, Literal
 
 from nanosora.curate import journal as jn
 from nanosora.curate.dataset import read_dataset, write_dataset
+from nanosora.curate.local import run_local
 from nanosora.curate.pipeline import PassSpec, jsonable, result_line, split_passes
+from nanosora.curate.ray_engine import run_ray
 from nanosora.curate.recipe import Recipe, RecipeError, load_recipe
 from nanosora.curate.rejects import count_by_op, write_rejects
 
@@ -85,12 +87,8 @@ def plan(cfg: CurateConfig) -> Plan:
 def _engine(name: EngineName) -> Any:
     match name:
         case "ray":
-            from nanosora.curate.ray_engine import run_ray
-
             return run_ray
         case _:
-            from nanosora.curate.local import run_local
-
             return run_local
 
 

@@ -51,6 +51,7 @@ from nanosora.data.datasets import ManifestClips
 from nanosora.data.video_dataset import ClipWindowDataset, clip_dataset
 from nanosora.models.text_encoder import TextEncoder, load_text_encoder, pad_features
 from nanosora.models.vae import VideoVAE
+from nanosora.pipeline import load_vae
 
 
 @torch.no_grad()
@@ -86,8 +87,6 @@ def build_cache(
     ``unfit``: a clip no bucket holds stops the build, or is skipped and counted;
     ``caption="random"`` keeps all of a row's ``captions`` for the DiT to draw from.
     """
-    from nanosora.train.vae import load_vae
-
     d = DataConfig(str(manifest), num_frames, height, width, fps, in_memory=False, crop=crop,
                    caption=caption, buckets=tuple(tuple(b) for b in buckets), unfit=unfit)  # fmt: skip
     out = Path(out_dir)

@@ -36,8 +36,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from nanosora.config import ConfigError, doc
-from nanosora.data.adapters import Adapter, Reject, Row
-from nanosora.data.adapters.formats import AnnotationFile
+from nanosora.data.adapters import Adapter, AnnotationFile, Reject, Row, generic
+from nanosora.data.adapters.generic import export_manifest
+from nanosora.data.adapters.internvid import InternVid
+from nanosora.data.adapters.msrvtt import MsrVtt
+from nanosora.data.adapters.panda70m import Panda70M
+from nanosora.data.adapters.shot2story import Shot2Story
+from nanosora.data.adapters.videoinstruct import VideoInstruct
+from nanosora.data.adapters.youku import YoukuMplug
 
 Dataset = Literal[
     "msrvtt",
@@ -92,35 +98,21 @@ class IngestConfig:
 
 
 def build_adapter(cfg: IngestConfig) -> Adapter:
-    """The one place a dataset name becomes an adapter (imported on use: each is optional)."""
+    """The one place a dataset name becomes an adapter."""
     match cfg.dataset:
         case "msrvtt":
-            from nanosora.data.adapters.msrvtt import MsrVtt
-
             return MsrVtt(rows=cfg.rows or "clip")
         case "panda70m":
-            from nanosora.data.adapters.panda70m import Panda70M
-
             return Panda70M()
         case "videoinstruct":
-            from nanosora.data.adapters.videoinstruct import VideoInstruct
-
             return VideoInstruct(rows=cfg.rows or "clip")
         case "internvid":
-            from nanosora.data.adapters.internvid import InternVid
-
             return InternVid()
         case "youku":
-            from nanosora.data.adapters.youku import YoukuMplug
-
             return YoukuMplug(rows=cfg.rows or "clip", label_map=cfg.meta)
         case "shot2story":
-            from nanosora.data.adapters.shot2story import Shot2Story
-
             return Shot2Story(rows=cfg.rows or "shot", meta=cfg.meta)
         case "generic" | "opensora" | "datajuicer":
-            from nanosora.data.adapters import generic
-
             return generic.build(cfg.dataset, dict(cfg.columns), cfg.output.resolve().parent)
     raise ConfigError(f"unknown dataset {cfg.dataset!r}")
 
@@ -594,7 +586,6 @@ def finish_output(cfg: IngestConfig, tmp: Path) -> None:
     if cfg.to == "manifest" and cfg.output.suffix == ".parquet":
         os.replace(tmp, cfg.output)
         return
-    from nanosora.data.adapters.generic import export_manifest
 
     export_manifest(tmp, cfg.output, cfg.to, source_dir=cfg.output.resolve().parent)
 

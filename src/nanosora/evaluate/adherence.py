@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nanosora.generate import Pipeline
+from nanosora.pipeline import Pipeline
+from nanosora.shapes.captions import parse_prompt
 from nanosora.shapes.probe import ProbeResult, adherence, probe_frames
 from nanosora.shapes.world import eval_prompts
 
@@ -86,8 +87,6 @@ def shape_fill(samples: list[dict]) -> dict[str, float]:
     object per prompted shape. How far generated squares sit above ``FILL_SQUARE`` (and
     circles below it) shows how close the shape reading is to flipping, which a pass/fail
     count hides."""
-    from nanosora.shapes.captions import parse_prompt
-
     by_shape: dict[str, list[float]] = {}
     for s in samples:
         if s.get("fill") is not None:
@@ -98,8 +97,6 @@ def shape_fill(samples: list[dict]) -> dict[str, float]:
 def confusion(samples: list[dict], attribute: str, labels: tuple[str, ...]) -> np.ndarray:
     """(len(labels), len(labels) + 1) counts: rows = prompted value, columns = probe's reading
     (last column: the probe found none)."""
-    from nanosora.shapes.captions import parse_prompt
-
     index = {"color": 0, "shape": 1, "direction": 2}[attribute]
     m = np.zeros((len(labels), len(labels) + 1), dtype=int)
     for s in samples:

@@ -18,11 +18,13 @@ import numpy as np
 import pandas as pd
 
 from nanosora.evaluate.adherence import generate_and_probe
-from nanosora.evaluate.metrics import psnr
-from nanosora.generate import Pipeline, replace_cfg
+from nanosora.evaluate.report import write_report
+from nanosora.pipeline import Pipeline, replace_cfg
 from nanosora.shapes.captions import canonical_caption
 from nanosora.shapes.probe import adherence, probe_frames
+from nanosora.shapes.world import COLORS, DIRECTIONS, NEW_SHAPES, eval_prompts
 from nanosora.video.io import read_video
+from nanosora.video.metrics import psnr
 
 
 def _clips(manifest: str | Path, n: int) -> tuple[pd.DataFrame, Path]:
@@ -104,9 +106,6 @@ def eval_conditioning(
 ) -> Path:
     """`nanosora eval --conditioning M` / `--concept SHAPE`: report.json + report.html.
     ``steps``: sampling steps (default: the pipeline's)."""
-    from nanosora.evaluate.report import write_report
-    from nanosora.shapes.world import COLORS, DIRECTIONS, NEW_SHAPES, eval_prompts
-
     pipe = replace_cfg(Pipeline.load(model, lora), steps=steps)
     steps = pipe.cfg.steps
     metrics: dict = {"model": str(model or "shipped"), "lora": str(lora or ""), "steps": steps}

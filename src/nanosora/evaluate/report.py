@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nanosora.video.io import write_gif
+
 
 def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
@@ -17,8 +19,6 @@ def _b64(path: Path) -> str:
 
 def gif_data_uri(frames: np.ndarray, fps: float) -> str:
     """uint8 (T, H, W, C) -> data URI of a looping GIF."""
-    from nanosora.video.io import write_gif
-
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "v.gif"
         write_gif(p, frames, fps=fps)

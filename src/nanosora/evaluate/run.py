@@ -14,9 +14,29 @@ report.json + report.html; and a comparison page of several reports.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
+import torch
+import yaml
+
+from nanosora.data.datasets import ManifestClips, tensor_to_frames
+from nanosora.data.manifest import read_manifest, resolve_paths
+from nanosora.evaluate.adherence import confusion, evaluate_adherence, shape_fill
+from nanosora.evaluate.features import load_encoder, load_i3d
+from nanosora.evaluate.perceptual import load_perceptual, perceptual_distance
+from nanosora.evaluate.report import write_report
+from nanosora.evaluate.videos import (
+    TEMPORAL,
+    load_videos,
+    render_reference,
+    video_set_metrics,
+)
+from nanosora.pipeline import Pipeline, load_vae, replace_cfg
+from nanosora.shapes.world import COLORS, DIRECTIONS, SHAPES
+from nanosora.train.reconstruction import reconstruction_metrics
+from nanosora.video.io import VideoError, probe
 
 FSD_NOTICE = (
     "no distribution distance: give --i3d FILE (FVD) or --encoder DIR (Fréchet shapes distance; "
@@ -26,8 +46,6 @@ FSD_NOTICE = (
 
 def _feature_net(encoder: str | Path | None, i3d: str | Path | None) -> tuple[object, bool]:
     """(network, is_i3d) for the Fréchet distance, or (None, False) when neither is given."""
-    from nanosora.evaluate.features import load_encoder, load_i3d
-
     if i3d is not None:
         return load_i3d(i3d), True
     if encoder is not None:
@@ -41,8 +59,6 @@ def _temporal_chart(per_clip: list[dict], out_dir: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from nanosora.evaluate.videos import TEMPORAL
 
     fig, axes = plt.subplots(1, len(TEMPORAL), figsize=(4 * len(TEMPORAL), 2.8))
     for ax, key in zip(axes, TEMPORAL):
@@ -63,9 +79,6 @@ def _reference_sets(
     """Reference clips at the generated clips' (T, H, W), and an independent second set for the
     floor. From a manifest: its first N readable clips, and the next N when it has 2N; else
     shapes-world ground truth rendered for the same prompts with two seeds."""
-    from nanosora.data.manifest import read_manifest, resolve_paths
-    from nanosora.evaluate.videos import load_videos, render_reference
-
     n = len(prompts)
     if reference is None:
         return (
@@ -90,8 +103,6 @@ def _set_metrics(
     reference: str | Path | None = None,
 ) -> dict:
     """``video_set_metrics`` with a reference set (and its floor) when a feature network is given."""
-    from nanosora.evaluate.videos import video_set_metrics
-
     net, is_i3d = _feature_net(encoder, i3d)
     ref = floor = None
     if net is not None:
@@ -129,11 +140,6 @@ def eval_model(
     ``encoder``/``i3d`` select the feature network of the Fréchet distance (none: skipped) and
     ``reference`` a manifest of real clips to compare with (default: shapes-world ground truth).
     """
-    from nanosora.evaluate.adherence import confusion, evaluate_adherence, shape_fill
-    from nanosora.evaluate.report import write_report
-    from nanosora.generate import Pipeline, replace_cfg
-    from nanosora.shapes.world import COLORS, DIRECTIONS, SHAPES
-
     pipe = replace_cfg(Pipeline.load(model), steps=steps, eta=eta)
     steps = pipe.cfg.steps
     adh = evaluate_adherence(pipe, seeds=seeds, steps=steps, cfg_scale=cfg_scale, keep_all=True)
@@ -187,15 +193,6 @@ def eval_vae(
     ``lpips``: a TorchScript perceptual network (``perceptual.py``) adds the perceptual distance.
     Rows whose video is missing or corrupt are listed under "skipped files" and left out.
     """
-    import torch
-    import yaml
-
-    from nanosora.data.datasets import ManifestClips, tensor_to_frames
-    from nanosora.evaluate.perceptual import load_perceptual
-    from nanosora.evaluate.reconstruction import reconstruction_metrics
-    from nanosora.evaluate.report import write_report
-    from nanosora.train.vae import load_vae
-
     net = load_perceptual(lpips) if lpips is not None else None  # fail before the slow part
     vae = load_vae(vae_dir)
     # Clips are shaped like the VAE's training data when its run config says so.
@@ -204,7 +201,8 @@ def eval_vae(
         data.get(k, d) for k, d in (("num_frames", 17), ("height", 64), ("width", 64), ("fps", 8.0))
     ]
     clips = ManifestClips(manifest, *shape, in_memory=False)
-    m = reconstruction_metrics(vae, clips, max_clips=max_clips, perceptual=net)
+    distance = functools.partial(perceptual_distance, net) if net is not None else None
+    m = reconstruction_metrics(vae, clips, max_clips=max_clips, perceptual=distance)
     for row in m["skipped"]:
         print(f"skipped row {row['index']}: {row['reason']}")
     videos = []
@@ -244,11 +242,6 @@ def eval_videos(
     Unreadable rows (missing, empty, corrupt) are printed, listed under "skipped files" and left
     out; the set's frame count and resolution are those of the first readable clip.
     """
-    from nanosora.data.manifest import read_manifest, resolve_paths
-    from nanosora.evaluate.report import write_report
-    from nanosora.evaluate.videos import load_videos
-    from nanosora.video.io import VideoError, probe
-
     _feature_net(encoder, i3d)  # a wrong path fails before decoding anything
     df = read_manifest(manifest).reset_index(drop=True)
     if max_clips is not None:

@@ -13,7 +13,8 @@ storyboard  HTML page and PNG contact sheet beside the film
 pipeline    `main(StoryConfig) -> Path`, the entry point of `nanosora story`
 """
 
-from nanosora.story.pipeline import RenderConfig, StoryConfig, main
+from nanosora.story.pipeline import StoryConfig, main
+from nanosora.story.render import RenderConfig
 from nanosora.story.schema import Script, Shot, ShotList, StoryError
 
 __all__ = ["RenderConfig", "Script", "Shot", "ShotList", "StoryConfig", "StoryError", "main"]

@@ -17,14 +17,12 @@ well; for another model pass `--animate t2v`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
+from nanosora.pipeline import Pipeline
 from nanosora.story.schema import StoryError
-
-if TYPE_CHECKING:
-    from nanosora.generate import Pipeline
 
 AnimateMode = Literal["auto", "i2v", "t2v"]
 ANIMATE_CHOICES = ("auto", "i2v", "t2v")

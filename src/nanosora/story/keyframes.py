@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
+from nanosora.generate import prepare_frames
+from nanosora.generate import read_image as read_any
+from nanosora.pipeline import Pipeline
 from nanosora.story.schema import Shot, StoryError
-
-if TYPE_CHECKING:
-    from nanosora.generate import Pipeline
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -56,9 +55,6 @@ def read_image(path: str | os.PathLike, shot_id: str) -> np.ndarray:
 
     Other pixel formats (grey, alpha, 16-bit) are converted with a printed notice; the size is kept.
     """
-    from nanosora.generate import prepare_frames
-    from nanosora.generate import read_image as read_any
-
     p = Path(path)
     try:
         img = read_any(p)
@@ -78,7 +74,6 @@ def load_keyframe(path: Path, shot_id: str, height: int, width: int) -> np.ndarr
         raise StoryError(
             f"shot {shot_id!r}: no keyframe {path} to animate (see the keyframe error)"
         )
-    from nanosora.generate import prepare_frames
 
     name = f"shot {shot_id!r} keyframe {path}"
     return prepare_frames(read_image(path, shot_id), height, width, name)[0]

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from nanosora.story.schema import Shot, StoryError
-from nanosora.video.io import resize_frame
+from nanosora.video.io import read_video, resize_frame
 
 AUDIO_RATE = 48_000
 AUDIO_FADE_OUT = 0.3  # seconds
@@ -284,8 +284,6 @@ def make_film(
     cfg: MontageConfig,
 ) -> tuple[Path, Path]:  # fmt: skip
     """Cut `clips` (one mp4 per shot) into the film at `out`; returns (film, .srt sidecar)."""
-    from nanosora.video.io import read_video
-
     if len(clips) != len(shots):
         raise StoryError(f"{len(clips)} clips for {len(shots)} shots")
     timeline = plan_timeline(shots, cfg)

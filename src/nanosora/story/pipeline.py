@@ -22,46 +22,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-from nanosora.story.animation import AnimateMode, describe, resolve_mode
+from nanosora.config import PipelineConfig
+from nanosora.pipeline import SHIPPED_MODEL, Pipeline, load_pipeline_config
+from nanosora.story.animation import describe, resolve_mode
 from nanosora.story.chat import ChatClient, ChatConfig
 from nanosora.story.montage import MontageConfig, make_film
-from nanosora.story.render import stage_clips, stage_keyframes
+from nanosora.story.render import RenderConfig, stage_clips, stage_keyframes
 from nanosora.story.schema import Script, ShotList, StoryError, load, save
 from nanosora.story.state import RunState
 from nanosora.story.storyboard import ShotView, write_html, write_sheet
 from nanosora.story.translate import is_english, translate_shots, translate_texts
 from nanosora.story.writer import WriterKind, check_vocabulary, make_writer
 
-if TYPE_CHECKING:
-    from nanosora.config import PipelineConfig
-    from nanosora.generate import Pipeline
-
 StopAfter = Literal["", "script", "shots", "keyframes", "clips"]
 STOP_CHOICES = ("script", "shots", "keyframes", "clips")
 RUN_FILES = ("script.json", "shots.json", "state.json", "keyframes", "clips")
-
-
-@dataclass(frozen=True)
-class RenderConfig:
-    """How keyframes and clips are drawn."""
-
-    model: str = ""  # pipeline directory; empty = the shipped shapes model
-    seed: int = 0  # shot i without its own seed uses seed + i
-    steps: int | None = None  # Euler steps; None = the pipeline's default
-    cfg_scale: float | None = None  # guidance scale; None = the pipeline's default
-    num_frames: int | None = None  # frames per clip (4k+1); None = the pipeline's default
-    keyframes: str = ""  # folder of user keyframes named <shot id>.png/.jpg/...
-    # shapes model: redraw a keyframe or clip with a new seed while the probe disagrees with it
-    rerolls: int = 2
-    batch_size: int = 6  # shots drawn per batch
-    # i2v: each clip starts from its keyframe; t2v: from the prompt alone; auto: i2v when the
-    # clip has frames beyond the keyframe (see story/animation.py)
-    animate: AnimateMode = "auto"
-
-    def __post_init__(self) -> None:
-        resolve_mode(self.animate, 5)  # validates the name; the clip length is checked at run time
 
 
 @dataclass(frozen=True)
@@ -116,21 +93,15 @@ def prepare_workdir(cfg: StoryConfig) -> Path:
 
 def model_dir(cfg: StoryConfig) -> Path:
     """The pipeline directory the run draws with."""
-    from nanosora.generate import SHIPPED_MODEL
-
     return Path(cfg.render.model) if cfg.render.model else SHIPPED_MODEL
 
 
 def model_config(path: Path) -> PipelineConfig:
     """The pipeline's settings (vocabulary, clip shape), read from pipeline.yaml without weights."""
-    import yaml
-
-    from nanosora.config import PipelineConfig, from_dict
-
-    if not (path / "pipeline.yaml").is_file():
-        hint = "" if path.exists() else " (the shipped model is missing: reinstall nanosora)"
-        raise StoryError(f"{path} is not a nanosora pipeline: pipeline.yaml is missing{hint}")
-    return from_dict(PipelineConfig, yaml.safe_load((path / "pipeline.yaml").read_text()))
+    try:
+        return load_pipeline_config(path)
+    except FileNotFoundError as e:
+        raise StoryError(str(e)) from None
 
 
 def model_id(path: Path) -> str:
@@ -192,8 +163,6 @@ def lazy_pipeline(path: Path) -> Callable[[], Pipeline]:
 
     def get() -> Pipeline:
         if not cache:
-            from nanosora.generate import Pipeline
-
             cache.append(Pipeline.load(path))
         return cache[0]
 

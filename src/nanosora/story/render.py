@@ -16,11 +16,16 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 
+from nanosora.pipeline import Pipeline
+from nanosora.shapes.captions import parse_prompt
+from nanosora.shapes.probe import MIN_CONTRAST, probe_frames
+from nanosora.shapes.world import MIN_SPEED
 from nanosora.story import animation
+from nanosora.story.animation import AnimateMode, resolve_mode
 from nanosora.story.keyframes import (
     find_user_keyframe,
     generate_keyframes,
@@ -30,10 +35,8 @@ from nanosora.story.keyframes import (
 )
 from nanosora.story.schema import Shot, ShotList, StoryError
 from nanosora.story.state import RunState, file_digest, fingerprint
-
-if TYPE_CHECKING:
-    from nanosora.generate import Pipeline
-    from nanosora.story.pipeline import RenderConfig
+from nanosora.video.io import write_video
+from nanosora.video.metrics import psnr
 
 REROLL_STRIDE = (
     7919  # attempt k of a shot with seed s uses s + k * 7919: far from other shots' seeds
@@ -42,6 +45,27 @@ REROLL_STRIDE = (
 # keyframe that fails the probe would fail every redraw of an image-to-video clip.
 KEYFRAME_REROLLS = 3
 J = TypeVar("J")
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """How keyframes and clips are drawn."""
+
+    model: str = ""  # pipeline directory; empty = the shipped shapes model
+    seed: int = 0  # shot i without its own seed uses seed + i
+    steps: int | None = None  # Euler steps; None = the pipeline's default
+    cfg_scale: float | None = None  # guidance scale; None = the pipeline's default
+    num_frames: int | None = None  # frames per clip (4k+1); None = the pipeline's default
+    keyframes: str = ""  # folder of user keyframes named <shot id>.png/.jpg/...
+    # shapes model: redraw a keyframe or clip with a new seed while the probe disagrees with it
+    rerolls: int = 2
+    batch_size: int = 6  # shots drawn per batch
+    # i2v: each clip starts from its keyframe; t2v: from the prompt alone; auto: i2v when the
+    # clip has frames beyond the keyframe (see story/animation.py)
+    animate: AnimateMode = "auto"
+
+    def __post_init__(self) -> None:
+        resolve_mode(self.animate, 5)  # validates the name; the clip length is checked at run time
 
 
 @dataclass(frozen=True)
@@ -114,8 +138,6 @@ def verdict(frames: np.ndarray, prompt: str, vocabulary: str, clip_frames: int) 
     """
     if vocabulary != "shapes":
         return -1, ""
-    from nanosora.shapes.captions import parse_prompt
-    from nanosora.shapes.probe import probe_frames
 
     want = parse_prompt(prompt)
     if None in want:
@@ -132,8 +154,6 @@ def verdict(frames: np.ndarray, prompt: str, vocabulary: str, clip_frames: int) 
 
 def room_ahead(still: np.ndarray, direction: str) -> int:
     """Free pixels between the object in `still` `(H, W, 3)` and the edge it will move toward."""
-    from nanosora.shapes.probe import MIN_CONTRAST
-
     value = still.max(axis=2).astype(np.int16)  # max channel, as the probe: every hue alike
     ys, xs = np.nonzero(value > np.median(value) + MIN_CONTRAST)
     if len(xs) == 0:
@@ -152,15 +172,11 @@ def min_room(clip_frames: int) -> float:
     from it moved the wrong way for 4 of the 8 with less than 16 px ahead, and for 1 of the 40
     with more (16 px = 2/3 x 1.5 px/frame x 16 frames).
     """
-    from nanosora.shapes.world import MIN_SPEED
-
     return 2 / 3 * MIN_SPEED * (clip_frames - 1)
 
 
 def first_frame_psnr(clip: np.ndarray, keyframe: np.ndarray) -> float:
     """PSNR (dB, capped at 100) of the clip's first frame against the keyframe it was drawn from."""
-    from nanosora.evaluate.metrics import psnr
-
     value = psnr(np.moveaxis(clip[:1], -1, 1), np.moveaxis(keyframe[None], -1, 1), 255.0)[0]
     return round(min(float(value), 100.0), 2)
 
@@ -290,8 +306,6 @@ def stage_clips(shots: ShotList, work: Path, state: RunState, cfg: RenderConfig,
                 mode: Literal["i2v", "t2v"]) -> int:  # fmt: skip
     """Animate every shot that needs it (`mode`: from its keyframe or its prompt); returns how
     many shots were tried."""
-    from nanosora.video.io import write_video
-
     jobs = _clip_jobs(shots, work, state, cfg, model, mode)
     if not jobs:
         return 0

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from nanosora.story.keyframes import read_image
 from nanosora.story.montage import fit_frame
 from nanosora.story.schema import Script, Shot, ShotList
-from nanosora.video.io import contact_sheet
+from nanosora.video.io import VideoError, contact_sheet, read_video
 
 THUMB = 64  # px, cell size of the contact sheet (scaled 2x there)
 
@@ -36,9 +37,6 @@ class ShotView:
 
 def _sheet_row(view: ShotView) -> np.ndarray:
     """Five thumbnails `(5, THUMB, THUMB, 3)`: the keyframe, then four frames of the clip (or black)."""
-    from nanosora.story.keyframes import read_image
-    from nanosora.video.io import VideoError, read_video
-
     cells = np.zeros((5, THUMB, THUMB, 3), np.uint8)
     if view.keyframe is not None and view.keyframe.is_file():
         try:

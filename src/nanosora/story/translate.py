@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from nanosora.story.chat import ChatClient
 from nanosora.story.schema import ShotList, StoryError
-
-if TYPE_CHECKING:
-    from nanosora.story.chat import ChatClient
 
 TRANSLATE_FLAG = "--translate"
 SYSTEM = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, Protocol
 
+from nanosora.shapes.captions import parse_prompt
 from nanosora.story import planner
 from nanosora.story.chat import ChatClient
 from nanosora.story.schema import Script, ShotList, StoryError, json_schema_text, validate
@@ -58,7 +59,6 @@ def check_vocabulary(shots: ShotList, vocabulary: str) -> None:
     """ValueError naming each shot whose prompt the model cannot draw (shapes: all 3 attributes)."""
     if vocabulary != "shapes":
         return
-    from nanosora.shapes.captions import parse_prompt
 
     bad = []
     for i, s in enumerate(shots.shots):

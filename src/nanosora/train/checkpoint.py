@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nanosora.config import save_config
+from nanosora.pipeline import load_weights
 
 
 class EMA:
@@ -131,15 +132,6 @@ class RunDir:
 
 def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
-
-
-def load_weights(run_dir: str | Path, prefer_ema: bool = True) -> dict[str, torch.Tensor]:
-    """The EMA weights of a run (or the raw ones when there is no EMA file)."""
-    d = Path(run_dir)
-    for name in ("ema.safetensors", "model.safetensors") if prefer_ema else ("model.safetensors",):
-        if (d / name).is_file():
-            return {k: v.float() for k, v in load_file(str(d / name)).items()}
-    raise FileNotFoundError(f"no model.safetensors or ema.safetensors in {d}")
 
 
 def load_weights_into(model: nn.Module, source: str | Path, module: str, what: str) -> None:

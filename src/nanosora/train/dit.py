@@ -29,8 +29,11 @@ from nanosora.diffusion.flow import (
     sample_timesteps,
     velocity_target,
 )
+from nanosora.lora import apply_lora, merge_lora, save_adapter
 from nanosora.models.dit import VideoDiT
-from nanosora.train.checkpoint import EMA, RunDir, load_weights, load_weights_into, plot_metrics
+from nanosora.models.text_encoder import load_text_encoder
+from nanosora.pipeline import Pipeline, load_vae, load_weights
+from nanosora.train.checkpoint import EMA, RunDir, load_weights_into, plot_metrics
 from nanosora.train.distributed import (
     Dist,
     any_rank,
@@ -54,7 +57,7 @@ from nanosora.train.loop import (
     setup_threads,
     step_generator,
 )
-from nanosora.train.lora import apply_lora, merge_lora, save_adapter
+from nanosora.video.io import write_gif
 
 
 def flow_loss(
@@ -99,12 +102,8 @@ def flow_loss(
     return (err * noised).sum() / len(x0) * scale.to(device)
 
 
-def build_pipeline(dit: VideoDiT, cfg: DiTTrainConfig, cache: LatentCache):
+def build_pipeline(dit: VideoDiT, cfg: DiTTrainConfig, cache: LatentCache) -> Pipeline:
     """A generation pipeline around ``dit`` with the cache's VAE (for samples and export)."""
-    from nanosora.generate import Pipeline
-    from nanosora.models.text_encoder import load_text_encoder
-    from nanosora.train.vae import load_vae
-
     vae = load_vae(cfg.vae or cache.meta["vae"])
     m = cache.meta
     pcfg = PipelineConfig(
@@ -135,8 +134,6 @@ def _is_shapes(manifest: str) -> bool:
 
 def write_samples(dit: VideoDiT, cfg: DiTTrainConfig, cache: LatentCache, path: Path) -> None:
     """GIF grid of the sample prompts (one row each) from the given weights."""
-    from nanosora.video.io import write_gif
-
     pipe = build_pipeline(dit, cfg, cache)
     videos = pipe.generate(list(cfg.sample_prompts), seed=0)
     write_gif(path, np.concatenate(list(videos), axis=1), fps=pipe.cfg.fps)

@@ -58,6 +58,7 @@ from nanosora.train.loop import (
     setup_threads,
     step_generator,
 )
+from nanosora.train.reconstruction import reconstruction_metrics
 from nanosora.video.io import write_gif
 
 
@@ -236,8 +237,6 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
     finish(dp)
     if final is None:  # not rank 0
         return run.path
-    from nanosora.evaluate.reconstruction import reconstruction_metrics
-
     metrics = reconstruction_metrics(final, val)
     summary = {k: v for k, v in metrics.items() if k != "per_clip"}
     (run.path / "eval.json").write_text(json.dumps(metrics, indent=2))
@@ -374,21 +373,3 @@ def train_loop(
                 write_recon_gif(sampler, data.view, gif, cfg.data.fps)
     bar.close()
     run.save(vae, ema, opt, state)
-
-
-def load_vae(run_dir: str | Path) -> VideoVAE:
-    """Load a trained VAE (EMA weights, latent statistics included) from a run or pipeline dir."""
-    import yaml
-
-    from nanosora.config import VAEConfig, from_dict
-
-    d = Path(run_dir)
-    if not (d / "config.yaml").is_file():
-        raise FileNotFoundError(f"{d} is not a VAE directory: config.yaml is missing")
-    raw = yaml.safe_load((d / "config.yaml").read_text())
-    vae_cfg = from_dict(VAEConfig, raw["vae"] if "vae" in raw else raw)
-    from nanosora.train.checkpoint import load_weights
-
-    vae = VideoVAE(vae_cfg)
-    vae.load_state_dict(load_weights(d))
-    return vae.eval()

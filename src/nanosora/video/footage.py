@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from nanosora.data.manifest import write_manifest
+from nanosora.atomic import atomic_path
 from nanosora.video.io import write_video
 
 SIZES = ((144, 256), (256, 144), (144, 192), (176, 176))  # (H, W): 16:9, 9:16, 4:3, 1:1
@@ -161,7 +161,10 @@ def write_footage(
             })  # fmt: skip
             t += n
         write_video(out / f"video{v:02d}.mp4", np.concatenate(shots), fps=fps, crf=20)
-    return write_manifest(pd.DataFrame(rows), out / "manifest.parquet")
+    manifest = out / "manifest.parquet"
+    with atomic_path(manifest) as tmp:
+        pd.DataFrame(rows).to_parquet(tmp, index=False)
+    return manifest
 
 
 def main() -> None:

@@ -4,6 +4,10 @@ One module per dataset (``msrvtt``, ``panda70m``, ``videoinstruct``, ``internvid
 ``shot2story``) plus ``generic`` (CSV/JSONL with a column mapping, Open-Sora's CSV, Data-Juicer's
 jsonl). ``nanosora.data.ingest`` builds one adapter and streams its rows into a manifest.
 
+Adapters read an ``AnnotationFile``: one input file, opened as UTF-8 that never fails to decode
+(bad bytes become lone surrogates, so the *record* holding them is rejected, not the whole run) and
+counting the bytes read for the progress display.
+
 The contract every adapter follows:
 
 - ``schema(files)``: the pyarrow schema of the rows it yields (it may peek at the files' headers):
@@ -22,14 +26,13 @@ A file that is not the format named yields one ``Reject`` for line 1 and nothing
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import IO, Any, Protocol
 
 import pyarrow as pa
-
-if TYPE_CHECKING:  # formats imports RowError from here; the annotation only needs the name
-    from nanosora.data.adapters.formats import AnnotationFile
 
 Row = dict[str, Any]
 
@@ -42,6 +45,54 @@ BASE_FIELDS: tuple[pa.Field, ...] = (
     pa.field("source", pa.string()),
     pa.field("source_id", pa.string()),
 )
+
+
+@dataclass
+class AnnotationFile:
+    """One annotation file being read; ``bytes_read`` grows as it is consumed (for progress)."""
+
+    path: Path
+    bytes_read: int = 0
+
+    @property
+    def size(self) -> int:
+        """File size in bytes."""
+        return self.path.stat().st_size
+
+    def open_text(self) -> IO[str]:
+        """Open for text reading: UTF-8 (a BOM is skipped), bad bytes kept as surrogates."""
+        self.bytes_read = 0  # progress counts the current pass (a header peek is one too)
+        raw = _CountingReader(io.FileIO(self.path, "r"), self)
+        buffered = io.BufferedReader(raw, buffer_size=1 << 20)
+        # newline="" is what the csv module needs for quoted fields that contain newlines.
+        return io.TextIOWrapper(
+            buffered, encoding="utf-8-sig", errors="surrogateescape", newline=""
+        )
+
+    def read_text(self) -> str:
+        """The whole file as text (for whole-file JSON formats)."""
+        with self.open_text() as f:
+            return f.read()
+
+
+class _CountingReader(io.RawIOBase):
+    """A raw reader that adds every byte it reads to ``owner.bytes_read``."""
+
+    def __init__(self, raw: io.FileIO, owner: AnnotationFile) -> None:
+        super().__init__()
+        self._raw, self._owner = raw, owner
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._raw.readinto(buffer) or 0
+        self._owner.bytes_read += n
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,5 @@
 """Readers and cell parsers for the formats datasets publish their annotations in.
 
-- ``AnnotationFile``: one input file, opened as UTF-8 that never fails to decode (bad bytes become
-  lone surrogates, so the *record* holding them is rejected, not the whole run) and counting the
-  bytes read for the progress display.
 - ``CsvReader``: CSV with the delimiter sniffed from the header (MSR-VTT's CLIP4Clip lists exist
   with commas and with semicolons), 1-based line numbers of each record's first line.
 - ``iter_jsonl`` / ``load_json``: JSON lines and whole-file JSON with errors naming the line.
@@ -19,68 +16,17 @@ from __future__ import annotations
 
 import ast
 import csv
-import io
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
-from nanosora.data.adapters import RowError
+from nanosora.data.adapters import AnnotationFile, RowError
 
 # The regex fast path for list cells (see the module docstring); False = ast.literal_eval only.
 LITERAL_FAST_PATH = True
 MAX_CELL_CHARS = 1 << 20  # a cell longer than this is rejected before parsing (literal_eval DoS)
 _BAD_BYTES = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" turns bad bytes into
-
-
-@dataclass
-class AnnotationFile:
-    """One annotation file being read; ``bytes_read`` grows as it is consumed (for progress)."""
-
-    path: Path
-    bytes_read: int = 0
-
-    @property
-    def size(self) -> int:
-        """File size in bytes."""
-        return self.path.stat().st_size
-
-    def open_text(self) -> IO[str]:
-        """Open for text reading: UTF-8 (a BOM is skipped), bad bytes kept as surrogates."""
-        self.bytes_read = 0  # progress counts the current pass (a header peek is one too)
-        raw = _CountingReader(io.FileIO(self.path, "r"), self)
-        buffered = io.BufferedReader(raw, buffer_size=1 << 20)
-        # newline="" is what the csv module needs for quoted fields that contain newlines.
-        return io.TextIOWrapper(
-            buffered, encoding="utf-8-sig", errors="surrogateescape", newline=""
-        )
-
-    def read_text(self) -> str:
-        """The whole file as text (for whole-file JSON formats)."""
-        with self.open_text() as f:
-            return f.read()
-
-
-class _CountingReader(io.RawIOBase):
-    """A raw reader that adds every byte it reads to ``owner.bytes_read``."""
-
-    def __init__(self, raw: io.FileIO, owner: AnnotationFile) -> None:
-        super().__init__()
-        self._raw, self._owner = raw, owner
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        n = self._raw.readinto(buffer) or 0
-        self._owner.bytes_read += n
-        return n
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
 
 
 def check_utf8(value: str, field: str) -> str:

@@ -43,9 +43,8 @@ from typing import IO, Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nanosora.data.adapters import Reject, Row, RowError
+from nanosora.data.adapters import AnnotationFile, Reject, Row, RowError
 from nanosora.data.adapters.formats import (
-    AnnotationFile,
     CsvReader,
     check_field_count,
     check_utf8,

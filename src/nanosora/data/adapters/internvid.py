@@ -21,9 +21,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from nanosora.data.adapters import Reject, Row, RowError, make_schema
+from nanosora.data.adapters import AnnotationFile, Reject, Row, RowError, make_schema
 from nanosora.data.adapters.formats import (
-    AnnotationFile,
     check_span,
     check_utf8,
     iter_json_records,

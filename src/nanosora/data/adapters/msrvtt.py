@@ -30,9 +30,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from nanosora.data.adapters import Reject, Row, RowError, make_schema, wrong_format
+from nanosora.data.adapters import AnnotationFile, Reject, Row, RowError, make_schema, wrong_format
 from nanosora.data.adapters.formats import (
-    AnnotationFile,
     CsvReader,
     check_field_count,
     check_utf8,

@@ -26,9 +26,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from nanosora.data.adapters import Reject, Row, RowError, make_schema
+from nanosora.data.adapters import AnnotationFile, Reject, Row, RowError, make_schema
 from nanosora.data.adapters.formats import (
-    AnnotationFile,
     check_utf8,
     iter_json_records,
     youtube_url,

@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from nanosora.data.adapters import Reject, Row, RowError, make_schema, wrong_format
+from nanosora.data.adapters import AnnotationFile, Reject, Row, RowError, make_schema, wrong_format
 from nanosora.data.adapters.formats import (
-    AnnotationFile,
     CsvReader,
     check_field_count,
     check_utf8,

@@ -1,5 +1,5 @@
 """How well a VAE reproduces clips: PSNR, SSIM, an optional perceptual distance, and (on the shapes
-world) the probe's accuracy.
+world) the probe's accuracy. The VAE trainer's final validation and `nanosora eval --vae` share it.
 
 The probe matters as much as PSNR: a VAE that turns triangles into circles caps every later
 prompt-adherence score, however good its PSNR looks. Clips whose file is missing or cannot be
@@ -8,14 +8,16 @@ decoded are listed in ``skipped`` with the reason, and the rest are evaluated.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
 from nanosora.data.datasets import ManifestClips, frames_to_tensor, tensor_to_frames
-from nanosora.evaluate.metrics import psnr, ssim
-from nanosora.evaluate.perceptual import perceptual_distance
 from nanosora.models.vae import VideoVAE
+from nanosora.shapes.probe import probe_frames
 from nanosora.video.io import VideoError
+from nanosora.video.metrics import psnr, ssim
 
 
 def readable_clips(clips: ManifestClips, n: int) -> tuple[dict[int, np.ndarray], list[dict]]:
@@ -37,18 +39,16 @@ def reconstruction_metrics(
     clips: ManifestClips,
     max_clips: int = 256,
     batch_size: int = 8,
-    perceptual: torch.nn.Module | None = None,
+    perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> dict:
-    """Per-clip and mean PSNR/SSIM (and perceptual distance if a network is given) of ``vae`` on
-    the first ``max_clips`` rows.
+    """Per-clip and mean PSNR/SSIM of ``vae`` on the first ``max_clips`` rows, and the
+    ``perceptual`` distance (two (B, C, T, H, W) videos -> (B,)) when one is given.
 
     When the manifest has the shapes attribute columns, also the share of reconstructions whose
     colour, shape and direction the probe reads correctly (each attribute and all three).
     Returns ``{"clips", "psnr", "ssim", "perceptual", "per_clip": [...], "probe": {...} | None,
     "worst": [indices], "skipped": [{index, path, reason}]}``.
     """
-    from nanosora.shapes.probe import probe_frames
-
     vae.eval()
     frames, skipped = readable_clips(clips, min(max_clips, len(clips)))
     good = list(frames)
@@ -59,7 +59,7 @@ def reconstruction_metrics(
         x = torch.stack([frames_to_tensor(frames[i]) for i in idx])
         rec = vae.decode(vae.encode(x)).clamp(-1, 1)
         p, s = psnr(rec, x), ssim(rec, x)
-        lp = perceptual_distance(perceptual, rec, x) if perceptual is not None else None
+        lp = perceptual(rec, x) if perceptual is not None else None
         for j, i in enumerate(idx):
             row = {"index": i, "psnr": float(p[j]), "ssim": float(s[j])}
             if lp is not None:

@@ -1,0 +1,35 @@
+"""Atomic file writes: write a temporary sibling, then rename it onto the target.
+
+The rename is atomic on POSIX, so a killed writer never leaves a truncated file behind, and a
+resumable stage can trust that a file which exists is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary sibling of ``path`` to write; renamed onto ``path`` when the block succeeds,
+    deleted when it fails. It keeps the suffix, so writers that choose a format by extension
+    (FFmpeg, pandas) choose the same one. Parent folders are created."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.stem}.{uuid.uuid4().hex[:8]}.tmp{final.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
