@@ -151,6 +151,17 @@ def shape_mask(shape: str, x: float, y: float, side: float, size: int = SIZE) ->
     anti-aliasing-free mask and the object keeps exactly its palette colour.
     """
     cy, cx = np.mgrid[0:size, 0:size] + 0.5
+    return shape_test(shape, cx, cy, x, y, side)
+
+
+def shape_test(
+    shape: str, cx: np.ndarray, cy: np.ndarray, x: float, y: float, side: float
+) -> np.ndarray:
+    """Which points `(cx, cy)` lie in `shape` with bounding box `[x, x+side) x [y, y+side)`.
+
+    `shape_mask` tests every pixel centre; the scenes world tests a window of them, or
+    rotated coordinates, with the same arithmetic.
+    """
     inside_x = (cx >= x) & (cx < x + side)
     inside_y = (cy >= y) & (cy < y + side)
     match shape:

@@ -1,0 +1,691 @@
+"""Grade a video against a scenes prompt: find, track and read every object, then apply the
+category's rule (docs/scenes.md states every threshold and why).
+
+1. detect (per frame): the max-channel image, 3x3 median, threshold halfway between background
+   and peak (as `probe`); each 8-connected component of at least `MIN_AREA` px is one object,
+   unless two or more palette colours (nearest in CIELAB, per pixel) each cover a region of it
+   (objects in contact or overlapping), in which case it is split by colour. Each object is
+   read: colour (the majority over its eroded interior), shape (taper
+   for an apex-up triangle or the fill of its minimum-area rectangle, 1/2 for a triangle at
+   any angle; then square or circle by area over the squared longest chord, 1/2 or pi/4 at any
+   angle), side (root of the minimum-area rectangle's area);
+2. track: frame by frame, each detection joins the track whose predicted position (constant
+   velocity) is nearest, a change of colour or shape costing extra; a track not seen for some
+   frames (behind another object) keeps its prediction, with a gate that widens with the gap;
+3. read tracks: majority colour and shape and median side over the frames where the object
+   stood clear of others; centroid per frame;
+4. grade: the category's rule on the tracks of the named objects; a failure says why.
+
+Single clips are graded with `probe.probe_frames`, today's rule, unchanged.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import cv2
+import numpy as np
+
+from nanosora.shapes.grammar import Composition, Thing, parse
+from nanosora.shapes.probe import (
+    MIN_CONTRAST,
+    TAPER_TRIANGLE,
+    ProbeResult,
+    _direction_name,
+    _taper,
+    probe_frames,
+)
+from nanosora.shapes.world import COLORS, SIZE
+
+MIN_AREA = 12  # px: smaller components are noise (the smallest object, 9 px, covers 40+)
+MIN_CORE = 6  # px of one colour left after erosion: a second object inside a component
+FILL_TRIANGLE = 0.72  # minimum-area-rectangle fill: triangles 0.55-0.68 on mp4, circles 0.77+
+# Area over the squared longest chord (Feret diameter): pi/4 for a circle, 1/2 for a square at
+# any angle; on mp4 at 12-16 px circles read 0.68-0.73 and squares 0.52-0.61.
+FERET_SQUARE = 0.64
+SIZE_SPLIT = 14.0  # px: "small" objects measure 9-11, "big" 17-21
+COLOR_COST, SHAPE_COST = 6.0, 3.0  # px a colour or shape change costs when joining a track
+GATE, GATE_PER_FRAME = 12.0, 4.0  # px a detection may be from a track's prediction (+ per gap)
+MIN_TRACK = 3  # frames: shorter tracks are flicker
+SPIN_TURN = 0.2  # 1 - IoU with the first frame that counts as turning (still objects: < 0.1)
+_PALETTE = list(COLORS)
+
+
+def _palette_lut() -> np.ndarray:
+    """Nearest palette index (CIELAB) of every colour on a 5-bit-per-channel grid: (32, 32, 32)."""
+    grid = (np.stack(np.meshgrid(*[np.arange(32)] * 3, indexing="ij"), -1) * 8 + 4).reshape(-1, 3)
+    lab = cv2.cvtColor(grid[None].astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)[0]
+    rgb = np.array([COLORS[n] for n in _PALETTE], np.float32)[None] / 255.0
+    pal = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)[0]
+    return np.linalg.norm(lab[:, None] - pal[None], axis=2).argmin(1).astype(np.uint8).reshape(32, 32, 32)  # fmt: skip
+
+
+_LUT = _palette_lut()
+_KERNEL = np.ones((3, 3), np.uint8)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One object in one frame."""
+
+    frame: int
+    color: str
+    shape: str
+    side: float  # px, root of the minimum-area rectangle's area
+    area: int  # px
+    centroid: tuple[float, float]  # (x, y)
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+    mask: np.ndarray = field(repr=False)  # (h, w) bool inside box
+    touching: bool = False  # its component holds another object too
+
+
+def _pixel_labels(rgb: np.ndarray) -> np.ndarray:
+    """Nearest palette index of each `(..., 3)` uint8 pixel."""
+    q = rgb >> 3
+    return _LUT[q[..., 0], q[..., 1], q[..., 2]]
+
+
+def _classify(mask: np.ndarray, area: int) -> tuple[str, float]:
+    """(shape, side) of a boolean object mask (module docstring, step 1)."""
+    points = cv2.findNonZero(mask.view(np.uint8))
+    (_, (w, h), _) = cv2.minAreaRect(points)
+    rect = (w + 1) * (h + 1)  # pixel centres span one pixel less than the pixels do
+    if _taper(mask) < TAPER_TRIANGLE or area / rect < FILL_TRIANGLE:
+        return "triangle", float(np.sqrt(rect))
+    hull = cv2.convexHull(points).reshape(-1, 2).astype(np.float64)
+    diameter = np.sqrt(((hull[:, None] - hull[None]) ** 2).sum(-1)).max() + 1
+    shape = "square" if area / diameter**2 < FERET_SQUARE else "circle"
+    return shape, float(np.sqrt(rect))
+
+
+def _detection(t: int, mask: np.ndarray, x: int, y: int, color: str, touching: bool) -> Detection | None:  # fmt: skip
+    """A Detection from an object mask cropped at (x, y) of frame ``t``."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) < MIN_AREA:
+        return None
+    shape, side = _classify(mask, len(xs))
+    return Detection(
+        t, color, shape, side, len(xs), (float(xs.mean() + x + 0.5), float(ys.mean() + y + 0.5)),
+        (x, y, x + mask.shape[1], y + mask.shape[0]), mask, touching,
+    )  # fmt: skip
+
+
+def detect(frames: np.ndarray) -> list[list[Detection]]:
+    """Every object in every frame of uint8 `(T, H, W, 3)` RGB frames.
+
+    The frames are stacked into one tall image, each padded by its own edge pixels for the
+    median (as a per-frame median with replicated borders) and kept apart by an empty row for
+    the connected components, so a clip costs one call of each.
+    """
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    T, H, W, _ = frames.shape
+    # 1. foreground: max channel, 3x3 median, threshold halfway between background and peak
+    padded = np.pad(frames.max(axis=3), ((0, 0), (1, 1), (1, 1)), mode="edge")
+    value = cv2.medianBlur(padded.reshape(T * (H + 2), W + 2), 3).reshape(T, H + 2, W + 2)
+    value = value[:, 1:-1, 1:-1]
+    flat = value.reshape(T, -1)
+    background, peak = np.median(flat, axis=1), np.percentile(flat, 99.7, axis=1)
+    fg = (value > ((background + peak) / 2)[:, None, None]) & (peak - background >= MIN_CONTRAST)[:, None, None]  # fmt: skip
+    # 2. components of every frame at once, and the palette colours of their eroded interiors
+    tall = np.zeros((T, H + 1, W), np.uint8)
+    tall[:, :H] = fg
+    tall = tall.reshape(T * (H + 1), W)
+    n, comp_of, stats, _ = cv2.connectedComponentsWithStats(tall, connectivity=8)
+    pixel = np.zeros((T, H + 1, W), np.uint8)
+    pixel[:, :H] = _pixel_labels(frames)
+    pixel = pixel.reshape(T * (H + 1), W)
+    inner = cv2.erode(tall, _KERNEL).astype(bool)
+    counts = np.bincount(comp_of[inner] * len(_PALETTE) + pixel[inner], minlength=n * len(_PALETTE))
+    counts = counts.reshape(n, len(_PALETTE))
+    out: list[list[Detection]] = [[] for _ in range(T)]
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < MIN_AREA:
+            continue
+        t, top = divmod(y, H + 1)
+        comp = comp_of[y : y + h, x : x + w] == i
+        labels = pixel[y : y + h, x : x + w]
+        if (counts[i] >= MIN_CORE).sum() > 1:
+            out[t] += _split(t, comp, labels, x, top)
+            continue
+        # One colour: the majority over its interior (over all its pixels if it has none).
+        votes = counts[i] if counts[i].any() else np.bincount(labels[comp], minlength=len(_PALETTE))  # fmt: skip
+        det = _detection(t, comp, x, top, _PALETTE[int(votes.argmax())], False)
+        if det:
+            out[t].append(det)
+    return out
+
+
+def _split(t: int, comp: np.ndarray, pixel: np.ndarray, x: int, y: int) -> list[Detection]:
+    """A component whose interior holds several palette colours -> one detection per colour
+    that covers a region of its own (at least `MIN_CORE` px left after a 3x3 erosion: the thin
+    seam of mixed colours where two objects meet does not count); a single one if only one does.
+    """
+    parts = {}
+    for label in np.unique(pixel[comp]):
+        part = (comp & (pixel == label)).astype(np.uint8)
+        if cv2.erode(part, _KERNEL).sum() >= MIN_CORE:
+            parts[int(label)] = part
+    if len(parts) <= 1:
+        color = int(np.bincount(pixel[comp]).argmax()) if not parts else next(iter(parts))
+        det = _detection(t, comp, x, y, _PALETTE[color], False)
+        return [det] if det else []
+    # Pixels of no part's colour (the seams) go to the nearest part.
+    labels_ = list(parts)
+    dist = np.stack([cv2.distanceTransform(1 - parts[lb], cv2.DIST_L2, 3) for lb in labels_])
+    nearest = dist.argmin(axis=0)
+    loose = comp & ~np.any([parts[lb].astype(bool) for lb in labels_], axis=0)
+    for i, lb in enumerate(labels_):
+        parts[lb] = parts[lb] | (loose & (nearest == i)).astype(np.uint8)
+    dets = []
+    for label, part in parts.items():
+        # An object in front can cut one behind it in two: keep every piece but seam crumbs.
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(part, connectivity=8)
+        keep = 1 + np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= MIN_CORE)
+        whole = np.isin(labels, keep)
+        ys, xs = np.nonzero(whole)
+        px, py = int(xs.min()), int(ys.min())
+        mask = whole[py : int(ys.max()) + 1, px : int(xs.max()) + 1]
+        det = _detection(t, mask, x + px, y + py, _PALETTE[label], True)
+        if det:
+            dets.append(det)
+    return dets
+
+
+# ---- tracking ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Track:
+    """One object followed through the clip: its detections by frame, and readings over them."""
+
+    detections: dict[int, Detection] = field(default_factory=dict)
+
+    def predict(self, t: int) -> np.ndarray:
+        """Expected centroid at frame ``t``: constant velocity from the last two sightings."""
+        seen = sorted(self.detections)
+        last = np.array(self.detections[seen[-1]].centroid)
+        if len(seen) < 2:
+            return last
+        prev = np.array(self.detections[seen[-2]].centroid)
+        return last + (last - prev) / (seen[-1] - seen[-2]) * (t - seen[-1])
+
+    def clear(self) -> list[Detection]:
+        """Detections standing clear of other objects (all of them if none does)."""
+        dets = [d for d in self.detections.values() if not d.touching]
+        return dets or list(self.detections.values())
+
+    @property
+    def color(self) -> str:
+        return Counter(d.color for d in self.clear()).most_common(1)[0][0]
+
+    @property
+    def shape(self) -> str:
+        return Counter(d.shape for d in self.clear()).most_common(1)[0][0]
+
+    @property
+    def side(self) -> float:
+        return float(np.median([d.side for d in self.clear()]))
+
+    @property
+    def size(self) -> str:
+        return "small" if self.side < SIZE_SPLIT else "big"
+
+    def centroids(self, num_frames: int) -> np.ndarray:
+        """(T, 2) centroid per frame, NaN where not seen."""
+        out = np.full((num_frames, 2), np.nan)
+        for t, d in self.detections.items():
+            out[t] = d.centroid
+        return out
+
+    def describe(self, size: bool = False) -> str:
+        return f"{self.size + ' ' if size else ''}{self.color} {self.shape}"
+
+
+def track(detections: list[list[Detection]]) -> list[Track]:
+    """Link detections frame by frame into tracks (module docstring, step 2); drops flicker."""
+    tracks: list[Track] = []
+    for t, dets in enumerate(detections):
+        pairs = []
+        for ti, tr in enumerate(tracks):
+            last = max(tr.detections)
+            ref = tr.detections[last]
+            pred = tr.predict(t)
+            for di, d in enumerate(dets):
+                dist = float(np.hypot(*(np.array(d.centroid) - pred)))
+                if dist <= GATE + GATE_PER_FRAME * (t - last - 1):
+                    cost = dist + COLOR_COST * (d.color != ref.color) + SHAPE_COST * (d.shape != ref.shape)  # fmt: skip
+                    pairs.append((cost, ti, di))
+        used_t, used_d = set(), set()
+        for _, ti, di in sorted(pairs):  # greedy: the cheapest links first
+            if ti not in used_t and di not in used_d:
+                tracks[ti].detections[t] = dets[di]
+                used_t.add(ti)
+                used_d.add(di)
+        tracks += [Track({t: d}) for di, d in enumerate(dets) if di not in used_d]
+    return [tr for tr in tracks if len(tr.detections) >= MIN_TRACK]
+
+
+# ---- grading ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a video shows what its prompt says, why not, and what the grader saw."""
+
+    passed: bool
+    reason: str  # "" when passed
+    seen: str  # the objects read, in words
+
+
+def _seen(tracks: list[Track], size: bool = False) -> str:
+    return ", ".join(tr.describe(size) for tr in tracks) or "nothing"
+
+
+def _find(tracks: list[Track], thing: Thing, taken: list[Track] | None = None) -> Track | None:
+    """The longest track reading as ``thing`` (colour, shape, and size if named), not taken."""
+    taken = taken or []
+    fits = [
+        tr for tr in tracks
+        if tr.color == thing.color and tr.shape == thing.shape
+        and (not thing.size or tr.size == thing.size) and all(tr is not o for o in taken)
+    ]  # fmt: skip
+    return max(fits, key=lambda tr: len(tr.detections), default=None)
+
+
+def _thing(thing: Thing) -> str:
+    return f"{thing.size + ' ' if thing.size else ''}{thing.color} {thing.shape}"
+
+
+def _direction(points: np.ndarray) -> tuple[str | None, np.ndarray]:
+    """Direction name (None: still) and (dx, dy) over the clip from a least-squares line."""
+    ok = ~np.isnan(points[:, 0])
+    t = np.flatnonzero(ok)
+    if len(t) < 2:
+        return None, np.zeros(2)
+    slope = np.polyfit(t.astype(np.float64), points[ok], deg=1)[0] * (len(points) - 1)
+    return _direction_name(float(slope[0]), float(slope[1])), slope
+
+
+@dataclass
+class Reading:
+    """What the grader read from one clip, graded against any number of compositions."""
+
+    frames: np.ndarray
+    tracks: list[Track]
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    @cached_property
+    def probe(self) -> ProbeResult:
+        """The one-object probe's reading (single clips)."""
+        return probe_frames(self.frames)
+
+
+def read(frames: np.ndarray) -> Reading:
+    """Detect and track every object in uint8 `(T, H, W, 3)` RGB frames."""
+    return Reading(frames, track(detect(frames)))
+
+
+def judge(reading: Reading, comp: Composition) -> Verdict:
+    """Grade a reading against a composition (the module docstring's rules)."""
+    tracks, T = reading.tracks, reading.num_frames
+    match comp.category:
+        case "single":
+            return _grade_single(reading.probe, comp)
+        case "attributes":
+            return _grade_attributes(tracks, comp, T)
+        case "numeracy":
+            return _grade_numeracy(tracks, comp, T)
+        case "spatial":
+            return _grade_spatial(tracks, comp, T)
+        case "motion":
+            return _grade_motion(tracks, comp, T)
+        case "dynamic":
+            return _grade_dynamic(tracks, comp, T)
+        case "actions":
+            return _grade_actions(tracks, comp, T)
+        case "interactions":
+            return _grade_interactions(tracks, comp, T)
+    raise ValueError(f"unknown category {comp.category!r}")
+
+
+def grade(frames: np.ndarray, comp: Composition) -> Verdict:
+    """Grade uint8 `(T, H, W, 3)` RGB frames against a composition."""
+    if comp.category == "single":  # today's probe; no need to track
+        return _grade_single(probe_frames(frames), comp)
+    return judge(read(frames), comp)
+
+
+def grade_prompt(frames: np.ndarray, prompt: str) -> Verdict:
+    """Parse ``prompt`` with the scenes grammar and `grade` the frames against it."""
+    return grade(frames, parse(prompt)[0])
+
+
+def _grade_single(r: ProbeResult, comp: Composition) -> Verdict:
+    want = (comp.things[0].color, comp.things[0].shape, comp.words[0])
+    got = (r.color, r.shape, r.direction)
+    names = ("colour", "shape", "direction")
+    wrong = [f"{n} {g}, expected {w}" for n, g, w in zip(names, got, want) if g != w]
+    seen = f"{r.color} {r.shape} moving {r.direction}" if r.found_frames else "nothing"
+    return Verdict(not wrong, "; ".join(wrong), seen)
+
+
+def _missing(tracks: list[Track], things: tuple[Thing, ...], size: bool = False) -> tuple[list[Track], str]:  # fmt: skip
+    """The track of each thing in turn, or a reason naming the first one missing."""
+    found: list[Track] = []
+    for thing in things:
+        tr = _find(tracks, thing, found)
+        if tr is None:
+            return found, f"no {_thing(thing)} (saw {_seen(tracks, size)})"
+        found.append(tr)
+    return found, ""
+
+
+def _grade_attributes(tracks: list[Track], comp: Composition, T: int) -> Verdict:
+    """Each named object with its colour, shape and size; nothing else for most of the clip."""
+    objects = [tr for tr in tracks if len(tr.detections) > T / 2]
+    seen = _seen(objects, size=True)
+    found, reason = _missing(objects, comp.things, size=True)
+    if reason:
+        return Verdict(False, reason, seen)
+    extra = [tr for tr in objects if all(tr is not f for f in found)]
+    if extra:
+        return Verdict(False, f"unnamed {_seen(extra, size=True)}", seen)
+    return Verdict(True, "", seen)
+
+
+def _grade_numeracy(tracks: list[Track], comp: Composition, T: int) -> Verdict:
+    """The number of objects reading as the named colour and shape, in most frames."""
+    thing, want = comp.things[0], len(comp.things)
+    kind = [tr for tr in tracks if (tr.color, tr.shape) == (thing.color, thing.shape)]
+    counts = Counter(sum(t in tr.detections for tr in kind) for t in range(T))
+    count, frames = counts.most_common(1)[0]
+    seen = _seen(tracks)
+    if counts[want] > T / 2:
+        return Verdict(True, "", seen)
+    return Verdict(False, f"count {count} in {frames}/{T} frames, expected {want}", seen)
+
+
+def _relation(a: np.ndarray, b: np.ndarray) -> str:
+    """Where centroid a is relative to b: the dominant axis of a - b."""
+    dx, dy = a - b
+    if abs(dx) >= abs(dy):
+        return "left" if dx < 0 else "right"
+    return "above" if dy < 0 else "below"
+
+
+def _grade_spatial(tracks: list[Track], comp: Composition, T: int) -> Verdict:
+    """Both objects found; the relation of their centroids holds in most frames."""
+    seen = _seen(tracks)
+    found, reason = _missing(tracks, comp.things)
+    if reason:
+        return Verdict(False, reason, seen)
+    ta, tb = found
+    pa, pb = ta.centroids(T), tb.centroids(T)
+    both = ~np.isnan(pa[:, 0]) & ~np.isnan(pb[:, 0])
+    relations = Counter(_relation(pa[t], pb[t]) for t in np.flatnonzero(both))
+    want = comp.words[0]
+    if relations[want] > T / 2:
+        return Verdict(True, "", seen)
+    got, n = relations.most_common(1)[0] if relations else ("none", 0)
+    words = {"left": "left of", "right": "right of", "above": "above", "below": "below", "none": "nowhere near"}  # fmt: skip
+    return Verdict(False, f"the {_thing(comp.things[0])} is {words[got]} the {_thing(comp.things[1])} in {n}/{T} frames, expected {words[want]}", seen)  # fmt: skip
+
+
+def _grade_motion(tracks: list[Track], comp: Composition, T: int) -> Verdict:
+    """Each object's own direction (least-squares centroid line, as `probe`)."""
+    seen = _seen(tracks)
+    found, reason = _missing(tracks, comp.things)
+    if reason:
+        return Verdict(False, reason, seen)
+    wrong = []
+    for thing, tr, want in zip(comp.things, found, comp.words):
+        got, _ = _direction(tr.centroids(T))
+        if got != want:
+            wrong.append(f"{_thing(thing)} moves {got or 'nowhere'}, expected {want}")
+    return Verdict(not wrong, "; ".join(wrong), seen)
+
+
+def _runs(colors: list[str]) -> list[str]:
+    """A per-frame colour sequence as its runs, single-frame blips dropped."""
+    runs: list[list] = []
+    for c in colors:
+        if runs and runs[-1][0] == c:
+            runs[-1][1] += 1
+        else:
+            runs.append([c, 1])
+    out: list[str] = []
+    for c, n in runs:
+        if n >= 2 and (not out or out[-1] != c):
+            out.append(c)
+    return out
+
+
+def _trend(values: list[float]) -> float:
+    """Rank correlation of ``values`` with time: 1 rising throughout, -1 falling."""
+    if len(values) < 3:
+        return 0.0
+    ranks = np.argsort(np.argsort(values)).astype(np.float64)
+    return float(np.corrcoef(np.arange(len(values)), ranks)[0, 1])
+
+
+def _grade_dynamic(tracks: list[Track], comp: Composition, T: int) -> Verdict:
+    """turns: colour runs are exactly (start, end); grows/shrinks: the side changes by 1.4x or
+    more that way, rising or falling steadily (rank correlation >= 0.7), colour unchanged."""
+    thing, seen = comp.things[0], _seen(tracks)
+    if comp.words[0] == "turns":
+        want = [thing.color, comp.words[1]]
+        shaped = [tr for tr in tracks if tr.shape == thing.shape]
+        if not shaped:
+            return Verdict(False, f"no {thing.shape} (saw {seen})", seen)
+        runs = [_runs([tr.detections[t].color for t in sorted(tr.detections)]) for tr in shaped]
+        if want in runs:
+            return Verdict(True, "", seen)
+        best = next((r for r in runs if r[:1] == want[:1]), max(runs, key=len))
+        return Verdict(False, f"colour {' -> '.join(best) or 'unclear'}, expected {' -> '.join(want)}", seen)  # fmt: skip
+    tr = _find(tracks, thing)
+    if tr is None:
+        return Verdict(False, f"no {_thing(thing)} (saw {seen})", seen)
+    dets = [tr.detections[t] for t in sorted(tr.detections)]
+    sides = [d.side for d in dets]
+    start, end = float(np.median(sides[:3])), float(np.median(sides[-3:]))
+    grows = comp.words[0] == "grows"
+    ratio = end / start if grows else start / end
+    trend = _trend(sides) * (1 if grows else -1)
+    runs = _runs([d.color for d in dets])
+    if ratio >= 1.4 and trend >= 0.7 and runs == [thing.color]:
+        return Verdict(True, "", seen)
+    if runs != [thing.color]:
+        return Verdict(False, f"colour {' -> '.join(runs)}, expected {thing.color} throughout", seen)  # fmt: skip
+    return Verdict(False, f"side {start:.1f} -> {end:.1f} px (trend {trend:+.2f}), expected it to {comp.words[0][:-1]}", seen)  # fmt: skip
+
+
+def _edge_distance(d: Detection, wall: str) -> int:
+    """Pixels between the detection's box and a canvas wall."""
+    x0, y0, x1, y1 = d.box
+    return {"left": x0, "right": SIZE - x1, "top": y0, "bottom": SIZE - y1}[wall]
+
+
+def _turn(dets: list[Detection]) -> float:
+    """How far the object's pixels turn away from the first frame's: max 1 - IoU."""
+
+    def canvas(d: Detection) -> np.ndarray:
+        m = np.zeros((SIZE, SIZE), bool)
+        x0, y0, x1, y1 = d.box
+        m[y0:y1, x0:x1] = d.mask
+        return m
+
+    first = canvas(dets[0])
+    worst = 0.0
+    for d in dets[1:]:
+        m = canvas(d)
+        worst = max(worst, 1 - (first & m).sum() / max((first | m).sum(), 1))
+    return worst
+
+
+def _grade_actions(tracks: list[Track], comp: Composition, T: int) -> Verdict:
+    """bounce: reaches the wall (within 2 px) at an inner frame, 6+ px nearer before, 6+ px away
+    after; spin: centroid within 3 px of its median, pixels turning (max 1 - IoU >= SPIN_TURN);
+    jump: rises 6+ px and comes back within 3 px, x within 3 px, never within 3 px of the top."""
+    thing, action, seen = comp.things[0], comp.words[0], _seen(tracks)
+    tr = _find(tracks, thing)
+    if tr is None:
+        return Verdict(False, f"no {_thing(thing)} (saw {seen})", seen)
+    dets = [tr.detections[t] for t in sorted(tr.detections)]
+    pts = np.array([d.centroid for d in dets])
+    spread = float(np.abs(pts - np.median(pts, axis=0)).max())
+    if action.startswith("bounce_"):
+        wall = action.removeprefix("bounce_")
+        dist = np.array([_edge_distance(d, wall) for d in dets])
+        k = int(dist.argmin())
+        if dist[k] > 2:
+            return Verdict(False, f"never reaches the {wall} wall (closest {dist[k]} px)", seen)
+        if dist[0] - dist[k] < 6 or dist[-1] - dist[k] < 6:
+            return Verdict(False, f"does not come {'to' if dist[0] - dist[k] < 6 else 'back from'} the {wall} wall ({dist[0]} -> {dist[k]} -> {dist[-1]} px)", seen)  # fmt: skip
+        return Verdict(True, "", seen)
+    if action == "spin":
+        turn = _turn(dets)
+        if spread > 3:
+            return Verdict(False, f"moves {spread:.0f} px, expected to spin in place", seen)
+        if turn < SPIN_TURN:
+            return Verdict(False, f"does not turn (pixels change {turn:.2f}, need {SPIN_TURN})", seen)  # fmt: skip
+        return Verdict(True, "", seen)
+    y = pts[:, 1]
+    start, end = float(np.median(y[:2])), float(np.median(y[-2:]))
+    rise = start - float(y.min())
+    top = min(d.box[1] for d in dets)
+    drift = float(np.abs(pts[:, 0] - np.median(pts[:, 0])).max())
+    if rise < 6:
+        return Verdict(False, f"rises {rise:.0f} px, expected a jump of 6 or more", seen)
+    if abs(end - start) > 3:
+        return Verdict(False, f"does not land where it took off ({end - start:+.0f} px)", seen)
+    if top < 3 or drift > 3:
+        return Verdict(False, "touches the top wall" if top < 3 else f"drifts {drift:.0f} px sideways", seen)  # fmt: skip
+    return Verdict(True, "", seen)
+
+
+_AXIS = {"left": (0, -1), "right": (0, 1), "up": (1, -1), "down": (1, 1)}  # (axis, sign)
+
+
+def _front(d: Detection, direction: str) -> float:
+    """The box edge facing ``direction``, measured along it."""
+    axis, sign = _AXIS[direction]
+    return sign * (d.box[axis + 2] if sign > 0 else d.box[axis])
+
+
+def _back(d: Detection, direction: str) -> float:
+    """The box edge facing away from ``direction``, measured along it."""
+    axis, sign = _AXIS[direction]
+    return sign * (d.box[axis] if sign > 0 else d.box[axis + 2])
+
+
+def _across_overlap(a: Detection, b: Detection, direction: str) -> bool:
+    """True if the boxes overlap across ``direction`` (they could touch face to face)."""
+    other = 1 - _AXIS[direction][0]
+    return min(a.box[other + 2], b.box[other + 2]) > max(a.box[other], b.box[other])
+
+
+def _grade_push(ta: Track, tb: Track, comp: Composition, T: int, seen: str) -> Verdict:
+    """Contact (boxes within 3 px face to face, A behind B), A having come 3+ px that way and
+    B still (within 3 px); after it B moves that way 5+ px, more than across."""
+    (a, b), d = comp.things, comp.words[0].removeprefix("push_")
+    axis, sign = _AXIS[d]
+    contact = next(
+        (t for t in range(T) if t in ta.detections and t in tb.detections
+         and -3 <= _back(tb.detections[t], d) - _front(ta.detections[t], d) <= 3
+         and _across_overlap(ta.detections[t], tb.detections[t], d)),
+        None,
+    )  # fmt: skip
+    if contact is None:
+        return Verdict(False, f"the {_thing(a)} never touches the {_thing(b)} from behind, going {d}", seen)  # fmt: skip
+    pa, pb = ta.centroids(T), tb.centroids(T)
+    first_a, first_b = min(ta.detections), min(tb.detections)
+    came = sign * (pa[contact, axis] - pa[first_a, axis])
+    if came < 3:
+        return Verdict(False, f"the {_thing(a)} does not move {d} into the {_thing(b)} ({came:.0f} px)", seen)  # fmt: skip
+    before = np.abs(pb[contact] - pb[first_b]).max()
+    if before > 3:
+        return Verdict(False, f"the {_thing(b)} moves {before:.0f} px before it is hit", seen)
+    last_b = max(tb.detections)
+    move = pb[last_b] - pb[contact]
+    along, across = sign * move[axis], abs(move[1 - axis])
+    if last_b - contact < 3 or along < 5 or along <= across:
+        got = _direction_name(float(move[0]), float(move[1])) or "nowhere"
+        return Verdict(False, f"after contact (frame {contact}) the {_thing(b)} moves {got}, expected {d}", seen)  # fmt: skip
+    return Verdict(True, "", seen)
+
+
+def _interpolate(points: np.ndarray) -> np.ndarray:
+    """Fill NaN rows between sightings linearly (a hidden object keeps moving); ends stay NaN."""
+    ok = np.flatnonzero(~np.isnan(points[:, 0]))
+    out = points.copy()
+    inner = np.arange(ok[0], ok[-1] + 1)
+    for axis in range(2):
+        out[inner, axis] = np.interp(inner, ok, points[ok, axis])
+    return out
+
+
+def _grade_pass(ta: Track, tb: Track, comp: Composition, T: int, seen: str) -> Verdict:
+    """A crosses B (its path through B's box, from one side of B's centre to the other); in most
+    frames while over B, A's visible area is half its clear area or less (behind) or 3/4 or more
+    (in front); before and after, A reads the same colour, shape and side (within 25%)."""
+    (a, b), verb = comp.things, comp.words[0]
+    pa = _interpolate(ta.centroids(T))
+    # B's box where it stands clear (its box while A covers part of it is only part of it).
+    b_box = {t: d.box for t, d in tb.detections.items() if not d.touching} or {
+        t: d.box for t, d in tb.detections.items()
+    }
+    b_frames = sorted(b_box)
+    over = []
+    for t in range(T):
+        if np.isnan(pa[t, 0]):
+            continue
+        x0, y0, x1, y1 = b_box[min(b_frames, key=lambda f: abs(f - t))]
+        if x0 <= pa[t, 0] < x1 and y0 <= pa[t, 1] < y1:
+            over.append(t)
+    if not over:
+        return Verdict(False, f"the {_thing(a)} never crosses the {_thing(b)}", seen)
+    pb = np.nanmedian(tb.centroids(T), axis=0)
+    start, end = pa[min(ta.detections)] - pb, pa[max(ta.detections)] - pb
+    axis = int(np.argmax(np.abs(end - start)))
+    if start[axis] * end[axis] >= 0:
+        return Verdict(False, f"the {_thing(a)} does not get past the {_thing(b)}", seen)
+    full = float(np.median([d.area for d in ta.clear()]))
+    shares = [ta.detections[t].area / full if t in ta.detections else 0.0 for t in over]
+    hidden = sum(share <= 0.5 for share in shares)
+    shown = sum(share >= 0.75 for share in shares)
+    if verb == "behind" and hidden <= len(over) / 2:
+        return Verdict(False, f"the {_thing(a)} is hidden in {hidden}/{len(over)} frames over the {_thing(b)}: not behind it", seen)  # fmt: skip
+    if verb == "front" and shown <= len(over) / 2:
+        return Verdict(False, f"the {_thing(a)} is whole in {shown}/{len(over)} frames over the {_thing(b)}: not in front of it", seen)  # fmt: skip
+    parts = [
+        [d for t, d in ta.detections.items() if not d.touching and (t < over[0] if i == 0 else t > over[-1])]
+        for i in range(2)
+    ]  # fmt: skip
+    if not parts[1]:
+        return Verdict(False, f"the {_thing(a)} does not come back out", seen)
+    readings = [
+        (Counter(d.color for d in p).most_common(1)[0][0], Counter(d.shape for d in p).most_common(1)[0][0],
+         float(np.median([d.side for d in p])))
+        for p in parts if p
+    ]  # fmt: skip
+    if len(readings) == 2 and (readings[0][:2] != readings[1][:2] or not 0.75 <= readings[1][2] / readings[0][2] <= 1.33):  # fmt: skip
+        (c0, s0, z0), (c1, s1, z1) = readings
+        return Verdict(False, f"went in as a {c0} {s0} ({z0:.0f} px), came back as a {c1} {s1} ({z1:.0f} px)", seen)  # fmt: skip
+    return Verdict(True, "", seen)
+
+
+def _grade_interactions(tracks: list[Track], comp: Composition, T: int) -> Verdict:
+    seen = _seen(tracks)
+    found, reason = _missing(tracks, comp.things)
+    if reason:
+        return Verdict(False, reason, seen)
+    if comp.words[0].startswith("push_"):
+        return _grade_push(*found, comp, T, seen)
+    return _grade_pass(*found, comp, T, seen)

@@ -1,0 +1,141 @@
+"""The scenes grader, validated both ways on mp4 ground truth: it passes true clips (>= 99% per
+category) and rejects near misses (>= 98%); it tracks through occlusion and says why it fails.
+
+The issue asks for 1,000 clips per category; that takes minutes on two cores, so the default
+run grades CLIPS per category and `NANOSORA_SCENES_CLIPS=1000` runs the full check (bench/grade.py
+records its numbers).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+import numpy as np
+import pytest
+
+from nanosora.shapes import grader, scenes
+from nanosora.shapes.grammar import CATEGORIES, Composition, Thing
+from nanosora.shapes.validate import Validation, validate_chunk
+
+CLIPS = int(os.environ.get("NANOSORA_SCENES_CLIPS", "200"))
+SEED = 11
+
+
+@pytest.fixture(scope="module")
+def validations() -> dict[str, Validation]:
+    chunk = 50
+    jobs = [(c, lo, min(lo + chunk, CLIPS), SEED) for c in CATEGORIES for lo in range(0, CLIPS, chunk)]  # fmt: skip
+    # spawn, not fork: the parent may hold torch/OpenMP threads, which fork can deadlock.
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        results = list(pool.map(validate_chunk, jobs))
+    merged = {c: Validation(c) for c in CATEGORIES}
+    for r in results:
+        merged[r.category].add(r)
+    return merged
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_grader_passes_ground_truth_mp4(validations: dict[str, Validation], category: str) -> None:
+    v = validations[category]
+    assert v.clips == CLIPS
+    assert v.pass_rate >= 0.99, (v.pass_rate, v.failures)
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_grader_rejects_near_misses(validations: dict[str, Validation], category: str) -> None:
+    v = validations[category]
+    assert v.near_misses >= 5 * CLIPS
+    assert v.reject_rate >= 0.98, (v.reject_rate, v.accepted)
+
+
+def _scene(comp: Composition, seed: int = 0) -> scenes.Scene:
+    objects, events = scenes.realise(np.random.default_rng(seed), comp)
+    return scenes.Scene(comp, "", "train", objects, events)
+
+
+def _frames(comp: Composition, seed: int = 0) -> np.ndarray:
+    return scenes.render(_scene(comp, seed))  # type: ignore[return-value]
+
+
+RED_CIRCLE, BLUE_SQUARE, GREEN_SQUARE = Thing("red", "circle"), Thing("blue", "square"), Thing("green", "square")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("shown", "prompt", "reason"),
+    [
+        ("two green squares", "three green squares", "count 2 in 17/17 frames, expected 3"),
+        ("a small red circle, a big blue square and a small green triangle",
+         "a small red circle and a big blue square", "unnamed small green triangle"),
+        ("a small red circle and a big blue square", "a big red circle and a big blue square", "no big red circle"),
+        ("a red circle above a blue square", "a red circle below a blue square",
+         "the red circle is above the blue square in 17/17 frames, expected below"),
+        ("a red circle moves left while a blue square moves up",
+         "a red circle moves left while a blue square moves down", "blue square moves up, expected down"),
+        ("a square turns from red to blue", "a square turns from red to green", "colour red -> blue, expected red -> green"),
+        ("a red circle grows", "a red circle shrinks", "expected it to shrink"),
+        ("a red square spins", "a red square jumps", "rises 0 px"),
+        ("a red circle bounces off the left wall", "a red circle bounces off the right wall", "never reaches the right wall"),
+        ("a red circle hits a blue square and pushes it right", "a red circle hits a blue square and pushes it up",
+         "never touches the blue square from behind, going up"),
+        ("a red circle hits a blue square and pushes it right", "a blue square hits a red circle and pushes it right",
+         "the blue square never touches the red circle from behind, going right"),
+        ("a red circle passes behind a blue square", "a red circle passes in front of a blue square", "not in front of it"),
+    ],
+)  # fmt: skip
+def test_failure_reasons(shown: str, prompt: str, reason: str) -> None:
+    from nanosora.shapes.grammar import parse
+
+    frames = _frames(parse(shown)[0], seed=4)
+    assert grader.grade_prompt(frames, shown).passed
+    verdict = grader.grade_prompt(frames, prompt)
+    assert not verdict.passed and reason in verdict.reason, verdict
+
+
+def test_black_video_fails_everything() -> None:
+    black = np.zeros((17, 64, 64, 3), np.uint8)
+    for p in scenes.suite()[::7]:
+        verdict = grader.grade(black, p.composition)
+        assert not verdict.passed and verdict.reason
+        assert verdict.seen == "nothing"
+
+
+def test_tracks_through_occlusion() -> None:
+    comp = Composition("interactions", (RED_CIRCLE, BLUE_SQUARE), ("behind",))
+    vanished = 0
+    for seed in range(20):
+        scene = _scene(comp, seed)
+        frames, visible = scenes.render(scene, visibility=True)
+        hidden = np.flatnonzero(visible[0] == 0)
+        if not len(hidden):
+            continue
+        vanished += 1
+        reading = grader.read(frames)
+        red = [tr for tr in reading.tracks if tr.color == "red"]
+        assert len(red) == 1  # one track, before and after the gap
+        assert min(red[0].detections) < hidden[0] and max(red[0].detections) > hidden[-1]
+        assert grader.judge(reading, comp).passed
+    assert vanished >= 10
+
+
+def test_hidden_object_must_come_back_unchanged() -> None:
+    comp = Composition("interactions", (RED_CIRCLE, BLUE_SQUARE), ("behind",))
+    for seed in range(5):
+        scene = _scene(comp, seed)
+        _, visible = scenes.render(scene, visibility=True)
+        back = int(np.flatnonzero(visible[0] < 1)[-1]) + 1  # first frame fully out again
+        a = scene.objects[0]
+        a.color = a.color[: back - 2] + ("green",) * (len(a.color) - back + 2)  # changed behind B
+        verdict = grader.grade(scenes.render(scene), comp)  # type: ignore[arg-type]
+        assert not verdict.passed and "came back as a green circle" in verdict.reason, verdict
+
+
+def test_a_second_object_of_another_colour_is_a_separate_object() -> None:
+    """Objects in contact split by colour; the seam between them is no third object."""
+    comp = Composition("interactions", (RED_CIRCLE, GREEN_SQUARE), ("push_right",))
+    scene = _scene(comp, 1)
+    contact = scene.events[0]["frame"]
+    dets = grader.detect(scenes.render(scene))  # type: ignore[arg-type]
+    assert sorted(d.color for d in dets[contact]) == ["green", "red"]
+    assert all(d.touching for d in dets[contact + 1])
