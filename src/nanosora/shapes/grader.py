@@ -34,7 +34,6 @@ from nanosora.shapes.probe import (
     TAPER_TRIANGLE,
     ProbeResult,
     _direction_name,
-    _taper,
     probe_frames,
 )
 from nanosora.shapes.world import COLORS, SIZE
@@ -87,29 +86,33 @@ def _pixel_labels(rgb: np.ndarray) -> np.ndarray:
     return _LUT[q[..., 0], q[..., 1], q[..., 2]]
 
 
-def _classify(mask: np.ndarray, area: int) -> tuple[str, float]:
+def _classify(mask: np.ndarray, area: float) -> tuple[str, float]:
     """(shape, side) of a boolean object mask (module docstring, step 1)."""
     points = cv2.findNonZero(mask.view(np.uint8))
     (_, (w, h), _) = cv2.minAreaRect(points)
     rect = (w + 1) * (h + 1)  # pixel centres span one pixel less than the pixels do
-    if _taper(mask) < TAPER_TRIANGLE or area / rect < FILL_TRIANGLE:
+    # Taper as `probe._taper`: mean width of the top quarter of rows over the bottom quarter's.
+    band = max(1, mask.shape[0] // 4)
+    rows = np.cumsum(mask.sum(axis=1))
+    top, bottom = rows[band - 1] / band, (rows[-1] - (rows[-band - 1] if band < len(rows) else 0)) / band  # fmt: skip
+    if top / max(bottom, 1.0) < TAPER_TRIANGLE or area / rect < FILL_TRIANGLE:
         return "triangle", float(np.sqrt(rect))
     hull = cv2.convexHull(points).reshape(-1, 2).astype(np.float64)
-    diameter = np.sqrt(((hull[:, None] - hull[None]) ** 2).sum(-1)).max() + 1
+    diameter = np.sqrt(((hull[:, None] - hull[None]) ** 2).sum(-1).max()) + 1
     shape = "square" if area / diameter**2 < FERET_SQUARE else "circle"
     return shape, float(np.sqrt(rect))
 
 
 def _detection(t: int, mask: np.ndarray, x: int, y: int, color: str, touching: bool) -> Detection | None:  # fmt: skip
     """A Detection from an object mask cropped at (x, y) of frame ``t``."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) < MIN_AREA:
+    m = cv2.moments(mask.view(np.uint8), binaryImage=True)
+    area = m["m00"]
+    if area < MIN_AREA:
         return None
-    shape, side = _classify(mask, len(xs))
-    return Detection(
-        t, color, shape, side, len(xs), (float(xs.mean() + x + 0.5), float(ys.mean() + y + 0.5)),
-        (x, y, x + mask.shape[1], y + mask.shape[0]), mask, touching,
-    )  # fmt: skip
+    shape, side = _classify(mask, area)
+    centroid = (m["m10"] / area + x + 0.5, m["m01"] / area + y + 0.5)
+    box = (x, y, x + mask.shape[1], y + mask.shape[0])
+    return Detection(t, color, shape, side, int(area), centroid, box, mask, touching)
 
 
 def detect(frames: np.ndarray) -> list[list[Detection]]:
@@ -123,7 +126,10 @@ def detect(frames: np.ndarray) -> list[list[Detection]]:
         raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
     T, H, W, _ = frames.shape
     # 1. foreground: max channel, 3x3 median, threshold halfway between background and peak
-    padded = np.pad(frames.max(axis=3), ((0, 0), (1, 1), (1, 1)), mode="edge")
+    brightest = np.maximum(
+        np.maximum(frames[..., 0], frames[..., 1]), frames[..., 2]
+    )  # max(axis=3), 20x faster
+    padded = np.pad(brightest, ((0, 0), (1, 1), (1, 1)), mode="edge")
     value = cv2.medianBlur(padded.reshape(T * (H + 2), W + 2), 3).reshape(T, H + 2, W + 2)
     value = value[:, 1:-1, 1:-1]
     flat = value.reshape(T, -1)
@@ -135,25 +141,26 @@ def detect(frames: np.ndarray) -> list[list[Detection]]:
     tall = tall.reshape(T * (H + 1), W)
     n, comp_of, stats, _ = cv2.connectedComponentsWithStats(tall, connectivity=8)
     pixel = np.zeros((T, H + 1, W), np.uint8)
-    pixel[:, :H] = _pixel_labels(frames)
+    pixel[:, :H][fg] = _pixel_labels(frames[fg])
     pixel = pixel.reshape(T * (H + 1), W)
     inner = cv2.erode(tall, _KERNEL).astype(bool)
     counts = np.bincount(comp_of[inner] * len(_PALETTE) + pixel[inner], minlength=n * len(_PALETTE))
     counts = counts.reshape(n, len(_PALETTE))
+    several = (counts >= MIN_CORE).sum(axis=1) > 1
+    empty = counts.max(axis=1) == 0
+    majority = counts.argmax(axis=1)
     out: list[list[Detection]] = [[] for _ in range(T)]
-    for i in range(1, n):
-        x, y, w, h, area = (int(v) for v in stats[i])
-        if area < MIN_AREA:
-            continue
+    for i in 1 + np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= MIN_AREA):
+        x, y, w, h, _ = (int(v) for v in stats[i])
         t, top = divmod(y, H + 1)
         comp = comp_of[y : y + h, x : x + w] == i
         labels = pixel[y : y + h, x : x + w]
-        if (counts[i] >= MIN_CORE).sum() > 1:
+        if several[i]:
             out[t] += _split(t, comp, labels, x, top)
             continue
         # One colour: the majority over its interior (over all its pixels if it has none).
-        votes = counts[i] if counts[i].any() else np.bincount(labels[comp], minlength=len(_PALETTE))  # fmt: skip
-        det = _detection(t, comp, x, top, _PALETTE[int(votes.argmax())], False)
+        color = int(np.bincount(labels[comp]).argmax()) if empty[i] else int(majority[i])
+        det = _detection(t, comp, x, top, _PALETTE[color], False)
         if det:
             out[t].append(det)
     return out
