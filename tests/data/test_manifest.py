@@ -11,7 +11,6 @@ import pytest
 
 from nanosora.data.manifest import (
     ManifestError,
-    check_files,
     read_manifest,
     resolve_paths,
     write_manifest,
@@ -141,20 +140,3 @@ def test_resolve_paths_relative_manifest(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(tmp_path)
     df = pd.DataFrame({"path": ["a.mp4"], "text": ["x"]})
     assert resolve_paths(df, "data/m.csv").tolist() == [str(tmp_path / "data" / "a.mp4")]
-
-
-def test_check_files(tmp_path: Path) -> None:
-    (tmp_path / "ok.mp4").write_bytes(b"\x00" * 16)
-    (tmp_path / "empty.mp4").write_bytes(b"")
-    (tmp_path / "dir.mp4").mkdir()
-    df = pd.DataFrame(
-        {
-            "path": ["ok.mp4", "gone.mp4", "empty.mp4", "dir.mp4", str(tmp_path / "ok.mp4")],
-            "text": ["a", "b", "c", "d", "e"],
-        }
-    )
-    present, missing = check_files(df, tmp_path / "manifest.csv")
-    assert present.index.tolist() == [0, 4] and "reason" not in present.columns
-    assert missing.index.tolist() == [1, 2, 3]
-    assert missing["reason"].tolist() == ["not found", "empty file", "not a regular file"]
-    assert list(df.columns) == ["path", "text"]  # the input is not modified

@@ -27,7 +27,7 @@ from nanosora.config import (
 from nanosora.data import clips as cut
 from nanosora.data.buckets import tokens_of
 from nanosora.data.cache import LatentCache, build_cache
-from nanosora.data.video_dataset import ClipWindowDataset, training_clips
+from nanosora.data.datasets import ClipWindowDataset, training_clips
 from nanosora.train import dit as train_dit
 from nanosora.train import vae as train_vae
 from nanosora.video.footage import write_footage
@@ -151,7 +151,7 @@ def test_multi_shape_cache_and_batches(cache):
     sampler = c.bucket_sampler(batch_size=4, seed=0)
     for batch in sampler.batches(0):
         z, text, mask = c.batch(batch, torch.Generator().manual_seed(0))
-        t, h, w = sampler.shape_of(batch)
+        ((t, h, w),) = {sampler.buckets[sampler.bucket_of[i]] for i in batch}  # one shape
         assert z.shape == (len(batch), 4, 1 + (t - 1) // 4, h // 8, w // 8)
         assert len(batch) * tokens_of((t, h, w)) <= 4 * tokens_of((5, 32, 32))
     mixed = [int(np.flatnonzero(c.group_of == g)[0]) for g in range(2)]

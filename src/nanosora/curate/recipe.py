@@ -64,11 +64,6 @@ class Recipe:
     ops: tuple[OpSpec, ...]
     problems: tuple[tuple[str, str], ...] = ()
 
-    @property
-    def unknown_ops(self) -> list[str]:
-        """Operators nanosora does not have, by name."""
-        return [name for name, why in self.problems if why.endswith("not available in nanosora")]
-
 
 def _parse_step(i: int, step: Any) -> OpSpec:
     if isinstance(step, str):

@@ -8,19 +8,18 @@ dropped (so the statistics that condemned it are there), plus ``op`` and ``reaso
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from nanosora.atomic import atomic_path
+
 
 def write_rejects(path: Path, rejects: list[dict[str, Any]]) -> Path:
     """Write the report atomically (an empty file when nothing was dropped)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
         for row in rejects:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
     return path
 
 

@@ -30,7 +30,6 @@ before.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -40,6 +39,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from nanosora.atomic import atomic_path
 from nanosora.config import DataConfig, TextEncoderConfig, to_dict
 from nanosora.data.buckets import (
     TokenBudgetBatchSampler,
@@ -47,8 +47,7 @@ from nanosora.data.buckets import (
     fit_buckets,
     tokens_of,
 )
-from nanosora.data.datasets import ManifestClips
-from nanosora.data.video_dataset import ClipWindowDataset, clip_dataset
+from nanosora.data.datasets import ClipWindowDataset, clip_dataset
 from nanosora.models.text_encoder import TextEncoder, load_text_encoder, pad_features
 from nanosora.models.vae import VideoVAE
 from nanosora.pipeline import load_vae
@@ -94,7 +93,7 @@ def build_cache(
     vae = load_vae(vae_dir)
     encoder = load_text_encoder(text_cfg)
     clips = clip_dataset(manifest, d)
-    if caption == "random" and getattr(clips, "captions", None) is None:
+    if caption == "random" and clips.captions is None:
         raise ValueError(f"caption=random needs a `captions` column (lists) in {manifest}")
     plan, dropped = _shard_plan(clips, d, shard_size)
     shards = []
@@ -113,9 +112,8 @@ def build_cache(
                 "captions_mask": mask.to(torch.uint8).contiguous(),
                 "num_captions": torch.tensor([len(o) for o in options], dtype=torch.int64),
             }
-        tmp = out / f".{name}.{os.getpid()}.tmp"
-        save_file(tensors, str(tmp))
-        os.replace(tmp, out / name)
+        with atomic_path(out / name) as tmp:
+            save_file(tensors, str(tmp))
     bar.close()
     null_text, null_mask = encoder([""])
     meta = {
@@ -139,7 +137,7 @@ def build_cache(
 
 
 def _encode_shard(
-    clips: ManifestClips | ClipWindowDataset,
+    clips: ClipWindowDataset,
     rows: list[int],
     vae: VideoVAE,
     encoder: TextEncoder,
@@ -167,7 +165,7 @@ def _encode_shard(
 
 
 def _shard_plan(
-    clips: ManifestClips | ClipWindowDataset, d: DataConfig, shard_size: int
+    clips: ClipWindowDataset, d: DataConfig, shard_size: int
 ) -> tuple[list[tuple[str, list[int], list[int]]], int]:
     """(file name, manifest rows, (T, H, W)) of every shard, and the count of clips that fit no
     bucket (skipped; ``d.unfit="error"`` raises instead). One shape per shard."""

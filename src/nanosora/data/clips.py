@@ -34,7 +34,6 @@ import math
 import os
 import re
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ import av
 import numpy as np
 import pandas as pd
 
+from nanosora.atomic import atomic_path
 from nanosora.config import ConfigError, doc
 from nanosora.data.manifest import read_manifest, resolve_paths, write_manifest
 
@@ -139,24 +139,12 @@ class PacketIndex:
 # ---------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temp sibling that is renamed onto ``path`` on success (resume trusts finished files)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def copy_clip(src: str, dst: Path, index: PacketIndex, chosen: np.ndarray) -> dict[str, Any]:
     """Re-mux the chosen packets, shifted so the first shown frame is at time 0."""
     wanted = set(index.pts[chosen].tolist())
     last_dts = int(index.dts[chosen[-1]])
     shift = int(index.pts[chosen].min())
-    with _atomic(dst) as tmp, av.open(src) as inp, av.open(str(tmp), "w") as out:
+    with atomic_path(dst) as tmp, av.open(src) as inp, av.open(str(tmp), "w") as out:
         stream = inp.streams.video[0]
         target = out.add_stream_from_template(stream)
         inp.seek(shift, stream=stream, backward=True, any_frame=False)
@@ -181,7 +169,7 @@ def copy_clip(src: str, dst: Path, index: PacketIndex, chosen: np.ndarray) -> di
 def reencode_clip(src: str, dst: Path, start: float, end: float, crf: int) -> dict[str, Any]:
     """Decode the frames in ``[start, end)`` and encode them (libx264, source frame rate)."""
     count = 0
-    with _atomic(dst) as tmp, av.open(src) as inp, av.open(str(tmp), "w") as out:
+    with atomic_path(dst) as tmp, av.open(src) as inp, av.open(str(tmp), "w") as out:
         stream = inp.streams.video[0]
         stream.thread_type = "AUTO"
         rate = Fraction(stream.average_rate or stream.guessed_rate or 25).limit_denominator(1001)

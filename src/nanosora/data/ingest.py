@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from nanosora.atomic import atomic_path
 from nanosora.config import ConfigError, doc
 from nanosora.data.adapters import Adapter, AnnotationFile, Reject, Row, generic
 from nanosora.data.adapters.generic import export_manifest
@@ -581,15 +582,6 @@ def progress_bar(enabled: bool, files: list[AnnotationFile]) -> Iterator[Callabl
         yield lambda: bar.update(task, completed=sum(f.bytes_read for f in files))
 
 
-def finish_output(cfg: IngestConfig, tmp: Path) -> None:
-    """Move the streamed parquet into place, or export it in the requested flavour."""
-    if cfg.to == "manifest" and cfg.output.suffix == ".parquet":
-        os.replace(tmp, cfg.output)
-        return
-
-    export_manifest(tmp, cfg.output, cfg.to, source_dir=cfg.output.resolve().parent)
-
-
 def main(cfg: IngestConfig) -> Path:
     """Run one ingest (module docstring); returns the manifest path."""
     start = time.perf_counter()
@@ -603,18 +595,22 @@ def main(cfg: IngestConfig) -> Path:
     schema = adapter.schema(files)
     if cfg.videos is not None:
         schema = schema.append(pa.field("video_match", pa.string()))
-    cfg.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cfg.output.with_name(f".{cfg.output.stem}.{os.getpid()}.tmp.parquet")
-    run = IngestRun(cfg, schema, tmp)
-    try:
-        with progress_bar(cfg.progress, files) as tick:
-            for f in files:
-                run.read(adapter, f, tick)
-        run.close()
-        finish_output(cfg, tmp)
-    finally:
-        run.close()
-        tmp.unlink(missing_ok=True)
+    # Rows stream into a parquet file; another flavour is exported from it at the end.
+    direct = cfg.to == "manifest" and cfg.output.suffix == ".parquet"
+    with atomic_path(cfg.output) as tmp:
+        streamed = tmp if direct else tmp.with_suffix(".parquet")
+        run = IngestRun(cfg, schema, streamed)
+        try:
+            with progress_bar(cfg.progress, files) as tick:
+                for f in files:
+                    run.read(adapter, f, tick)
+            run.close()
+            if not direct:
+                export_manifest(streamed, tmp, cfg.to, source_dir=cfg.output.resolve().parent)
+        finally:
+            run.close()
+            if not direct:
+                streamed.unlink(missing_ok=True)
     summary = summarize(cfg, run, time.perf_counter() - start)
     side_path(cfg.output, "summary", ".json").write_text(
         json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from nanosora.atomic import atomic_path
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "text")
 NUMERIC_COLUMNS: tuple[str, ...] = (
@@ -200,12 +201,7 @@ def write_manifest(df: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     fmt = _format(path)
     validate_manifest(df, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder as the target, so the final os.replace is an atomic rename on one filesystem.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(path) as tmp:
         match fmt:
             case ".parquet":
                 df.to_parquet(tmp, index=False)
@@ -213,9 +209,6 @@ def write_manifest(df: pd.DataFrame, path: str | Path) -> Path:
                 df.to_csv(tmp, index=False)
             case _:
                 _write_jsonl(df, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -232,35 +225,3 @@ def resolve_paths(df: pd.DataFrame, manifest_path: str | Path) -> pd.Series:
     """
     root = os.path.dirname(os.path.abspath(os.fspath(manifest_path)))
     return df["path"].map(lambda p: os.path.normpath(os.path.join(root, os.path.expanduser(p))))
-
-
-def _file_problem(path: str) -> str | None:
-    """Why ``path`` is not a usable video file, or None if it is."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return "not found"
-    except OSError as e:
-        return f"unreadable: {e.strerror or e}"
-    if not os.path.isfile(path):
-        return "not a regular file"
-    if st.st_size == 0:
-        return "empty file"
-    if not os.access(path, os.R_OK):
-        return "unreadable: permission denied"
-    return None
-
-
-def check_files(df: pd.DataFrame, manifest_path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split rows by whether their video file exists and is readable; never raises on bad files.
-
-    Returns:
-        present: the rows whose file is a non-empty readable file (``df``'s columns and index).
-        missing: the other rows, with a ``reason`` column ("not found", "empty file", ...).
-    """
-    problems = resolve_paths(df, manifest_path).map(_file_problem)
-    bad = problems.notna()
-    present = df[~bad].copy()
-    missing = df[bad].copy()
-    missing["reason"] = problems[bad].astype(object)
-    return present, missing

@@ -121,26 +121,6 @@ def guidance_active(s: float, interval: tuple[float, float] = (0.0, 1.0)) -> boo
     return lo < s <= hi
 
 
-def euler_sample(
-    velocity: VelocityFn,
-    noise: Tensor,
-    schedule: Tensor,
-    callback: Callable[[int, Tensor], None] | None = None,
-) -> Tensor:
-    """Integrate dx/ds = v from schedule[0] (noise) to schedule[-1] (data) with Euler steps.
-
-    noise: (B, c, t, h, w) sample at s = schedule[0]; returns x at s = schedule[-1].
-    """
-    x = noise
-    for i in range(len(schedule) - 1):
-        s, s_next = schedule[i], schedule[i + 1]
-        v = velocity(x, s.expand(x.shape[0]).to(x.device))
-        x = x + (s_next - s).to(x.dtype) * v
-        if callback is not None:
-            callback(i, x)
-    return x
-
-
 def stochastic_sample(
     velocity: VelocityFn,
     noise: Tensor,

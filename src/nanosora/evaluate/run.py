@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import yaml
 
-from nanosora.data.datasets import ManifestClips, tensor_to_frames
+from nanosora.data.datasets import ClipWindowDataset, tensor_to_frames
 from nanosora.data.manifest import read_manifest, resolve_paths
 from nanosora.evaluate.adherence import confusion, evaluate_adherence, shape_fill
 from nanosora.evaluate.features import load_encoder, load_i3d
@@ -200,7 +200,7 @@ def eval_vae(
     shape = [
         data.get(k, d) for k, d in (("num_frames", 17), ("height", 64), ("width", 64), ("fps", 8.0))
     ]
-    clips = ManifestClips(manifest, *shape, in_memory=False)
+    clips = ClipWindowDataset(manifest, *shape, crop="none")
     distance = functools.partial(perceptual_distance, net) if net is not None else None
     m = reconstruction_metrics(vae, clips, max_clips=max_clips, perceptual=distance)
     for row in m["skipped"]:

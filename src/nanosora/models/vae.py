@@ -182,10 +182,6 @@ class VideoVAE(nn.Module):
             raise ValueError(f"num_frames={num_frames} must be of the form {f}k+1")
         return (num_frames - 1) // f + 1
 
-    def pixel_frames(self, latent_frames: int) -> int:
-        """``k+1`` latent frames -> ``4k+1`` pixel frames."""
-        return (latent_frames - 1) * self.cfg.temporal_factor + 1
-
     def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """(c, t, h, w) of the latents of a (T, H, W) clip."""
         s = self.cfg.spatial_factor

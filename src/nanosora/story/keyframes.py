@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from nanosora.atomic import atomic_path
 from nanosora.generate import prepare_frames
 from nanosora.generate import read_image as read_any
 from nanosora.pipeline import Pipeline
@@ -86,7 +87,6 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
     if not ok:
         raise StoryError(f"{p}: could not encode PNG")
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, p)
+    with atomic_path(p) as tmp:
+        tmp.write_bytes(buf.tobytes())
     return p

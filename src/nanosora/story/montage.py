@@ -29,6 +29,7 @@ import av
 import cv2
 import numpy as np
 
+from nanosora.atomic import atomic_path
 from nanosora.story.schema import Shot, StoryError
 from nanosora.video.io import read_video, resize_frame
 
@@ -244,11 +245,8 @@ def _audio_packets(stream: av.AudioStream, pcm: np.ndarray) -> list[av.Packet]:
 def encode_film(path: str | os.PathLike, frames: Iterable[np.ndarray], cfg: MontageConfig,
                 seconds: float) -> Path:  # fmt: skip
     """H.264 mp4 (+ AAC when `cfg.audio`) from uint8 RGB frames; written atomically."""
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.stem}.tmp{final.suffix}")
     pcm = read_audio(cfg.audio, seconds) if cfg.audio else None
-    try:
+    with atomic_path(path) as tmp:
         # faststart puts the index first, so the storyboard page can play the film while loading.
         with av.open(str(tmp), "w", container_options={"movflags": "+faststart"}) as out:
             vs = out.add_stream("libx264", rate=Fraction(cfg.fps).limit_denominator(1001))
@@ -273,10 +271,7 @@ def encode_film(path: str | os.PathLike, frames: Iterable[np.ndarray], cfg: Mont
                     out.mux(pending.popleft())
             out.mux(vs.encode(None))
             out.mux(list(pending))
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+    return Path(path)
 
 
 def make_film(

@@ -20,6 +20,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from nanosora.atomic import write_text_atomic
+
 MAX_PROMPT_CHARS = 500  # the generation pipeline refuses longer prompts (nanosora.generate)
 SHOT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"  # ids become file names (keyframes/s01.png)
 
@@ -148,14 +150,9 @@ def load(model: type[M], path: str | os.PathLike) -> M:
 
 def save(doc: BaseModel, path: str | os.PathLike) -> Path:
     """Write a script or shot list as indented UTF-8 JSON (non-ASCII kept readable for editing)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(
-        json.dumps(doc.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n", "utf-8"
-    )
-    os.replace(tmp, p)  # atomic: a killed run never leaves half a shot list to resume from
-    return p
+    # atomic: a killed run never leaves half a shot list to resume from
+    text = json.dumps(doc.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+    return write_text_atomic(path, text)
 
 
 def json_schema_text(model: type[BaseModel]) -> str:

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nanosora.atomic import write_text_atomic
+
 
 def fingerprint(*parts: Any) -> str:
     """A short stable fingerprint of JSON-able parts."""
@@ -39,9 +41,7 @@ class RunState:
 
     def save(self) -> None:
         """Write atomically."""
-        tmp = self.path.with_name(".state.json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, ensure_ascii=False))
-        tmp.replace(self.path)
+        write_text_atomic(self.path, json.dumps(self.data, indent=2, ensure_ascii=False))
 
     def keep(self, shot_id: str, part: str, path: Path, inputs: str) -> bool:
         """Whether an existing file can stay: same inputs, or replaced by hand since written."""

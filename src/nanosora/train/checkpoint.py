@@ -104,18 +104,12 @@ class RunDir:
         self, model: nn.Module, ema: EMA | None, optimizer: torch.optim.Optimizer, state: dict
     ) -> None:
         """Atomically replace the checkpoint with the current weights and loop state."""
-        tmp = self.path / ".ckpt.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        tmp = staging_dir(self.path)
         save_file(_contiguous(model.state_dict()), str(tmp / "model.safetensors"))
         if ema is not None:
             save_file(_contiguous(ema.state_dict()), str(tmp / "ema.safetensors"))
         torch.save({**state, "optimizer": optimizer.state_dict()}, tmp / "state.pt")
-        # state.pt goes last: its presence marks a complete checkpoint.
-        for name in ("model.safetensors", "ema.safetensors", "state.pt"):
-            if (tmp / name).exists():
-                os.replace(tmp / name, self.path / name)
-        tmp.rmdir()
+        move_into_place(tmp, self.path)
 
     def load(self, model: nn.Module, ema: EMA | None, optimizer: torch.optim.Optimizer) -> dict:
         """Restore weights, EMA and optimizer; return the loop state (step, ...)."""
@@ -128,6 +122,23 @@ class RunDir:
         optimizer.load_state_dict(state.pop("optimizer"))
         self.save_resumed_config()
         return state
+
+
+def staging_dir(run_path: Path) -> Path:
+    """An empty folder inside the run where a checkpoint is written before it replaces the last."""
+    tmp = run_path / ".ckpt.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def move_into_place(tmp: Path, run_path: Path) -> None:
+    """Move a complete checkpoint from ``tmp`` into the run, ``state.pt`` last (its presence
+    marks a complete checkpoint), and remove ``tmp``."""
+    for name in ("model.safetensors", "ema.safetensors", "state.pt"):
+        if (tmp / name).exists():
+            os.replace(tmp / name, run_path / name)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -43,7 +43,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nanosora.config import TrainConfig
-from nanosora.train.checkpoint import EMA, RunDir, check_shapes
+from nanosora.train.checkpoint import EMA, RunDir, check_shapes, move_into_place, staging_dir
 
 
 @dataclass(frozen=True)
@@ -285,10 +285,7 @@ class ShardedRunDir(RunDir):
         )
 
         # 1. Sharded state, resumable at any world size.
-        tmp = self.path / ".ckpt.tmp"
-        if self.d.is_main:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
+        tmp = staging_dir(self.path) if self.d.is_main else self.path / ".ckpt.tmp"
         barrier(self.d)
         dcp.save(self._sharded(model, ema, optimizer), checkpoint_id=tmp / "checkpoint")
         # 2. Full weights for inference and export (gathering is collective).
@@ -311,11 +308,8 @@ class ShardedRunDir(RunDir):
             if (self.path / "checkpoint").is_dir():
                 os.replace(self.path / "checkpoint", old)
             os.replace(tmp / "checkpoint", self.path / "checkpoint")
-            for name in ("model.safetensors", "ema.safetensors", "state.pt"):
-                if (tmp / name).exists():
-                    os.replace(tmp / name, self.path / name)
+            move_into_place(tmp, self.path)
             shutil.rmtree(old, ignore_errors=True)
-            tmp.rmdir()
         barrier(self.d)
 
     def load(self, model: nn.Module, ema: EMA | None, optimizer: torch.optim.Optimizer) -> dict:

@@ -13,14 +13,15 @@ Resumption is exact (data order and noise derive from (seed, step)).
 
 from __future__ import annotations
 
-import time
+import functools
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
-from tqdm import tqdm
 
 from nanosora.config import DiTTrainConfig, PipelineConfig
+from nanosora.data.buckets import TokenBudgetBatchSampler
 from nanosora.data.cache import LatentCache
 from nanosora.diffusion.flow import (
     add_noise,
@@ -33,29 +34,17 @@ from nanosora.lora import apply_lora, merge_lora, save_adapter
 from nanosora.models.dit import VideoDiT
 from nanosora.models.text_encoder import load_text_encoder
 from nanosora.pipeline import Pipeline, load_vae, load_weights
-from nanosora.train.checkpoint import EMA, RunDir, load_weights_into, plot_metrics
-from nanosora.train.distributed import (
-    Dist,
-    any_rank,
-    finish,
-    full_tensor,
-    init_distributed,
-    log,
-    mean_across,
-    micro_batches,
-    no_sync,
-    open_run,
-    wrap_model,
-)
+from nanosora.train.checkpoint import RunDir, load_weights_into, plot_metrics
+from nanosora.train.distributed import Dist, finish, full_tensor, log, micro_batches, no_sync
 from nanosora.train.loop import (
+    StepResult,
+    Trainee,
     accumulate,
     batch_indices,
-    build_adamw,
-    check_finite,
-    optimizer_step,
-    set_lr,
-    setup_threads,
+    prepare,
+    start_run,
     step_generator,
+    train,
 )
 from nanosora.video.io import write_gif
 
@@ -125,8 +114,6 @@ def build_pipeline(dit: VideoDiT, cfg: DiTTrainConfig, cache: LatentCache) -> Pi
 
 def _is_shapes(manifest: str) -> bool:
     try:
-        import pandas as pd
-
         return set(pd.read_parquet(manifest, columns=["source"])["source"].unique()) == {"shapes"}
     except Exception:  # noqa: BLE001 - any unreadable manifest just means "not known to be shapes"
         return False
@@ -142,10 +129,7 @@ def write_samples(dit: VideoDiT, cfg: DiTTrainConfig, cache: LatentCache, path: 
 def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     """Train the DiT from ``cfg.cache``; returns the run directory (with ``pipeline/`` inside)."""
     # 1. Run directory, data.
-    setup_threads(cfg.train.threads)
-    d = init_distributed(cfg.train)
-    run = open_run(cfg.train.out_dir, d)
-    run.start(cfg, resume)
+    d, run = start_run(cfg, cfg.train, resume)
     if not cfg.cache:
         raise ValueError("cache is empty: build one with `nanosora cache` and pass cache=DIR")
     cache = LatentCache(cfg.cache)
@@ -164,19 +148,27 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
         if not cfg.init_from:
             raise ValueError("lora.rank > 0 needs init_from: adapters fine-tune a trained model")
         apply_lora(dit, cfg.lora)
-    model = wrap_model(dit.to(d.device), d, cfg.train)  # DDP/FSDP/checkpointing, from outside
-    opt = build_adamw(dit.parameters(), cfg.optim)
-    ema = EMA(dit, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
-    state = {"step": 0, "elapsed": 0.0}
-    if resume and run.exists():
-        state = run.load(dit, ema, opt)
-        run.truncate_metrics(state["step"])
+    w, state = prepare(dit, cfg.optim, cfg.train, d, run, resume)
     log(
         d,
         f"DiT {dit.num_params() / 1e6:.2f}M params, {len(cache)} cached clips, latents {cache.latent_shape}",
     )
-    # 3. Loop.
-    train_loop(dit, opt, ema, cache, cfg, run, state, model, d)
+    # 3. Loop. A multi-shape (bucketed) cache: one shape per batch, sized to the token budget.
+    t = cfg.train
+    buckets = cache.bucket_sampler(
+        t.batch_size, t.token_budget, d.world_size * t.grad_accum, t.seed
+    )
+    if buckets is not None:
+        log(d, f"bucketed batches, {len(buckets)} per epoch:\n{buckets.summary()}")
+    micro_batches(t.batch_size, d, t.grad_accum)  # a batch that does not split fails here
+    train(
+        w, run, state, t, cfg.optim, d,
+        gradients=functools.partial(step_gradients, w, cache, buckets, cfg, d),
+        log_fields=lambda result, losses: {"loss": float(np.mean(losses))},
+        sample=functools.partial(write_step_samples, w, cache, run, cfg, d),
+        name="dit",
+        plots=("loss", "grad_norm"),
+    )  # fmt: skip
     # 4. Export the EMA weights (as saved, gathered) as a pipeline, samples and plots (rank 0).
     finish(d)
     if not d.is_main:
@@ -197,90 +189,42 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     return run.path
 
 
-def train_loop(
-    dit: VideoDiT,
-    opt: torch.optim.Optimizer,
-    ema: EMA | None,
+def step_gradients(
+    w: Trainee,
     cache: LatentCache,
+    buckets: TokenBudgetBatchSampler | None,
     cfg: DiTTrainConfig,
-    run: RunDir,
-    state: dict,
-    model: torch.nn.Module | None = None,
-    d: Dist = Dist(),
-) -> None:
-    """Optimise until train.steps or train.minutes; checkpoints and sample GIFs along the way.
-
-    ``model`` is ``dit`` wrapped for data parallelism (train/distributed.py); every rank runs
-    this loop on its rows of each global batch, rank 0 logs.
-    """
-    t, o = cfg.train, cfg.optim
-    model = model or dit
-    parts = micro_batches(t.batch_size, d, t.grad_accum)  # this rank's rows of each batch
-    # A multi-shape (bucketed) cache: one shape per batch, sized to the token budget.
-    buckets = cache.bucket_sampler(
-        t.batch_size, t.token_budget, d.world_size * t.grad_accum, t.seed
-    )
+    d: Dist,
+    step: int,
+) -> StepResult:
+    """The gradients of optimizer step ``step`` on this rank's rows of its batch, less the last
+    micro-batch's backward (``accumulate``)."""
+    t = cfg.train
+    gen = step_generator(t.seed, step)
     if buckets is not None:
-        log(d, f"bucketed batches, {len(buckets)} per epoch:\n{buckets.summary()}")
-    start_time, start_elapsed = time.time(), state["elapsed"]
-    bar = tqdm(total=t.steps, initial=state["step"], desc="dit", unit="step", disable=not d.is_main)
-    losses: list[float] = []
-    dit.train()
-    # Compiling costs ~35 s on this CPU; worth it only for long runs, so it is a flag.
-    forward = torch.compile(model) if t.compile else model
-    while state["step"] < t.steps:
-        step = state["step"]
-        if t.minutes and any_rank(start_elapsed + time.time() - start_time > 60 * t.minutes, d):
-            break
-        set_lr(opt, step, o, t, state)
-        gen = step_generator(t.seed, step)
-        if buckets is not None:
-            indices = buckets.batch_at(step)
-            parts = micro_batches(len(indices), d, t.grad_accum)
-        else:
-            indices = batch_indices(len(cache), t.batch_size, step, t.seed)
-        x0, text, mask = cache.batch(indices, gen, cfg.flow.text_dropout)
-        drawn = gen.get_state()  # each micro-batch redraws the same whole-batch noise
-        last, value = accumulate(  # (runs the lambda now, in this iteration)
-            lambda rows: flow_loss(forward, x0, text, mask, cfg, gen.set_state(drawn), rows),  # noqa: B023
-            parts,
-            opt,
-            lambda: no_sync(model, d),
-        )
-        loss = torch.tensor(mean_across(value, d))  # the global batch's loss, on every rank
-        state["elapsed"] = start_elapsed + time.time() - start_time
-        check_finite(loss, "DiT", run, dit, ema, opt, state)
-        gnorm = optimizer_step(last, dit, opt, ema, o.grad_clip, step, accumulated=True)
-        state["step"] = step + 1
-        state["elapsed"] = start_elapsed + time.time() - start_time
-        losses.append(loss.item())
-        bar.update(1)
-        if state["step"] % t.log_every == 0 or state["step"] == t.steps:
-            run.log(
-                {
-                    "step": state["step"],
-                    "loss": float(np.mean(losses)),
-                    "grad_norm": gnorm,
-                    "lr": opt.param_groups[0]["lr"],
-                    "elapsed": state["elapsed"],
-                }
-            )
-            bar.set_postfix(loss=f"{np.mean(losses):.4f}")
-            losses.clear()
-        if state["step"] % t.ckpt_every == 0:
-            run.save(dit, ema, opt, state)
-            if d.is_main:
-                plot_metrics(run, ("loss", "grad_norm"))
-        if t.sample_every and state["step"] % t.sample_every == 0 and ema is not None:
-            weights = {k: full_tensor(v) for k, v in ema.state_dict().items()}  # FSDP: gathered
-            if d.is_main:
-                sampler = VideoDiT(cfg.dit)
-                sampler.load_state_dict(weights)
-                write_samples(
-                    sampler.eval(),
-                    cfg,
-                    cache,
-                    run.path / "samples" / f"step{state['step']:06d}.gif",
-                )
-    bar.close()
-    run.save(dit, ema, opt, state)
+        indices = buckets.batch_at(step)
+    else:
+        indices = batch_indices(len(cache), t.batch_size, step, t.seed)
+    parts = micro_batches(len(indices), d, t.grad_accum)  # this rank's rows of the batch
+    x0, text, mask = cache.batch(indices, gen, cfg.flow.text_dropout)
+    drawn = gen.get_state()  # each micro-batch redraws the same whole-batch noise
+    last, value = accumulate(
+        lambda rows: flow_loss(w.forward, x0, text, mask, cfg, gen.set_state(drawn), rows),
+        parts,
+        w.opt,
+        lambda: no_sync(w.wrapped, d),
+    )
+    return StepResult(last, value, [], "DiT")
+
+
+def write_step_samples(
+    w: Trainee, cache: LatentCache, run: RunDir, cfg: DiTTrainConfig, d: Dist, step: int
+) -> None:
+    """Sample GIF of the EMA weights (none without EMA); every rank calls it (FSDP gathers)."""
+    if w.ema is None:
+        return
+    weights = {k: full_tensor(v) for k, v in w.ema.state_dict().items()}
+    if d.is_main:
+        sampler = VideoDiT(cfg.dit)
+        sampler.load_state_dict(weights)
+        write_samples(sampler.eval(), cfg, cache, run.path / "samples" / f"step{step:06d}.gif")

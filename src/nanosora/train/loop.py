@@ -1,18 +1,34 @@
-"""What the VAE and DiT loops share: data order, per-step noise, lr, the NaN guard, the update.
+"""The training loop both trainers run, and what they share: run setup and resumption, data
+order, per-step noise, the lr schedule, the NaN guard, the update, logging, checkpoints, samples
+and the progress display.
 
-Both loops derive everything random from (seed, step), so a resumed run follows the
+A trainer (train/vae.py, train/dit.py) builds its model and data, then hands ``train`` one
+function that computes the gradients of optimizer step k, one that says what to log, and one that
+writes samples. Everything random derives from (seed, step), so a resumed run follows the
 uninterrupted trajectory exactly.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
+from typing import Any, NamedTuple
 
 import torch
+from torch import nn
+from tqdm import tqdm
 
 from nanosora.config import OptimConfig, TrainConfig
-from nanosora.train.checkpoint import EMA, NonFiniteLossError, RunDir, lr_at
+from nanosora.train.checkpoint import EMA, NonFiniteLossError, RunDir, lr_at, plot_metrics
+from nanosora.train.distributed import (
+    Dist,
+    any_rank,
+    init_distributed,
+    mean_across,
+    open_run,
+    wrap_model,
+)
 
 
 def batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:
@@ -133,3 +149,148 @@ def accumulate(
         total += loss.item()
     last = loss_of(parts[-1]) / len(parts)
     return last, total + last.item()
+
+
+class Trainee(NamedTuple):
+    """The model being trained and its optimizer state."""
+
+    model: nn.Module  # the plain module: weights, checkpoints, gradient clipping, EMA
+    wrapped: nn.Module  # the module wrapped for data parallelism (train/distributed.py)
+    forward: nn.Module  # what computes the loss: ``wrapped``, compiled with ``train.compile``
+    opt: torch.optim.Optimizer
+    ema: EMA | None
+
+
+class StepResult(NamedTuple):
+    """The gradients of one optimizer step, computed but for the last micro-batch's backward."""
+
+    last: torch.Tensor  # the last micro-batch's scaled loss (see ``accumulate``)
+    loss: float  # this process's loss over the whole step
+    parts: list[dict[str, float]]  # per micro-batch loss terms, for the log (may be empty)
+    label: str  # names the loss in the NaN error
+
+
+def start_run(cfg: Any, t: TrainConfig, resume: bool) -> tuple[Dist, RunDir]:
+    """Threads, the process group and the run directory (``cfg`` written into it)."""
+    setup_threads(t.threads)
+    d = init_distributed(t)
+    run = open_run(t.out_dir, d)
+    run.start(cfg, resume)
+    return d, run
+
+
+def prepare(
+    model: nn.Module,
+    o: OptimConfig,
+    t: TrainConfig,
+    d: Dist,
+    run: RunDir,
+    resume: bool,
+    blocks: list[nn.Module] | None = None,
+) -> tuple[Trainee, dict]:
+    """The model on its device, wrapped for data parallelism from outside (``blocks``: units of
+    sharding and recomputation), its optimizer and EMA, restored from the run when resuming;
+    and the loop state."""
+    wrapped = wrap_model(model.to(d.device), d, t, blocks=blocks)
+    # Compiling costs ~35 s on a CPU; worth it only for long runs, so it is a flag.
+    forward = torch.compile(wrapped) if t.compile else wrapped
+    opt = build_adamw(model.parameters(), o)
+    ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
+    state = {"step": 0, "elapsed": 0.0}
+    if resume and run.exists():
+        state = run.load(model, ema, opt)
+        run.truncate_metrics(state["step"])
+    return Trainee(model, wrapped, forward, opt, ema), state
+
+
+class Progress:
+    """The run's progress bar: seconds of the wall-clock budget when there is one (with the step
+    in the postfix), else steps."""
+
+    def __init__(self, name: str, t: TrainConfig, state: dict, enabled: bool):
+        self.by_time = t.minutes > 0
+        self.budget = 60.0 * t.minutes
+        if self.by_time:
+            self.bar = tqdm(
+                total=round(self.budget),
+                initial=min(round(state["elapsed"]), round(self.budget)),
+                desc=f"{name} (time budget)",
+                unit="s",
+                disable=not enabled,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s "
+                "[{elapsed}<{remaining}{postfix}]",
+            )
+        else:
+            self.bar = tqdm(
+                total=t.steps, initial=state["step"], desc=name, unit="step", disable=not enabled
+            )
+
+    def update(self, state: dict) -> None:
+        if self.by_time:
+            self.bar.update(min(round(state["elapsed"]), round(self.budget)) - self.bar.n)
+        else:
+            self.bar.update(1)
+
+    def show(self, state: dict, fields: dict[str, float]) -> None:
+        shown = {k: f"{fields[k]:.4f}" if k == "loss" else f"{fields[k]:.1f}"
+                 for k in ("loss", "psnr") if k in fields}  # fmt: skip
+        self.bar.set_postfix({"step": state["step"], **shown} if self.by_time else shown)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def train(
+    w: Trainee,
+    run: RunDir,
+    state: dict,
+    t: TrainConfig,
+    o: OptimConfig,
+    d: Dist,
+    gradients: Callable[[int], StepResult],
+    log_fields: Callable[[StepResult, list[float]], dict[str, float]],
+    sample: Callable[[int], None],
+    name: str,
+    plots: tuple[str, ...],
+) -> None:
+    """Optimise until ``t.steps`` or the wall-clock budget ``t.minutes``, whichever comes first.
+
+    Per step: the lr, ``gradients(step)``, the NaN guard, the update and EMA. Every
+    ``t.log_every`` steps a metrics line with ``log_fields(result, losses since the last line)``
+    (called on every rank: it may reduce across ranks); every ``t.ckpt_every`` a checkpoint and
+    the ``plots`` of the metrics; every ``t.sample_every`` ``sample(step)`` (on every rank). All
+    ranks run this loop; rank 0 logs and shows progress. Ends with a checkpoint.
+    """
+    start_time, start_elapsed = time.time(), state["elapsed"]
+    progress = Progress(name, t, state, d.is_main)
+    losses: list[float] = []
+    w.model.train()
+    while state["step"] < t.steps:
+        step = state["step"]
+        if t.minutes and any_rank(start_elapsed + time.time() - start_time > 60 * t.minutes, d):
+            break
+        set_lr(w.opt, step, o, t, state)
+        result = gradients(step)
+        loss = torch.tensor(mean_across(result.loss, d))  # the global batch's loss, every rank
+        state["elapsed"] = start_elapsed + time.time() - start_time
+        check_finite(loss, result.label, run, w.model, w.ema, w.opt, state)
+        gnorm = optimizer_step(result.last, w.model, w.opt, w.ema, o.grad_clip, step, True)
+        state["step"] = step + 1
+        state["elapsed"] = start_elapsed + time.time() - start_time
+        losses.append(loss.item())
+        progress.update(state)
+        if state["step"] % t.log_every == 0 or state["step"] == t.steps:
+            fields = log_fields(result, losses)
+            lr = w.opt.param_groups[0]["lr"]
+            extra = {"grad_norm": gnorm, "lr": lr, "elapsed": state["elapsed"]}
+            run.log({"step": state["step"], **fields, **extra})
+            progress.show(state, fields)
+            losses.clear()
+        if state["step"] % t.ckpt_every == 0:
+            run.save(w.model, w.ema, w.opt, state)
+            if d.is_main:
+                plot_metrics(run, plots)
+        if t.sample_every and state["step"] % t.sample_every == 0:
+            sample(state["step"])
+    progress.close()
+    run.save(w.model, w.ema, w.opt, state)

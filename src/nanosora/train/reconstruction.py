@@ -13,14 +13,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from nanosora.data.datasets import ManifestClips, frames_to_tensor, tensor_to_frames
+from nanosora.data.datasets import ClipWindowDataset, frames_to_tensor, tensor_to_frames
 from nanosora.models.vae import VideoVAE
 from nanosora.shapes.probe import probe_frames
 from nanosora.video.io import VideoError
 from nanosora.video.metrics import psnr, ssim
 
 
-def readable_clips(clips: ManifestClips, n: int) -> tuple[dict[int, np.ndarray], list[dict]]:
+def readable_clips(clips: ClipWindowDataset, n: int) -> tuple[dict[int, np.ndarray], list[dict]]:
     """Frames (uint8 (T, H, W, C)) of the first ``n`` rows whose video decodes, by row index, and
     ``{index, path, reason}`` for the others (missing, empty or corrupt files)."""
     good: dict[int, np.ndarray] = {}
@@ -36,7 +36,7 @@ def readable_clips(clips: ManifestClips, n: int) -> tuple[dict[int, np.ndarray],
 @torch.no_grad()
 def reconstruction_metrics(
     vae: VideoVAE,
-    clips: ManifestClips,
+    clips: ClipWindowDataset,
     max_clips: int = 256,
     batch_size: int = 8,
     perceptual: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,

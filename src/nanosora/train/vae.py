@@ -19,44 +19,37 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
 from nanosora.config import VAELossConfig, VAETrainConfig
-from nanosora.data.datasets import tensor_to_frames
-from nanosora.data.video_dataset import TrainingClips, load_batch, training_clips
+from nanosora.data.datasets import TrainingClips, load_batch, tensor_to_frames, training_clips
 from nanosora.models.vae import VideoVAE, kl_divergence
 from nanosora.train.checkpoint import EMA, RunDir, load_weights_into, plot_metrics
 from nanosora.train.distributed import (
     Dist,
-    any_rank,
     broadcast,
     finish,
     full_tensor,
-    init_distributed,
     log,
     mean_across,
     micro_batches,
     no_sync,
-    open_run,
-    wrap_model,
 )
 from nanosora.train.loop import (
+    StepResult,
+    Trainee,
     accumulate,
     batch_indices,
-    build_adamw,
-    check_finite,
-    optimizer_step,
+    prepare,
     run_progress,
-    set_lr,
-    setup_threads,
+    start_run,
     step_generator,
+    train,
 )
 from nanosora.train.reconstruction import reconstruction_metrics
 from nanosora.video.io import write_gif
@@ -192,21 +185,16 @@ def final_weights(
 def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
     """Train a VAE; returns the run directory (weights with calibrated latent statistics)."""
     # 1. Processes, run directory, threads, data.
-    setup_threads(cfg.train.threads)
-    dp = init_distributed(cfg.train)
-    run = open_run(cfg.train.out_dir, dp)
-    run.start(cfg, resume)
-    d = cfg.data
-    if not d.manifest:
+    dp, run = start_run(cfg, cfg.train, resume)
+    if not cfg.data.manifest:
         raise ValueError("data.manifest is empty: give the training clips' manifest")
     data = training_clips(  # one shape, or bucketed batches that split evenly over the ranks
-        d,
+        cfg.data,
         cfg.train,
         cfg.val_manifest,
         multiple_of=dp.world_size * cfg.train.grad_accum,
         eval_frames=cfg.eval_frames,
     )
-    val = data.val
     # 2. Model, optimizer, EMA; restore on resume.
     torch.manual_seed(cfg.train.seed)
     vae = VideoVAE(cfg.vae)
@@ -220,24 +208,25 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
         for p in vae.encoder_parameters():
             p.requires_grad_(False)
     stages = [*vae.encoder.body, *vae.decoder.body]  # units of FSDP sharding / recomputation
-    model = wrap_model(vae.to(dp.device), dp, cfg.train, blocks=stages)  # from outside
-    opt = build_adamw(vae.parameters(), cfg.optim)
-    ema = EMA(vae, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
-    state = {"step": 0, "elapsed": 0.0}
-    if resume and run.exists():
-        state = run.load(vae, ema, opt)
-        run.truncate_metrics(state["step"])
+    w, state = prepare(vae, cfg.optim, cfg.train, dp, run, resume, blocks=stages)
     n_params = sum(p.numel() for p in vae.parameters())
     log(dp, f"VAE {n_params / 1e6:.2f}M params, {len(data.clips)} clips, {dp.world_size} rank(s)")
     # 3. Loop.
-    train_loop(vae, opt, ema, data, cfg, run, state, model, dp)
+    train(
+        w, run, state, cfg.train, cfg.optim, dp,
+        gradients=functools.partial(step_gradients, vae, w, data, cfg, state, dp),
+        log_fields=functools.partial(log_fields, d=dp),
+        sample=functools.partial(write_samples, vae, data, run, cfg, dp),
+        name="vae",
+        plots=("loss", "psnr", "kl"),
+    )  # fmt: skip
     # 4. Final: EMA weights with calibrated latent statistics, saved; then (rank 0) metrics, plots.
-    final = final_weights(vae, ema, data.view, cfg, dp)
-    run.save(vae, ema, opt, state)
+    final = final_weights(vae, w.ema, data.view, cfg, dp)
+    run.save(vae, w.ema, w.opt, state)
     finish(dp)
     if final is None:  # not rank 0
         return run.path
-    metrics = reconstruction_metrics(final, val)
+    metrics = reconstruction_metrics(final, data.val)
     summary = {k: v for k, v in metrics.items() if k != "per_clip"}
     (run.path / "eval.json").write_text(json.dumps(metrics, indent=2))
     run.log(
@@ -247,7 +236,7 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
             **{f"val_{k}": v for k, v in summary.items() if isinstance(v, float)},
         }
     )
-    write_recon_gif(final, val, run.path / "samples" / "final.gif", d.fps)
+    write_recon_gif(final, data.val, run.path / "samples" / "final.gif", cfg.data.fps)
     plot_metrics(run, ("loss", "l1", "kl"))
     print(
         f"VAE {run.path}: PSNR {summary['psnr']:.2f} dB, SSIM {summary['ssim']:.4f}, probe {summary['probe']}"
@@ -288,88 +277,60 @@ def micro_batch_loss(
     return loss
 
 
-def train_loop(
+def step_gradients(
     vae: VideoVAE,
-    opt: torch.optim.Optimizer,
-    ema: EMA | None,
+    w: Trainee,
     data: TrainingClips,
     cfg: VAETrainConfig,
-    run: RunDir,
     state: dict,
-    model: torch.nn.Module | None = None,
-    d: Dist = Dist(),
-) -> None:
-    """Optimise until train.steps or train.minutes; checkpoints and samples along the way.
+    d: Dist,
+    step: int,
+) -> StepResult:
+    """The gradients of optimizer step ``step`` on this rank's rows of its batch, less the last
+    micro-batch's backward (``accumulate``)."""
+    t = cfg.train
+    indices = (  # a bucket's batch (one shape, token budget), or batch_size clips
+        data.batches.batch_at(step)
+        if data.batches is not None
+        else batch_indices(len(data.clips), t.batch_size, step, t.seed)
+    )
+    parts = micro_batches(len(indices), d, t.grad_accum)  # this rank's rows of the batch
+    mine = slice(parts[0].start, parts[-1].stop)
+    x = load_batch(data.clips, indices[mine], step)  # only this rank's clips
+    # The posterior noise of the whole batch, drawn as one process draws it; our rows kept.
+    noise = torch.randn(
+        (len(indices), *vae.latent_shape(*x.shape[2:])),
+        generator=step_generator(t.seed, step),
+    )[mine]
+    weight_mean = mean_across(object_weights(x, cfg.loss.object_weight).mean().item(), d)
+    frames_mean = mean_across(object_frames(x).mean().item(), d) if cfg.loss.colour else None
+    step_cfg = colour_schedule(cfg, step, state)
+    logged: list[dict[str, float]] = []
+    last, value = accumulate(
+        functools.partial(
+            micro_batch_loss, w.forward, x, noise, weight_mean, frames_mean, step_cfg, d, logged
+        ),
+        [slice(p.start - mine.start, p.stop - mine.start) for p in parts],
+        w.opt,
+        lambda: no_sync(w.wrapped, d),
+    )
+    return StepResult(last, value, logged, f"VAE ({logged[-1]})")
 
-    ``model`` is ``vae`` wrapped for data parallelism (train/distributed.py); every rank runs
-    this loop on its rows of each global batch, rank 0 logs and writes GIFs.
-    """
-    t, o = cfg.train, cfg.optim
-    model = model or vae
-    start_time, start_elapsed = time.time(), state["elapsed"]
-    bar = tqdm(total=t.steps, initial=state["step"], desc="vae", unit="step", disable=not d.is_main)
-    vae.train()
-    forward = torch.compile(model) if t.compile else model
-    while state["step"] < t.steps:
-        step = state["step"]
-        if t.minutes and any_rank(start_elapsed + time.time() - start_time > 60 * t.minutes, d):
-            break
-        set_lr(opt, step, o, t, state)
-        indices = (  # a bucket's batch (one shape, token budget), or batch_size clips
-            data.batches.batch_at(step)
-            if data.batches is not None
-            else batch_indices(len(data.clips), t.batch_size, step, t.seed)
-        )
-        parts = micro_batches(len(indices), d, t.grad_accum)  # this rank's rows of the batch
-        mine = slice(parts[0].start, parts[-1].stop)
-        x = load_batch(data.clips, indices[mine], step)  # only this rank's clips
-        # The posterior noise of the whole batch, drawn as one process draws it; our rows kept.
-        noise = torch.randn(
-            (len(indices), *vae.latent_shape(*x.shape[2:])),
-            generator=step_generator(t.seed, step),
-        )[mine]
-        weight_mean = mean_across(object_weights(x, cfg.loss.object_weight).mean().item(), d)
-        frames_mean = mean_across(object_frames(x).mean().item(), d) if cfg.loss.colour else None
-        step_cfg = colour_schedule(cfg, step, state)
-        logged: list[dict[str, float]] = []
-        last, value = accumulate(
-            functools.partial(
-                micro_batch_loss, forward, x, noise, weight_mean, frames_mean, step_cfg, d, logged
-            ),
-            [slice(p.start - mine.start, p.stop - mine.start) for p in parts],
-            opt,
-            lambda: no_sync(model, d),
-        )
-        loss = torch.tensor(mean_across(value, d))  # the global batch's loss, on every rank
-        state["elapsed"] = start_elapsed + time.time() - start_time
-        check_finite(loss, f"VAE ({logged[-1]})", run, vae, ema, opt, state)
-        gnorm = optimizer_step(last, vae, opt, ema, o.grad_clip, step, accumulated=True)
-        state["step"] = step + 1
-        state["elapsed"] = start_elapsed + time.time() - start_time
-        bar.update(1)
-        if state["step"] % t.log_every == 0 or state["step"] == t.steps:
-            means = {k: mean_across(float(np.mean([m[k] for m in logged])), d) for k in logged[0]}
-            rec_psnr = float(-10 * np.log10(means.pop("mse") / 4))
-            run.log(
-                {
-                    "step": state["step"],
-                    "loss": loss.item(),
-                    **means,
-                    "psnr": rec_psnr,
-                    "grad_norm": gnorm,
-                    "lr": opt.param_groups[0]["lr"],
-                    "elapsed": state["elapsed"],
-                }
-            )
-            bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{rec_psnr:.1f}")
-        if state["step"] % t.ckpt_every == 0:
-            run.save(vae, ema, opt, state)
-            if d.is_main:
-                plot_metrics(run, ("loss", "psnr", "kl"))
-        if t.sample_every and state["step"] % t.sample_every == 0:
-            sampler = plain_copy(vae, vae.state_dict(), d)  # FSDP: gathered on every rank
-            if sampler is not None:
-                gif = run.path / "samples" / f"step{state['step']:06d}.gif"
-                write_recon_gif(sampler, data.view, gif, cfg.data.fps)
-    bar.close()
-    run.save(vae, ema, opt, state)
+
+def log_fields(result: StepResult, losses: list[float], d: Dist) -> dict[str, float]:
+    """The step's loss, its terms (means over micro-batches and ranks) and reconstruction PSNR."""
+    means = {
+        k: mean_across(float(np.mean([m[k] for m in result.parts])), d) for k in result.parts[0]
+    }
+    psnr = float(-10 * np.log10(means.pop("mse") / 4))
+    return {"loss": losses[-1], **means, "psnr": psnr}
+
+
+def write_samples(
+    vae: VideoVAE, data: TrainingClips, run: RunDir, cfg: VAETrainConfig, d: Dist, step: int
+) -> None:
+    """Reconstruction GIF of the current (raw) weights; every rank calls it (FSDP gathers)."""
+    sampler = plain_copy(vae, vae.state_dict(), d)
+    if sampler is not None:
+        gif = run.path / "samples" / f"step{step:06d}.gif"
+        write_recon_gif(sampler, data.view, gif, cfg.data.fps)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ import av
 import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
+
+from nanosora.atomic import atomic_path
 
 # Frame timestamps are compared with this slack (seconds): float seconds computed from rational
 # pts are exact to ~1e-15, so a microsecond only absorbs rounding in user-supplied times.
@@ -336,24 +337,6 @@ def pad_to_even(frames: np.ndarray) -> np.ndarray:
     return np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
 
 
-@contextmanager
-def _atomic_path(path: str | os.PathLike) -> Iterator[str]:
-    """Yield a temporary sibling path; on success rename it onto `path`, on failure delete it.
-
-    The rename is atomic on POSIX, so a killed writer never leaves a truncated file at `path`
-    (resumable jobs trust that an existing file is complete). The temp keeps the suffix so FFmpeg
-    picks the same container format.
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.stem}.{uuid.uuid4().hex[:8]}.tmp{final.suffix}")
-    try:
-        yield str(tmp)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_video(
     path: str | os.PathLike,
     frames: np.ndarray,
@@ -374,9 +357,9 @@ def write_video(
     if pix_fmt in ("yuv420p", "nv12"):
         frames = pad_to_even(frames)
     rate = Fraction(fps).limit_denominator(1001)  # 29.97 -> 30000/1001 exactly
-    with _atomic_path(p) as tmp:
+    with atomic_path(p) as tmp:
         try:
-            with av.open(tmp, "w") as container:
+            with av.open(str(tmp), "w") as container:
                 stream = container.add_stream(codec, rate=rate)
                 stream.width, stream.height = frames.shape[2], frames.shape[1]
                 stream.pix_fmt = pix_fmt
@@ -434,9 +417,9 @@ def write_gif(path: str | os.PathLike, frames: np.ndarray, fps: float) -> Path:
     argb = np.concatenate([np.full((256, 1), 255, np.uint8), palette], axis=1)
     # GIF delays are in 1/100 s, so a rate like 8 fps is stored as 12-13 cs per frame.
     rate = Fraction(fps).limit_denominator(100)
-    with _atomic_path(p) as tmp:
+    with atomic_path(p) as tmp:
         try:
-            with av.open(tmp, "w", format="gif", container_options={"loop": "0"}) as container:
+            with av.open(str(tmp), "w", format="gif", container_options={"loop": "0"}) as container:
                 stream = container.add_stream("gif", rate=rate)
                 stream.width, stream.height = frames.shape[2], frames.shape[1]
                 stream.pix_fmt = "pal8"
@@ -503,7 +486,7 @@ def contact_sheet(
             sheet[y + label_h : y + label_h + cell_h, x : x + cell_w] = _sheet_cell(
                 video[t], cell_h, cell_w, scale
             )
-    with _atomic_path(p) as tmp:
-        if not cv2.imwrite(tmp, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+    with atomic_path(p) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
             raise VideoError(f"{p}: could not write PNG")
     return sheet

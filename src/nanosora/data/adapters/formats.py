@@ -3,7 +3,7 @@
 - ``CsvReader``: CSV with the delimiter sniffed from the header (MSR-VTT's CLIP4Clip lists exist
   with commas and with semicolons), 1-based line numbers of each record's first line.
 - ``iter_jsonl`` / ``load_json``: JSON lines and whole-file JSON with errors naming the line.
-- Timestamps ``H:MM:SS.mmm`` (Panda-70M, InternVid, Shot2Story) to float seconds, and back.
+- Timestamps ``H:MM:SS.mmm`` (Panda-70M, InternVid, Shot2Story) to float seconds.
 - Python-literal list cells (Panda-70M writes ``str(list)`` into its CSV) parsed safely: a strict
   regular grammar for the shapes the datasets actually contain, which yields exactly what
   ``ast.literal_eval`` would, and ``ast.literal_eval`` for everything else. Nothing is ever
@@ -163,16 +163,6 @@ def parse_timestamp(text: str, field: str = "timestamp") -> float:
         return float(whole)
     scale = 10 ** len(frac)
     return (whole * scale + int(frac)) / scale
-
-
-def format_timestamp(seconds: float, digits: int = 3) -> str:
-    """Seconds -> ``H:MM:SS.mmm`` (Panda-70M's form); ``parse_timestamp`` inverts it."""
-    unit = 10**digits
-    total = round(seconds * unit)
-    whole, frac = divmod(total, unit)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}.{frac:0{digits}d}"
 
 
 def parse_time(value: Any, field: str) -> float:

@@ -43,6 +43,7 @@ from typing import IO, Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from nanosora.atomic import atomic_path
 from nanosora.data.adapters import AnnotationFile, Reject, Row, RowError
 from nanosora.data.adapters.formats import (
     CsvReader,
@@ -523,20 +524,14 @@ def export_manifest(parquet: Path, out: Path, flavour: Flavour, source_dir: Path
     file = pq.ParquetFile(parquet)
     metadata = file.schema_arrow.metadata or {}
     json_columns = set(json.loads(metadata.get(JSON_COLUMNS_KEY, b"[]")))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as f:
-            write = _row_writer(f, out, flavour, file.schema_arrow.names, source_dir)
-            for batch in file.iter_batches(batch_size=16384):
-                for row in batch.to_pylist():
-                    for key in json_columns & row.keys():
-                        if row[key] is not None:
-                            row[key] = json.loads(row[key])
-                    write(row)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(out) as tmp, tmp.open("w", encoding="utf-8", newline="") as f:
+        write = _row_writer(f, out, flavour, file.schema_arrow.names, source_dir)
+        for batch in file.iter_batches(batch_size=16384):
+            for row in batch.to_pylist():
+                for key in json_columns & row.keys():
+                    if row[key] is not None:
+                        row[key] = json.loads(row[key])
+                write(row)
     return out
 
 
