@@ -224,7 +224,8 @@ def quickstart(
         "quickstart"
     ),
     budget_minutes: Annotated[
-        float, typer.Option(help="total training budget (VAE + decoder + DiT)")
+        float,
+        typer.Option(help="wall-clock minutes for the whole run, data and evaluation included"),
     ] = 15.0,
     num_clips: Annotated[int, typer.Option(help="training clips to generate")] = 3000,
     seed: Annotated[int, typer.Option(help="seed for data, init and sampling")] = 0,

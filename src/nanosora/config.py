@@ -74,7 +74,7 @@ class VAEConfig:
 
 
 VAE_PRESETS: dict[str, VAEConfig] = {
-    # 4x8x8, 1.2M parameters: the shapes-world default (3x faster per step than width 32).
+    # 4x8x8, 1.2M parameters: the shapes-world default, narrow so a CPU step is cheap.
     "shapes-4x8x8": VAEConfig(),
     # Same compression, wider: a 256px GPU recipe.
     "video-4x8x8": VAEConfig(
@@ -177,7 +177,7 @@ class PipelineConfig:
     """What a generation pipeline directory needs besides its weights (``pipeline.yaml``)."""
 
     text: TextEncoderConfig = doc(TextEncoderConfig(), "text encoder the DiT was trained with")
-    steps: int = doc(25, "default Euler steps")
+    steps: int = doc(25, "default sampling steps")
     cfg_scale: float = doc(5.0, "default classifier-free guidance scale")
     cfg_interval: tuple[float, float] = doc(
         (0.75, 1.0),
@@ -356,8 +356,8 @@ class VAETrainConfig:
         0,
         "frames per clip (4k+1) for the latent calibration, sample GIFs and final evaluation; "
         "0 = data.num_frames. Training on shorter random windows (data.num_frames=9, "
-        "data.window=random) takes ~1.8x the steps per minute of 17 frames; evaluate and "
-        "calibrate at the length the DiT will see",
+        "data.window=random) buys more steps per minute; evaluate and calibrate at the length "
+        "the DiT will see",
     )
     init_from: str = doc("", "VAE run or pipeline directory whose weights start training")
     train_encoder: bool = doc(

@@ -23,8 +23,7 @@ With ``buckets`` (a list of (T, H, W)), each clip is encoded at the shape of the
 aspect ratio that it fills (``nanosora.data.buckets.fit_buckets``), cropped to it, and the shards
 are written per bucket (``shard-TxHxW-NNNNN``, each one shape, its ``shape`` in the shard list).
 ``LatentCache`` then serves batches of one shape each; the DiT trainer draws them with a
-``TokenBudgetBatchSampler`` over the cached shapes. Without buckets the cache is one shape, as
-before.
+``TokenBudgetBatchSampler`` over the cached shapes. Without buckets the cache is one shape.
 """
 
 from __future__ import annotations
@@ -148,7 +147,7 @@ def _encode_shard(
     means, logvars = [], []
     for b in range(0, len(rows), batch_size):
         x = torch.stack([clips[i]["video"] for i in rows[b : b + batch_size]])
-        # bf16 encoding is ~3x faster here; the DiT adds noise far above bf16's precision.
+        # bf16 encoding is much faster on a CPU; the DiT adds noise far above bf16's precision.
         with torch.autocast("cpu", dtype=torch.bfloat16):
             mean, logvar = vae.encode_moments(x)
         means.append(mean.float())

@@ -6,10 +6,10 @@ frame), so latent frame i depends on pixel frames <= 4i. With 4x temporal compre
 image, and each later latent frame summarises four new frames (the CogVideoX / Open-Sora-Plan
 convention, which makes joint image-video training free: an image is a 1-frame video).
 
-Two choices measured on a 2-core CPU (see the README):
+Two choices that matter:
 - Pixels are folded into channels (space-to-depth) before the first convolution. Convolutions
-  at full 64x64 resolution dominate the cost; folding 2x2 pixels keeps the latent shape and
-  made a VAE step ~7x faster.
+  at full resolution dominate the cost on a CPU; folding 2x2 pixels keeps the latent shape and
+  makes a VAE step several times faster.
 - Normalisation is per frame (``FrameNorm``). ``nn.GroupNorm`` over a (C, T, H, W) tensor
   mixes statistics across time and silently breaks causality.
 

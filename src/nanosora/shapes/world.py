@@ -39,7 +39,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
 }
 SHAPES = ("circle", "square", "triangle")
 # Shapes outside the base world: never in `nanosora shapes` data unless asked for, so a model
-# trained on SHAPES has never seen them (the fine-tuning demo teaches one; issue 5).
+# trained on SHAPES has never seen them (configs/shapes_lora_diamond.yaml teaches one).
 NEW_SHAPES = ("diamond",)
 DIRECTIONS = ("left", "right", "up", "down")
 # Unit velocity per direction in image coordinates (x right, y down: "up" is -y).

@@ -53,7 +53,7 @@ class RenderConfig:
 
     model: str = ""  # pipeline directory; empty = the shipped shapes model
     seed: int = 0  # shot i without its own seed uses seed + i
-    steps: int | None = None  # Euler steps; None = the pipeline's default
+    steps: int | None = None  # sampling steps; None = the pipeline's default
     cfg_scale: float | None = None  # guidance scale; None = the pipeline's default
     num_frames: int | None = None  # frames per clip (4k+1); None = the pipeline's default
     keyframes: str = ""  # folder of user keyframes named <shot id>.png/.jpg/...
@@ -168,9 +168,8 @@ def min_room(clip_frames: int) -> float:
 
     Single-frame generation places the object without regard to the direction (the first frames
     of text-to-video start at the departure edge; the model's stills do not), and an object with
-    no room ahead cannot start the motion: on 48 keyframes of the shipped model, the clip animated
-    from it moved the wrong way for 4 of the 8 with less than 16 px ahead, and for 1 of the 40
-    with more (16 px = 2/3 x 1.5 px/frame x 16 frames).
+    no room ahead cannot start the motion: clips animated from such keyframes often move the
+    wrong way. For 17 frames the room is 16 px (2/3 x 1.5 px/frame x 16 frames).
     """
     return 2 / 3 * MIN_SPEED * (clip_frames - 1)
 

@@ -7,8 +7,9 @@ One step (numbered as in the code):
 3. x_s = (1 - s) x0 + s noise, target v = noise - x0;
 4. loss = mean squared error of the DiT's velocity; AdamW, warmup + cosine, clipping, EMA.
 
-Pretraining, full fine-tuning (``init_from``) and, later, LoRA are the same loop by config.
-Resumption is exact (data order and noise derive from (seed, step)).
+Pretraining, full fine-tuning (``init_from``) and LoRA (``lora.rank`` > 0, adapters on the
+frozen ``init_from`` model) are the same loop by config (train/loop.py). Resumption is exact
+(data order and noise derive from (seed, step)).
 """
 
 from __future__ import annotations

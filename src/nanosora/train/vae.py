@@ -1,8 +1,9 @@
-"""`nanosora train vae`: the causal video VAE's training loop.
+"""`nanosora train vae`: the causal video VAE's objective, data and trainer (on train/loop.py).
 
-Objective: object-weighted L1 + L2 reconstruction + a small KL term. On the shapes world most
-pixels are black background; weighting the object and its edges (a dilated mask of non-black
-pixels) put the capacity where the probe looks and added 2-3 dB in the prototype.
+Objective: L1 + L2 reconstruction + a small KL term. Two terms are for the shapes world, where
+most pixels are black background, and are off unless a config sets them: ``loss.object_weight``
+weights the object and its edges (a dilated mask of non-black pixels), which puts the capacity
+where the probe looks; ``loss.colour`` matches each frame's mean object colour.
 
 Resumption is exact: data order and noise are derived from (seed, step), and the optimizer, EMA
 and step are restored, so a killed run that resumes follows the uninterrupted trajectory.

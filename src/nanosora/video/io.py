@@ -236,7 +236,7 @@ def read_video(
     t0 = start or 0.0
     with _open_video(p) as (container, stream):
         # Frame threads are several-fold faster on HD clips, but starting them costs more than
-        # decoding a whole small clip (64x64: ~1 ms without threads, ~6 ms with).
+        # decoding a whole small clip.
         if stream.codec_context.width * stream.codec_context.height >= _THREADED_DECODE_PIXELS:
             stream.thread_type = "AUTO"
         if fps is None:
