@@ -25,6 +25,8 @@ from nanosora.evaluate import run
 from nanosora.evaluate.compare import compare_reports
 from nanosora.evaluate.conditioning import eval_conditioning
 from nanosora.evaluate.features import EncoderConfig, train_encoder
+from nanosora.evaluate.scenes import bench_scenes, grade_videos
+from nanosora.shapes.scenes import CATEGORIES, generate_scenes
 from nanosora.shapes.world import generate_dataset
 from nanosora.story.chat import ChatConfig
 from nanosora.story.montage import MontageConfig
@@ -601,6 +603,89 @@ def analyze(
 
 
 # ---- end of curate commands -------------------------------------------------------------------
+
+
+# ---- scenes: the compositional world and its benchmark (docs/scenes.md) ------------------------
+
+
+def _categories(text: str | None) -> tuple:
+    """'numeracy,spatial' -> ('numeracy', 'spatial'); None -> every category."""
+    if not text:
+        return CATEGORIES
+    names = tuple(c.strip() for c in text.split(",") if c.strip())
+    unknown = [c for c in names if c not in CATEGORIES]
+    if unknown:
+        raise ValueError(f"--category {unknown} unknown; choose from {', '.join(CATEGORIES)}")
+    return names
+
+
+@app.command()
+def scenes(
+    out: Annotated[Path, typer.Option("--out", help="output folder")],
+    num: Annotated[int, typer.Option("--num", help="number of clips")] = 1000,
+    category: Annotated[
+        str | None, typer.Option(help="comma-separated categories, in turn (default: all)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="dataset seed")] = 0,
+    split: Annotated[
+        str, typer.Option(help="train (no held-out compositions), heldout or all")
+    ] = "train",
+    workers: Annotated[int, typer.Option(help="processes")] = 2,
+) -> None:
+    """Write a scenes dataset: mp4 clips, manifest.parquet and the ground truth (truth.jsonl)."""
+    try:
+        if split not in ("train", "heldout", "all"):
+            raise ValueError(f"--split must be train, heldout or all, not {split!r}")
+        path = generate_scenes(
+            out, num, _categories(category), seed=seed, split=split, workers=workers
+        )  # type: ignore[arg-type]
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(f"wrote {num} clips to {path / 'manifest.parquet'} (ground truth: truth.jsonl)")
+
+
+@app.command("bench-scenes")
+def bench_scenes_cmd(
+    out: Annotated[Path, typer.Option("-o", "--out", help="folder: videos, prompts, report")],
+    model: Annotated[
+        Path | None, typer.Option(help="pipeline dir; default: the shipped shapes model")
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="seeds per prompt")] = 4,
+    category: Annotated[str | None, typer.Option(help="comma-separated categories")] = None,
+    per_group: Annotated[
+        int | None, typer.Option(help="only the first N prompts of each group (a subset)")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="sampling steps (default: the pipeline's)")
+    ] = None,
+) -> None:
+    """Generate the scenes suite with a model and grade it: OUT/report.json + report.html."""
+    try:
+        path = bench_scenes(model, out, seeds, _categories(category), per_group, steps)
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(f"report: {path}")
+
+
+@app.command()
+def grade(
+    videos: Annotated[Path, typer.Option(help="folder of videos")],
+    prompts: Annotated[
+        Path,
+        typer.Option(help=".txt (a prompt per video, in name order) or manifest (path, text)"),
+    ],
+    out: Annotated[Path, typer.Option("-o", "--out", help="report folder")] = Path("grade"),
+) -> None:
+    """Grade any model's videos against their scenes prompts: OUT/report.json + report.html."""
+    try:
+        path = grade_videos(videos, prompts, out)
+    except USER_ERRORS as e:
+        _fail(e)
+    summary = json.loads(path.read_text())["summary"]["all"]["all"]
+    typer.echo(f"{summary['passed']}/{summary['n']} pass; report: {path}")
+
+
+# ---- end of scenes commands -------------------------------------------------------------------
 
 
 if __name__ == "__main__":

@@ -639,9 +639,10 @@ def _interpolate(points: np.ndarray) -> np.ndarray:
 
 
 def _grade_pass(ta: Track, tb: Track, comp: Composition, T: int, seen: str) -> Verdict:
-    """A crosses B (its path through B's box, from one side of B's centre to the other); in most
-    frames while over B, A's visible area is half its clear area or less (behind) or 3/4 or more
-    (in front); before and after, A reads the same colour, shape and side (within 25%)."""
+    """A crosses B (its path through B's box, from one side of B to the other), moving 8+ px and
+    twice as far as B; in most frames while over B, A's visible area is half its clear area or
+    less (behind) or 60% or more (in front); before and after, A reads the same colour, shape
+    and side (within 25%)."""
     (a, b), verb = comp.things, comp.words[0]
     pa = _interpolate(ta.centroids(T))
     # B's box where it stands clear (its box while A covers part of it is only part of it).
@@ -658,15 +659,22 @@ def _grade_pass(ta: Track, tb: Track, comp: Composition, T: int, seen: str) -> V
             over.append(t)
     if not over:
         return Verdict(False, f"the {_thing(a)} never crosses the {_thing(b)}", seen)
-    pb = np.nanmedian(tb.centroids(T), axis=0)
-    start, end = pa[min(ta.detections)] - pb, pa[max(ta.detections)] - pb
+    # Where A is relative to B at its first and last sighting (B where it was seen nearest then).
+    pb = tb.centroids(T)
+    first, last = min(ta.detections), max(ta.detections)
+    b_first, b_last = (min(tb.detections, key=lambda f: abs(f - t)) for t in (first, last))
+    start, end = pa[first] - pb[b_first], pa[last] - pb[b_last]
     axis = int(np.argmax(np.abs(end - start)))
     if start[axis] * end[axis] >= 0:
         return Verdict(False, f"the {_thing(a)} does not get past the {_thing(b)}", seen)
+    moved_a = float(np.linalg.norm(pa[last] - pa[first]))
+    moved_b = float(np.linalg.norm(pb[max(tb.detections)] - pb[min(tb.detections)]))
+    if moved_a < 8 or moved_a < 2 * moved_b:
+        return Verdict(False, f"the {_thing(a)} moves {moved_a:.0f} px, the {_thing(b)} {moved_b:.0f} px: the {_thing(a)} is not the one passing", seen)  # fmt: skip
     full = float(np.median([d.area for d in ta.clear()]))
     shares = [ta.detections[t].area / full if t in ta.detections else 0.0 for t in over]
     hidden = sum(share <= 0.5 for share in shares)
-    shown = sum(share >= 0.75 for share in shares)
+    shown = sum(share >= 0.6 for share in shares)
     if verb == "behind" and hidden <= len(over) / 2:
         return Verdict(False, f"the {_thing(a)} is hidden in {hidden}/{len(over)} frames over the {_thing(b)}: not behind it", seen)  # fmt: skip
     if verb == "front" and shown <= len(over) / 2:

@@ -501,15 +501,15 @@ def _axis_paths(
 
 
 def _interactions(rng: np.random.Generator, comp: Composition) -> tuple[list[ObjectTruth], list[dict]]:  # fmt: skip
-    """push: A (9-12 px) moves at 1.5-2.1 px per frame into still B (11-14 px), touches it at
-    frame 5-9 and pushes it on, in contact, to the end. behind / front: A (9-12 px) crosses B
-    (16-20 px, still) at 2.5-3.2 px per frame, from clear of one side to clear of the other,
-    through B's centroid, drawn behind or in front of it."""
+    """push: A (10-13 px) moves at 1.5-2.1 px per frame into still B (11-14 px), touches it at
+    frame 5-9 and pushes it on, in contact, to the end. behind / front: A (10-12 px) crosses B
+    (16-20 px, a triangle 18-20 as it covers less; still) at 2.5-3.2 px per frame, from clear of
+    one side to clear of the other, through B's centroid, drawn behind or in front of it."""
     (a, b), verb = comp.things, comp.words[0]
     for _ in range(1000):
         if verb.startswith("push_"):
             d = verb.removeprefix("push_")
-            sa, sb = _side(rng, (9, 12)), _side(rng, (11, 14))
+            sa, sb = _side(rng, (10, 13)), _side(rng, (11, 14))
             k, v = int(rng.integers(5, 10)), rng.uniform(1.5, 2.1)
             lo, hi = v * k + sa, SIZE - sb - v * (T - 1 - k)
             if hi < lo:
@@ -524,7 +524,7 @@ def _interactions(rng: np.random.Generator, comp: Composition) -> tuple[list[Obj
             events = [{"type": "contact", "frame": k, "objects": [0, 1]}]
         else:
             d = _pick(rng, DIRECTIONS)
-            sa, sb = _side(rng, (9, 12)), _side(rng, (16, 20))
+            sa, sb = _side(rng, (10, 12)), _side(rng, (18 if b.shape == "triangle" else 16, 20))
             v = rng.uniform(2.5, 3.2)
             ub = rng.uniform(0, SIZE - sb)
             lo, hi = max(0.0, ub + sb + 2 - v * (T - 1)), min(ub - 2 - sa, SIZE - sa - v * (T - 1))

@@ -1,0 +1,241 @@
+"""The scenes benchmark: grade a model, or any folder of videos, on the compositional suite.
+
+- `bench_scenes` (``nanosora bench-scenes --model DIR -o OUT``): generates every prompt of
+  `shapes.scenes.suite` (per category 32 trained compositions, the held-out compositions and 16
+  held-out phrasings) with 4 seeds into ``OUT/videos`` and a prompt file ``OUT/prompts.jsonl``,
+  then grades them as below. Generation resumes: clips already written are kept.
+- `grade_videos` (``nanosora grade --videos DIR --prompts FILE -o OUT``): reads each video,
+  parses its prompt with the scenes grammar and grades it (`shapes.grader`); a prompt's group
+  (trained composition, held-out composition, held-out phrasing) is read from the grammar unless
+  the file gives it. Writes ``report.json`` (scores per category and group, every clip's
+  verdict and reason) and a self-contained ``report.html`` (the scores, and per category a grid
+  of clips with their verdicts and failure reasons).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from nanosora.data.manifest import read_manifest
+from nanosora.evaluate.report import gif_data_uri
+from nanosora.pipeline import Pipeline, replace_cfg
+from nanosora.shapes import grader, scenes
+from nanosora.shapes.grammar import CATEGORIES, Category, parse
+from nanosora.video.io import VideoError, probe, read_video, write_video
+
+GROUPS = ("trained", "heldout_composition", "heldout_phrasing")
+GROUP_TITLES = {
+    "trained": "trained compositions",
+    "heldout_composition": "held-out compositions",
+    "heldout_phrasing": "held-out phrasings",
+}
+VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".gif")
+SIZE = (scenes.SIZE, scenes.SIZE)
+
+
+def read_prompts(prompts: str | Path, videos: str | Path) -> list[dict]:
+    """Prompt file -> ``[{"path", "text", "group"?, "seed"?}]`` with absolute video paths.
+
+    A ``.txt`` file has one prompt per line for the videos of ``videos`` in name order (as
+    ``nanosora generate --prompts FILE -o DIR`` writes them); a manifest (``.jsonl``, ``.csv``,
+    ``.parquet``) has ``path`` (relative to ``videos``) and ``text`` columns.
+    """
+    prompts, videos = Path(prompts), Path(videos)
+    if not videos.is_dir():
+        raise FileNotFoundError(f"video folder {videos} does not exist")
+    if prompts.suffix == ".txt":
+        if not prompts.is_file():
+            raise FileNotFoundError(f"prompt file {prompts} not found")
+        lines = [line.strip() for line in prompts.read_text().splitlines() if line.strip()]
+        files = sorted(p for p in videos.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+        if len(files) != len(lines):
+            raise ValueError(
+                f"{prompts} has {len(lines)} prompts but {videos} has {len(files)} videos "
+                f"({', '.join(VIDEO_SUFFIXES)}); a .txt file needs one prompt per video"
+            )
+        return [{"path": str(f), "text": t} for f, t in zip(files, lines)]
+    rows = read_manifest(prompts).to_dict("records")
+    for i, row in enumerate(rows):
+        row["path"] = str(videos / row["path"])
+        if not Path(row["path"]).is_file():
+            raise FileNotFoundError(f"{prompts} row {i}: video {row['path']} not found")
+    return rows
+
+
+def _group(text: str, where: str) -> tuple[scenes.Composition, str]:
+    """The composition of a prompt and its benchmark group, read from the grammar."""
+    try:
+        comp, phrasing = parse(text)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+    if scenes.is_held_out(comp):
+        return comp, "heldout_composition"
+    return comp, "heldout_phrasing" if phrasing == "heldout" else "trained"
+
+
+def grade_videos(
+    videos: str | Path,
+    prompts: str | Path,
+    out: str | Path,
+    title: str = "nanosora scenes benchmark",
+    grid: int = 1,
+) -> Path:
+    """Grade every video of a prompt file; write ``report.json`` and ``report.html`` into ``out``.
+
+    ``grid``: seeds (clips) per prompt shown in the HTML grid. Returns the report.json path.
+    """
+    rows = read_prompts(prompts, videos)
+    clips, shown = [], defaultdict(list)
+    for i, row in enumerate(rows):
+        comp, group = _group(str(row["text"]), f"{prompts} row {i}")
+        group = str(row.get("group") or group)
+        try:
+            frames = _read(row["path"])
+            verdict = grader.grade(frames, comp)
+        except VideoError as e:
+            frames, verdict = None, grader.Verdict(False, f"unreadable video: {e}", "nothing")
+        clip = {
+            "path": row["path"], "prompt": row["text"], "category": comp.category, "group": group,
+            "seed": row.get("seed"), "passed": verdict.passed, "reason": verdict.reason,
+            "seen": verdict.seen,
+        }  # fmt: skip
+        clips.append(clip)
+        same = [c for c in shown[comp.category] if c[0]["prompt"] == clip["prompt"]]
+        if frames is not None and len(same) < grid:
+            shown[comp.category].append((clip, frames))
+    report = {"title": title, "summary": summarise(clips), "clips": clips}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "report.html").write_text(_html(report, shown))
+    return out / "report.json"
+
+
+def _read(path: str) -> np.ndarray:
+    """Decode a clip at the world's 64x64 (other sizes are resized)."""
+    info = probe(path)
+    return read_video(path, size=None if (info.height, info.width) == SIZE else SIZE)
+
+
+def summarise(clips: list[dict]) -> dict:
+    """Pass rate per category and group (and over all groups, and over all categories)."""
+    out: dict = {}
+    for cat in [*CATEGORIES, "all"]:
+        mine = [c for c in clips if cat in (c["category"], "all")]
+        if not mine:
+            continue
+        out[cat] = {}
+        for group in [*GROUPS, "all"]:
+            sel = [c for c in mine if group in (c["group"], "all")]
+            if sel:
+                passed = sum(c["passed"] for c in sel)
+                out[cat][group] = {"score": round(passed / len(sel), 4), "passed": passed, "n": len(sel)}  # fmt: skip
+    return out
+
+
+def _score(cell: dict | None) -> str:
+    return "&ndash;" if cell is None else f"{100 * cell['score']:.1f}% <small>({cell['passed']}/{cell['n']})</small>"  # fmt: skip
+
+
+def _html(report: dict, shown: dict[str, list[tuple[dict, np.ndarray]]]) -> str:
+    """The report page: a score table, then per category its scores and a grid of clips."""
+    summary = report["summary"]
+    head = "".join(f"<th>{GROUP_TITLES.get(g, 'all')}</th>" for g in [*GROUPS, "all"])
+    rows = "".join(
+        f"<tr><th>{cat}</th>"
+        + "".join(f"<td>{_score(s.get(g))}</td>" for g in [*GROUPS, "all"])
+        + "</tr>"  # fmt: skip
+        for cat, s in summary.items()
+    )
+    parts = [
+        f"<h1>{html.escape(report['title'])}</h1>",
+        f'<table class="scores"><tr><th>category</th>{head}</tr>{rows}</table>',
+    ]
+    for cat in CATEGORIES:
+        if cat not in shown:
+            continue
+        cells = []
+        for clip, frames in shown[cat]:
+            verdict = "pass" if clip["passed"] else "fail"
+            reason = html.escape(clip["reason"]) if not clip["passed"] else ""
+            cells.append(
+                f'<figure class="{verdict}"><img src="{gif_data_uri(frames, 8.0)}" width="128" height="128">'
+                f"<figcaption><b>{verdict.upper()}</b> {html.escape(str(clip['prompt']))}"
+                f'<br><i>{GROUP_TITLES.get(clip["group"], clip["group"])}</i>'
+                + (f'<br><span class="reason">{reason}</span>' if reason else "")
+                + f'<br><span class="seen">saw: {html.escape(clip["seen"])}</span></figcaption></figure>'
+            )  # fmt: skip
+        scores = " &middot; ".join(
+            f"{GROUP_TITLES[g]} {_score(summary[cat].get(g))}" for g in GROUPS
+        )
+        parts += [f'<h2 id="{cat}">{cat}</h2><p>{scores}</p>', f'<div class="grid">{"".join(cells)}</div>']  # fmt: skip
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}"
+        ".grid{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;width:136px;font-size:11px;padding:3px}"
+        "figure.pass{background:#e6f4e6}figure.fail{background:#fbe7e7}.reason{color:#a00}"
+        ".seen{color:#555}img{image-rendering:pixelated;display:block}"
+    )
+    return f"<!doctype html><meta charset=utf-8><title>{html.escape(report['title'])}</title><style>{style}</style>{''.join(parts)}"  # fmt: skip
+
+
+def bench_scenes(
+    model: str | Path | None,
+    out: str | Path,
+    seeds: int = 4,
+    categories: tuple[Category, ...] = CATEGORIES,
+    per_group: int | None = None,
+    steps: int | None = None,
+    batch_size: int = 16,
+) -> Path:
+    """Generate the suite with a pipeline (default: the shipped model) and grade it.
+
+    Prompt i of the suite with seed round k uses noise seed ``1000 k + i``. ``per_group`` keeps
+    the first N prompts of each group per category (a documented subset, when the whole suite
+    costs too much). Returns the report.json path.
+    """
+    prompts = scenes.suite(categories)
+    if per_group is not None:
+        counts: dict = defaultdict(int)
+        keep = []
+        for p in prompts:
+            counts[p.category, p.group] += 1
+            if counts[p.category, p.group] <= per_group:
+                keep.append(p)
+        prompts = keep
+    pipe = replace_cfg(Pipeline.load(model), steps=steps)
+    out = Path(out)
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    jobs = [(i, k) for k in range(seeds) for i in range(len(prompts))]
+    rows = []
+    for lo in range(0, len(jobs), batch_size):
+        chunk = jobs[lo : lo + batch_size]
+        names = [f"{i:04d}_s{k}.mp4" for i, k in chunk]
+        todo = [(job, n) for job, n in zip(chunk, names) if not _valid(out / "videos" / n)]
+        if todo:
+            videos = pipe.generate(
+                [prompts[i].text for (i, _), _ in todo], seeds=[1000 * k + i for (i, k), _ in todo]
+            )
+            for (_, name), video in zip(todo, videos):
+                write_video(out / "videos" / name, video, fps=pipe.cfg.fps)
+        for (i, k), name in zip(chunk, names):
+            p = prompts[i]
+            rows.append({"path": name, "text": p.text, "category": p.category, "group": p.group, "seed": 1000 * k + i})  # fmt: skip
+        print(f"generated {min(lo + batch_size, len(jobs))}/{len(jobs)} clips", flush=True)
+    prompt_file = out / "prompts.jsonl"
+    prompt_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    title = f"nanosora scenes benchmark: {model or 'the shipped shapes model'}"
+    return grade_videos(out / "videos", prompt_file, out, title=title)
+
+
+def _valid(path: Path) -> bool:
+    """True if ``path`` is a complete clip already (a resumed benchmark keeps it)."""
+    try:
+        return probe(path).num_frames > 0
+    except VideoError:
+        return False
