@@ -328,12 +328,14 @@ class VAELossConfig:
     l2: float = doc(1.0, "weight of the L2 pixel loss")
     kl: float = doc(1e-6, "weight of the KL term (per latent element)")
     object_weight: float = doc(
-        4.0, "extra weight on non-background pixels and their edges (shapes are small)"
+        0.0,
+        "extra weight on non-black pixels and their edges: for the shapes world, whose small "
+        "objects sit on a black background (its configs set 4); 0 for real video",
     )
     colour: float = doc(
         0.0,
-        "weight of the L1 error of each frame's mean object colour (non-background pixels); "
-        "pushes hue separation early, which pixel losses learn last",
+        "weight of the L1 error of each frame's mean object colour (non-black pixels, shapes "
+        "world); pushes hue separation early, which pixel losses learn last",
     )
     colour_decay: bool = doc(
         False,

@@ -38,7 +38,7 @@ from nanosora.lora import load_adapter, merge_lora
 from nanosora.models.dit import VideoDiT
 from nanosora.models.text_encoder import TextEncoder, load_text_encoder
 from nanosora.models.vae import VideoVAE
-from nanosora.shapes.captions import parse_prompt
+from nanosora.shapes.world import vocabulary_warning
 
 SHIPPED_MODEL = Path(__file__).parent / "assets" / "shapes-model"
 MAX_PROMPT_CHARS = 500
@@ -60,18 +60,8 @@ def check_prompt(prompt: str, vocabulary: str = "") -> list[str]:
         )
     if any(not ch.isprintable() for ch in prompt):
         raise PromptError(f"the prompt {prompt!r} contains control characters")
-    warnings = []
-    if vocabulary == "shapes":
-        missing = [
-            k for k, v in zip(("colour", "shape", "direction"), parse_prompt(prompt)) if v is None
-        ]
-        if missing:
-            warnings.append(
-                f"the shapes model knows colours (red, green, blue, yellow, purple, orange, cyan, white), "
-                f"shapes (circle, square, triangle) and directions (left, right, up, down); "
-                f"{prompt!r} names no {', no '.join(missing)}"
-            )
-    return warnings
+    warning = vocabulary_warning(prompt) if vocabulary == "shapes" else None
+    return [warning] if warning else []
 
 
 def load_weights(run_dir: str | Path, prefer_ema: bool = True) -> dict[str, torch.Tensor]:

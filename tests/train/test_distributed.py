@@ -300,6 +300,7 @@ def vae_config(clips: Path, out: Path, steps: int = 12, **over) -> VAETrainConfi
         "train.out_dir": out,
         "train.steps": steps,
         "train.batch_size": 4,
+        "loss.object_weight": 4.0,  # the shapes recipe's: shares must normalise it globally
         **LOOP,
         **over,
     }

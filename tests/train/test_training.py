@@ -49,6 +49,7 @@ def vae_cfg(data, out, steps=6, **over):
         "data.num_frames=9",
         "data.height=32",
         "data.width=32",
+        "loss.object_weight=4.0",  # the shapes recipe's object weighting
     ]
     return apply_overrides(cfg, items + [f"{k}={v}" for k, v in over.items()])
 

@@ -42,7 +42,7 @@ def test_shares_of_a_batch_average_to_the_whole_batch_loss():
     torch.manual_seed(0)
     rec = x + 0.2 * torch.randn_like(x)
     mean, logvar = torch.zeros(4, 8, 2, 2, 2), torch.zeros(4, 8, 2, 2, 2)
-    cfg = VAELossConfig(colour=2.0)
+    cfg = VAELossConfig(object_weight=4.0, colour=2.0)
     whole, parts = vae_loss(rec, x, mean, logvar, cfg)
     assert parts["colour"] > 0
     from nanosora.train.vae import object_weights

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from nanosora.shapes.captions import canonical_caption, caption
+from nanosora.shapes.captions import canonical_caption, caption, parse_prompt
 from nanosora.video.io import VideoError, probe, write_video
 
 SIZE = 64
@@ -303,3 +303,25 @@ def eval_prompts(split: Literal["train", "heldout"]) -> list[tuple[str, str, str
         case _:
             raise ValueError(f"unknown split {split!r}; expected 'train' or 'heldout'")
     return [(c, s, d, canonical_caption(c, s, d)) for c, s, d in picks]
+
+
+def missing_attributes(prompt: str) -> list[str]:
+    """The attributes (``colour``, ``shape``, ``direction``) ``prompt`` names no known word for."""
+    names = ("colour", "shape", "direction")
+    return [n for n, v in zip(names, parse_prompt(prompt), strict=True) if v is None]
+
+
+# What a model of the base world understands, for messages to the person who writes prompts.
+VOCABULARY = (
+    f"colours ({', '.join(COLORS)}), shapes ({', '.join(SHAPES)}) and directions "
+    f"({', '.join(DIRECTIONS)})"
+)
+
+
+def vocabulary_warning(prompt: str) -> str | None:
+    """Why a shapes-world model may not understand ``prompt`` (the attributes it does not name),
+    or None when it names a colour, a shape and a direction."""
+    missing = missing_attributes(prompt)
+    if not missing:
+        return None
+    return f"the shapes model knows {VOCABULARY}; {prompt!r} names no {', no '.join(missing)}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, Protocol
 
-from nanosora.shapes.captions import parse_prompt
+from nanosora.shapes.world import COLORS, DIRECTIONS, SHAPES, missing_attributes
 from nanosora.story import planner
 from nanosora.story.chat import ChatClient
 from nanosora.story.schema import Script, ShotList, StoryError, json_schema_text, validate
@@ -21,8 +21,8 @@ WriterKind = Literal["offline", "chat"]
 
 SHAPES_RULES = (
     "The video model can only draw ONE object on a black background, moving in a straight line. "
-    "Colours: red, green, blue, yellow, purple, orange, cyan, white. Shapes: circle, square, "
-    "triangle. Directions: left, right, up, down. Every shot's 'prompt' must be exactly "
+    f"Colours: {', '.join(COLORS)}. Shapes: {', '.join(SHAPES)}. "
+    f"Directions: {', '.join(DIRECTIONS)}. Every shot's 'prompt' must be exactly "
     "'a <colour> <shape> moving <direction>', e.g. 'a red circle moving left'. Tell the story "
     "through which object appears and where it goes."
 )
@@ -62,9 +62,7 @@ def check_vocabulary(shots: ShotList, vocabulary: str) -> None:
 
     bad = []
     for i, s in enumerate(shots.shots):
-        names = ("colour", "shape", "direction")
-        missing = [n for n, v in zip(names, parse_prompt(s.prompt), strict=True) if v is None]
-        if missing:
+        if missing := missing_attributes(s.prompt):
             bad.append(
                 f"  shot {i + 1} ({s.id!r}): prompt {s.prompt!r} names no {' or '.join(missing)}"
             )
