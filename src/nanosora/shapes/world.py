@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from nanosora.atomic import atomic_path
 from nanosora.shapes.captions import canonical_caption, caption, parse_prompt
 from nanosora.video.io import VideoError, probe, write_video
 
@@ -269,9 +270,8 @@ def generate_dataset(
                 bar.update()
     bar.close()
     manifest = pd.DataFrame([_manifest_row(s, i, seed) for i, s in enumerate(specs)])
-    tmp = out / f".manifest.{os.getpid()}.tmp.parquet"
-    manifest.to_parquet(tmp, index=False)
-    os.replace(tmp, out / "manifest.parquet")  # atomic: readers never see half a manifest
+    with atomic_path(out / "manifest.parquet") as tmp:  # readers never see half a manifest
+        manifest.to_parquet(tmp, index=False)
     return out
 
 
