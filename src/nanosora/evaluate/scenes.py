@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nanosora.atomic import write_text_atomic
 from nanosora.data.manifest import read_manifest
 from nanosora.evaluate.report import gif_data_uri
 from nanosora.pipeline import Pipeline, replace_cfg
@@ -111,8 +112,8 @@ def grade_videos(
     report = {"title": title, "summary": summarise(clips), "clips": clips}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    (out / "report.html").write_text(_html(report, shown))
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2))
+    write_text_atomic(out / "report.html", _html(report, shown))
     return out / "report.json"
 
 
@@ -228,7 +229,7 @@ def bench_scenes(
             rows.append({"path": name, "text": p.text, "category": p.category, "group": p.group, "seed": 1000 * k + i})  # fmt: skip
         print(f"generated {min(lo + batch_size, len(jobs))}/{len(jobs)} clips", flush=True)
     prompt_file = out / "prompts.jsonl"
-    prompt_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_text_atomic(prompt_file, "".join(json.dumps(r) + "\n" for r in rows))
     title = f"nanosora scenes benchmark: {model or 'the shipped shapes model'}"
     return grade_videos(out / "videos", prompt_file, out, title=title)
 

@@ -5,10 +5,10 @@ category's rule (docs/scenes.md states every threshold and why).
    and peak (as `probe`); each 8-connected component of at least `MIN_AREA` px is one object,
    unless two or more palette colours (nearest in CIELAB, per pixel) each cover a region of it
    (objects in contact or overlapping), in which case it is split by colour. Each object is
-   read: colour (the majority over its eroded interior), shape (taper
-   for an apex-up triangle or the fill of its minimum-area rectangle, 1/2 for a triangle at
-   any angle; then square or circle by area over the squared longest chord, 1/2 or pi/4 at any
-   angle), side (root of the minimum-area rectangle's area);
+   read: colour (the majority over its eroded interior), shape (triangle by the taper of an
+   apex-up triangle or by the fill of its minimum-area rectangle, 1/2 at any angle; else square
+   or circle by area over the squared longest chord, 1/2 or pi/4 at any angle), side (root of
+   the minimum-area rectangle's area);
 2. track: frame by frame, each detection joins the track whose predicted position (constant
    velocity) is nearest, a change of colour or shape costing extra; a track not seen for some
    frames (behind another object) keeps its prediction, with a gate that widens with the gap;
@@ -36,7 +36,7 @@ from nanosora.shapes.probe import (
     _direction_name,
     probe_frames,
 )
-from nanosora.shapes.world import COLORS, SIZE
+from nanosora.shapes.world import COLORS
 
 MIN_AREA = 12  # px: smaller components are noise (the smallest object, 9 px, covers 40+)
 MIN_CORE = 6  # px of one colour left after erosion: a second object inside a component
@@ -356,7 +356,7 @@ def judge(reading: Reading, comp: Composition) -> Verdict:
         case "dynamic":
             return _grade_dynamic(tracks, comp, T)
         case "actions":
-            return _grade_actions(tracks, comp, T)
+            return _grade_actions(tracks, comp, reading.frames.shape[1:3])
         case "interactions":
             return _grade_interactions(tracks, comp, T)
     raise ValueError(f"unknown category {comp.category!r}")
@@ -513,17 +513,17 @@ def _grade_dynamic(tracks: list[Track], comp: Composition, T: int) -> Verdict:
     return Verdict(False, f"side {start:.1f} -> {end:.1f} px (trend {trend:+.2f}), expected it to {comp.words[0][:-1]}", seen)  # fmt: skip
 
 
-def _edge_distance(d: Detection, wall: str) -> int:
-    """Pixels between the detection's box and a canvas wall."""
+def _edge_distance(d: Detection, wall: str, size: tuple[int, int]) -> int:
+    """Pixels between the detection's box and a wall of a `(H, W)` frame."""
     x0, y0, x1, y1 = d.box
-    return {"left": x0, "right": SIZE - x1, "top": y0, "bottom": SIZE - y1}[wall]
+    return {"left": x0, "right": size[1] - x1, "top": y0, "bottom": size[0] - y1}[wall]
 
 
-def _turn(dets: list[Detection]) -> float:
+def _turn(dets: list[Detection], size: tuple[int, int]) -> float:
     """How far the object's pixels turn away from the first frame's: max 1 - IoU."""
 
     def canvas(d: Detection) -> np.ndarray:
-        m = np.zeros((SIZE, SIZE), bool)
+        m = np.zeros(size, bool)
         x0, y0, x1, y1 = d.box
         m[y0:y1, x0:x1] = d.mask
         return m
@@ -536,7 +536,7 @@ def _turn(dets: list[Detection]) -> float:
     return worst
 
 
-def _grade_actions(tracks: list[Track], comp: Composition, T: int) -> Verdict:
+def _grade_actions(tracks: list[Track], comp: Composition, size: tuple[int, int]) -> Verdict:
     """bounce: reaches the wall (within 2 px) at an inner frame, 6+ px nearer before, 6+ px away
     after; spin: centroid within 3 px of its median, pixels turning (max 1 - IoU >= SPIN_TURN);
     jump: rises 6+ px and comes back within 3 px, x within 3 px, never within 3 px of the top."""
@@ -549,7 +549,7 @@ def _grade_actions(tracks: list[Track], comp: Composition, T: int) -> Verdict:
     spread = float(np.abs(pts - np.median(pts, axis=0)).max())
     if action.startswith("bounce_"):
         wall = action.removeprefix("bounce_")
-        dist = np.array([_edge_distance(d, wall) for d in dets])
+        dist = np.array([_edge_distance(d, wall, size) for d in dets])
         k = int(dist.argmin())
         if dist[k] > 2:
             return Verdict(False, f"never reaches the {wall} wall (closest {dist[k]} px)", seen)
@@ -557,7 +557,7 @@ def _grade_actions(tracks: list[Track], comp: Composition, T: int) -> Verdict:
             return Verdict(False, f"does not come {'to' if dist[0] - dist[k] < 6 else 'back from'} the {wall} wall ({dist[0]} -> {dist[k]} -> {dist[-1]} px)", seen)  # fmt: skip
         return Verdict(True, "", seen)
     if action == "spin":
-        turn = _turn(dets)
+        turn = _turn(dets, size)
         if spread > 3:
             return Verdict(False, f"moves {spread:.0f} px, expected to spin in place", seen)
         if turn < SPIN_TURN:

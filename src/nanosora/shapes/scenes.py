@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from nanosora.atomic import atomic_path, write_text_atomic
 from nanosora.shapes import world
 from nanosora.shapes.grammar import (
     ACTIONS,
@@ -766,8 +766,9 @@ def generate_scenes(
                 bar.update()
     bar.close()
     rows = [_manifest_row(job, truth) for job, truth in zip(jobs, truths)]
-    _replace(out / "truth.jsonl", lambda p: p.write_text("".join(json.dumps(t) + "\n" for t in truths)))  # fmt: skip
-    _replace(out / "manifest.parquet", lambda p: pd.DataFrame(rows).to_parquet(p, index=False))
+    write_text_atomic(out / "truth.jsonl", "".join(json.dumps(t) + "\n" for t in truths))
+    with atomic_path(out / "manifest.parquet") as tmp:  # readers never see half a manifest
+        pd.DataFrame(rows).to_parquet(tmp, index=False)
     return out
 
 
@@ -788,13 +789,6 @@ def _manifest_row(job: _Job, truth: dict) -> dict[str, object]:
         "source": "scenes",
         "source_id": f"scenes-s{job.seed}-{job.index:06d}",
     }
-
-
-def _replace(path: Path, write: Callable[[Path], object]) -> None:
-    """Write via a temporary sibling and rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 # ---- the benchmark suite ------------------------------------------------------------------------
