@@ -1,1 +1,2 @@
-"""Training loops for the VAE and the DiT, with checkpoints, EMA and resumption."""
+"""Training: one loop (loop.py) serves the VAE and the DiT trainers, with checkpoints, EMA,
+resumption and data parallelism applied from outside the models."""
