@@ -675,10 +675,11 @@ def grade(
         typer.Option(help=".txt (a prompt per video, in name order) or manifest (path, text)"),
     ],
     out: Annotated[Path, typer.Option("-o", "--out", help="report folder")] = Path("grade"),
+    workers: Annotated[int, typer.Option(help="grading processes")] = 1,
 ) -> None:
     """Grade any model's videos against their scenes prompts: OUT/report.json + report.html."""
     try:
-        path = grade_videos(videos, prompts, out)
+        path = grade_videos(videos, prompts, out, workers=workers)
     except USER_ERRORS as e:
         _fail(e)
     summary = json.loads(path.read_text())["summary"]["all"]["all"]

@@ -17,6 +17,8 @@ from __future__ import annotations
 import html
 import json
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -85,36 +87,53 @@ def grade_videos(
     out: str | Path,
     title: str = "nanosora scenes benchmark",
     grid: int = 1,
+    workers: int = 1,
 ) -> Path:
     """Grade every video of a prompt file; write ``report.json`` and ``report.html`` into ``out``.
 
-    ``grid``: seeds (clips) per prompt shown in the HTML grid. Returns the report.json path.
+    ``grid``: clips per prompt shown in the HTML grid; ``workers``: grading processes. Returns
+    the report.json path.
     """
     rows = read_prompts(prompts, videos)
-    clips, shown = [], defaultdict(list)
+    jobs = []
     for i, row in enumerate(rows):
         comp, group = _group(str(row["text"]), f"{prompts} row {i}")
-        group = str(row.get("group") or group)
-        try:
-            frames = _read(row["path"])
-            verdict = grader.grade(frames, comp)
-        except VideoError as e:
-            frames, verdict = None, grader.Verdict(False, f"unreadable video: {e}", "nothing")
+        jobs.append((str(row["path"]), comp, str(row.get("group") or group)))
+    chunks = [jobs[lo : lo + 64] for lo in range(0, len(jobs), 64)]
+    if workers > 1:
+        # spawn, not fork: the parent may hold torch/OpenMP threads, which fork can deadlock.
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            verdicts = [v for chunk in pool.map(_verdicts, chunks) for v in chunk]
+    else:
+        verdicts = [v for chunk in chunks for v in _verdicts(chunk)]
+    clips, shown = [], defaultdict(list)
+    for row, (path, comp, group), verdict in zip(rows, jobs, verdicts):
         clip = {
-            "path": row["path"], "prompt": row["text"], "category": comp.category, "group": group,
+            "path": path, "prompt": row["text"], "category": comp.category, "group": group,
             "seed": row.get("seed"), "passed": verdict.passed, "reason": verdict.reason,
             "seen": verdict.seen,
         }  # fmt: skip
         clips.append(clip)
-        same = [c for c in shown[comp.category] if c[0]["prompt"] == clip["prompt"]]
-        if frames is not None and len(same) < grid:
-            shown[comp.category].append((clip, frames))
+        same = [c for c, _ in shown[comp.category] if c["prompt"] == clip["prompt"]]
+        if len(same) < grid and not verdict.reason.startswith("unreadable"):
+            shown[comp.category].append((clip, _read(path)))
     report = {"title": title, "summary": summarise(clips), "clips": clips}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "report.json", json.dumps(report, indent=2))
     write_text_atomic(out / "report.html", _html(report, shown))
     return out / "report.json"
+
+
+def _verdicts(jobs: list[tuple[str, scenes.Composition, str]]) -> list[grader.Verdict]:
+    """Grade ``(video path, composition, group)`` jobs; an unreadable video fails with why."""
+    out = []
+    for path, comp, _ in jobs:
+        try:
+            out.append(grader.grade(_read(path), comp))
+        except VideoError as e:
+            out.append(grader.Verdict(False, f"unreadable video: {e}", "nothing"))
+    return out
 
 
 def _read(path: str) -> np.ndarray:

@@ -88,8 +88,8 @@ def _pixel_labels(rgb: np.ndarray) -> np.ndarray:
 
 def _classify(mask: np.ndarray, area: float) -> tuple[str, float]:
     """(shape, side) of a boolean object mask (module docstring, step 1)."""
-    points = cv2.findNonZero(mask.view(np.uint8))
-    (_, (w, h), _) = cv2.minAreaRect(points)
+    hull = cv2.convexHull(cv2.findNonZero(mask.view(np.uint8)))
+    (_, (w, h), _) = cv2.minAreaRect(hull)
     rect = (w + 1) * (h + 1)  # pixel centres span one pixel less than the pixels do
     # Taper as `probe._taper`: mean width of the top quarter of rows over the bottom quarter's.
     band = max(1, mask.shape[0] // 4)
@@ -97,8 +97,8 @@ def _classify(mask: np.ndarray, area: float) -> tuple[str, float]:
     top, bottom = rows[band - 1] / band, (rows[-1] - (rows[-band - 1] if band < len(rows) else 0)) / band  # fmt: skip
     if top / max(bottom, 1.0) < TAPER_TRIANGLE or area / rect < FILL_TRIANGLE:
         return "triangle", float(np.sqrt(rect))
-    hull = cv2.convexHull(points).reshape(-1, 2).astype(np.float64)
-    diameter = np.sqrt(((hull[:, None] - hull[None]) ** 2).sum(-1).max()) + 1
+    corners = hull.reshape(-1, 2).astype(np.float64)
+    diameter = np.sqrt(((corners[:, None] - corners[None]) ** 2).sum(-1).max()) + 1
     shape = "square" if area / diameter**2 < FERET_SQUARE else "circle"
     return shape, float(np.sqrt(rect))
 
