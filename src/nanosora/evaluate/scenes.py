@@ -228,25 +228,23 @@ def bench_scenes(
             if counts[p.category, p.group] <= per_group:
                 keep.append(p)
         prompts = keep
-    pipe = replace_cfg(Pipeline.load(model), steps=steps)
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)
-    jobs = [(i, k) for k in range(seeds) for i in range(len(prompts))]
-    rows = []
-    for lo in range(0, len(jobs), batch_size):
-        chunk = jobs[lo : lo + batch_size]
-        names = [f"{i:04d}_s{k}.mp4" for i, k in chunk]
-        todo = [(job, n) for job, n in zip(chunk, names) if not _valid(out / "videos" / n)]
-        if todo:
-            videos = pipe.generate(
-                [prompts[i].text for (i, _), _ in todo], seeds=[1000 * k + i for (i, k), _ in todo]
-            )
-            for (_, name), video in zip(todo, videos):
+    jobs = [(i, k, f"{i:04d}_s{k}.mp4") for k in range(seeds) for i in range(len(prompts))]
+    todo = [job for job in jobs if not _valid(out / "videos" / job[2])]
+    if todo:  # a finished run is graded again without loading the model
+        pipe = replace_cfg(Pipeline.load(model), steps=steps)
+        for lo in range(0, len(todo), batch_size):
+            chunk = todo[lo : lo + batch_size]
+            videos = pipe.generate([prompts[i].text for i, _, _ in chunk], seeds=[1000 * k + i for i, k, _ in chunk])  # fmt: skip
+            for (_, _, name), video in zip(chunk, videos):
                 write_video(out / "videos" / name, video, fps=pipe.cfg.fps)
-        for (i, k), name in zip(chunk, names):
-            p = prompts[i]
-            rows.append({"path": name, "text": p.text, "category": p.category, "group": p.group, "seed": 1000 * k + i})  # fmt: skip
-        print(f"generated {min(lo + batch_size, len(jobs))}/{len(jobs)} clips", flush=True)
+            print(f"generated {lo + len(chunk)}/{len(todo)} clips", flush=True)
+    rows = [
+        {"path": name, "text": prompts[i].text, "category": prompts[i].category,
+         "group": prompts[i].group, "seed": 1000 * k + i}
+        for i, k, name in jobs
+    ]  # fmt: skip
     prompt_file = out / "prompts.jsonl"
     write_text_atomic(prompt_file, "".join(json.dumps(r) + "\n" for r in rows))
     title = f"nanosora scenes benchmark: {model or 'the shipped shapes model'}"
