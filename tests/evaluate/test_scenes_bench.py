@@ -49,8 +49,8 @@ def test_grade_a_folder_with_a_prompt_manifest(tmp_path: Path) -> None:
     assert report["summary"]["numeracy"]["all"] == {"score": 0.5, "passed": 1, "n": 2}
     assert report["summary"]["all"]["trained"]["n"] == 3
     page = (tmp_path / "out/report.html").read_text()
-    # The score table, then per category a grid: one figure per prompt, GIF, verdict, reason.
-    assert page.count("<figure") == 5 and page.count("data:image/gif;base64,") == 5
+    # The score table, then per category a grid: one figure per prompt, clip, verdict, reason.
+    assert page.count("<figure") == 5 and page.count('<video src="data:video/mp4;base64,') == 5
     assert re.findall(r'<h2 id="(\w+)">', page) == ["numeracy", "spatial", "actions"]
     assert page.count("<b>FAIL</b>") == 1 and "count 3 in 17/17 frames, expected 2" in page
     assert "held-out compositions" in page and "held-out phrasings" in page

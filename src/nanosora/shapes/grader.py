@@ -48,7 +48,7 @@ SIZE_SPLIT = 14.0  # px: "small" objects measure 9-11, "big" 17-21
 COLOR_COST, SHAPE_COST = 6.0, 3.0  # px a colour or shape change costs when joining a track
 GATE, GATE_PER_FRAME = 12.0, 4.0  # px a detection may be from a track's prediction (+ per gap)
 MIN_TRACK = 3  # frames: shorter tracks are flicker
-SPIN_TURN = 0.2  # 1 - IoU with the first frame that counts as turning (still objects: < 0.1)
+SPIN_DEGREES = 90  # a spin turns this far one way (the world's spins: 190-380 degrees)
 _PALETTE = list(COLORS)
 
 
@@ -241,6 +241,12 @@ class Track:
     def size(self) -> str:
         return "small" if self.side < SIZE_SPLIT else "big"
 
+    @property
+    def apart(self) -> bool:
+        """True if the object stands clear of others in more than half its sightings (a blob
+        of two colours reads as two objects, always touching)."""
+        return 2 * sum(not d.touching for d in self.detections.values()) > len(self.detections)
+
     def centroids(self, num_frames: int) -> np.ndarray:
         """(T, 2) centroid per frame, NaN where not seen."""
         out = np.full((num_frames, 2), np.nan)
@@ -292,15 +298,25 @@ def _seen(tracks: list[Track], size: bool = False) -> str:
     return ", ".join(tr.describe(size) for tr in tracks) or "nothing"
 
 
-def _find(tracks: list[Track], thing: Thing, taken: list[Track] | None = None) -> Track | None:
-    """The longest track reading as ``thing`` (colour, shape, and size if named), not taken."""
+def _find(
+    tracks: list[Track], thing: Thing, taken: list[Track] | None = None, apart: bool = True
+) -> Track | None:
+    """The longest track reading as ``thing`` (colour, shape, and size if named), not taken,
+    and (unless the category is about contact) standing apart from other objects."""
     taken = taken or []
     fits = [
         tr for tr in tracks
-        if tr.color == thing.color and tr.shape == thing.shape
+        if tr.color == thing.color and tr.shape == thing.shape and (tr.apart or not apart)
         and (not thing.size or tr.size == thing.size) and all(tr is not o for o in taken)
     ]  # fmt: skip
     return max(fits, key=lambda tr: len(tr.detections), default=None)
+
+
+def _absent(tracks: list[Track], thing: Thing, taken: list[Track], size: bool = False) -> str:
+    """Why ``thing`` was not found: not there, or only as part of a blob."""
+    if _find(tracks, thing, taken, apart=False) is not None:
+        return f"the {_thing(thing)} never stands apart from another object (one blob?)"
+    return f"no {_thing(thing)} (saw {_seen(tracks, size)})"
 
 
 def _thing(thing: Thing) -> str:
@@ -383,13 +399,15 @@ def _grade_single(r: ProbeResult, comp: Composition) -> Verdict:
     return Verdict(not wrong, "; ".join(wrong), seen)
 
 
-def _missing(tracks: list[Track], things: tuple[Thing, ...], size: bool = False) -> tuple[list[Track], str]:  # fmt: skip
+def _missing(
+    tracks: list[Track], things: tuple[Thing, ...], size: bool = False, apart: bool = True
+) -> tuple[list[Track], str]:
     """The track of each thing in turn, or a reason naming the first one missing."""
     found: list[Track] = []
     for thing in things:
-        tr = _find(tracks, thing, found)
+        tr = _find(tracks, thing, found, apart)
         if tr is None:
-            return found, f"no {_thing(thing)} (saw {_seen(tracks, size)})"
+            return found, _absent(tracks, thing, found, size) if apart else f"no {_thing(thing)} (saw {_seen(tracks, size)})"  # fmt: skip
         found.append(tr)
     return found, ""
 
@@ -488,9 +506,9 @@ def _grade_dynamic(tracks: list[Track], comp: Composition, T: int) -> Verdict:
     thing, seen = comp.things[0], _seen(tracks)
     if comp.words[0] == "turns":
         want = [thing.color, comp.words[1]]
-        shaped = [tr for tr in tracks if tr.shape == thing.shape]
+        shaped = [tr for tr in tracks if tr.shape == thing.shape and tr.apart]
         if not shaped:
-            return Verdict(False, f"no {thing.shape} (saw {seen})", seen)
+            return Verdict(False, f"no {thing.shape} standing apart (saw {seen})", seen)
         runs = [_runs([tr.detections[t].color for t in sorted(tr.detections)]) for tr in shaped]
         if want in runs:
             return Verdict(True, "", seen)
@@ -498,7 +516,7 @@ def _grade_dynamic(tracks: list[Track], comp: Composition, T: int) -> Verdict:
         return Verdict(False, f"colour {' -> '.join(best) or 'unclear'}, expected {' -> '.join(want)}", seen)  # fmt: skip
     tr = _find(tracks, thing)
     if tr is None:
-        return Verdict(False, f"no {_thing(thing)} (saw {seen})", seen)
+        return Verdict(False, _absent(tracks, thing, []), seen)
     dets = [tr.detections[t] for t in sorted(tr.detections)]
     sides = [d.side for d in dets]
     start, end = float(np.median(sides[:3])), float(np.median(sides[-3:]))
@@ -519,31 +537,42 @@ def _edge_distance(d: Detection, wall: str, size: tuple[int, int]) -> int:
     return {"left": x0, "right": size[1] - x1, "top": y0, "bottom": size[0] - y1}[wall]
 
 
-def _turn(dets: list[Detection], size: tuple[int, int]) -> float:
-    """How far the object's pixels turn away from the first frame's: max 1 - IoU."""
+def _patch(d: Detection, half: int) -> np.ndarray:
+    """The object's mask as floats on a `(2 half + 1)^2` patch centred on its centroid."""
+    size = 2 * half + 1
+    mask = d.mask.astype(np.float32)
+    # Pixel (i, j) of the mask has its centre at (box x0 + j + 0.5, box y0 + i + 0.5).
+    shift = np.float32([[1, 0, d.box[0] + 0.5 - d.centroid[0] + half], [0, 1, d.box[1] + 0.5 - d.centroid[1] + half]])  # fmt: skip
+    return cv2.warpAffine(mask, shift, (size, size), flags=cv2.INTER_LINEAR)
 
-    def canvas(d: Detection) -> np.ndarray:
-        m = np.zeros(size, bool)
-        x0, y0, x1, y1 = d.box
-        m[y0:y1, x0:x1] = d.mask
-        return m
 
-    first = canvas(dets[0])
-    worst = 0.0
-    for d in dets[1:]:
-        m = canvas(d)
-        worst = max(worst, 1 - (first & m).sum() / max((first | m).sum(), 1))
-    return worst
+def _turns(dets: list[Detection]) -> np.ndarray:
+    """Degrees the object turns between consecutive sightings: the angle (-40..40 in steps of 2,
+    within a square's 90-degree symmetry) that best overlaps the earlier mask, turned about its
+    centroid, with the later one; 0 unless it beats no turn by 0.02 IoU (a circle never turns)."""
+    half = int(np.ceil(0.8 * max(max(d.mask.shape) for d in dets))) + 1
+    patches = [_patch(d, half) for d in dets]
+    angles = np.arange(-40, 41, 2)
+    steps = []
+    for a, b in zip(patches, patches[1:]):
+        scores = []
+        for angle in angles:
+            turned = cv2.warpAffine(a, cv2.getRotationMatrix2D((half, half), float(angle), 1.0), a.shape[::-1], flags=cv2.INTER_LINEAR)  # fmt: skip
+            scores.append(np.minimum(turned, b).sum() / max(np.maximum(turned, b).sum(), 1e-6))
+        best = int(np.argmax(scores))
+        steps.append(angles[best] if scores[best] - scores[len(angles) // 2] > 0.02 else 0)
+    return np.array(steps, np.float64)
 
 
 def _grade_actions(tracks: list[Track], comp: Composition, size: tuple[int, int]) -> Verdict:
     """bounce: reaches the wall (within 2 px) at an inner frame, 6+ px nearer before, 6+ px away
-    after; spin: centroid within 3 px of its median, pixels turning (max 1 - IoU >= SPIN_TURN);
+    after; spin: centroid within 3 px of its median, turning 90+ degrees in all, 60% of the
+    steps that way;
     jump: rises 6+ px and comes back within 3 px, x within 3 px, never within 3 px of the top."""
     thing, action, seen = comp.things[0], comp.words[0], _seen(tracks)
     tr = _find(tracks, thing)
     if tr is None:
-        return Verdict(False, f"no {_thing(thing)} (saw {seen})", seen)
+        return Verdict(False, _absent(tracks, thing, []), seen)
     dets = [tr.detections[t] for t in sorted(tr.detections)]
     pts = np.array([d.centroid for d in dets])
     spread = float(np.abs(pts - np.median(pts, axis=0)).max())
@@ -557,11 +586,13 @@ def _grade_actions(tracks: list[Track], comp: Composition, size: tuple[int, int]
             return Verdict(False, f"does not come {'to' if dist[0] - dist[k] < 6 else 'back from'} the {wall} wall ({dist[0]} -> {dist[k]} -> {dist[-1]} px)", seen)  # fmt: skip
         return Verdict(True, "", seen)
     if action == "spin":
-        turn = _turn(dets, size)
         if spread > 3:
             return Verdict(False, f"moves {spread:.0f} px, expected to spin in place", seen)
-        if turn < SPIN_TURN:
-            return Verdict(False, f"does not turn (pixels change {turn:.2f}, need {SPIN_TURN})", seen)  # fmt: skip
+        steps = _turns(dets)
+        total = float(steps.sum())
+        steady = float(np.mean(np.sign(steps) == np.sign(total))) if len(steps) else 0.0
+        if abs(total) < SPIN_DEGREES or steady < 0.6:
+            return Verdict(False, f"turns {total:+.0f} degrees ({steady:.0%} of steps that way), expected {SPIN_DEGREES}+ one way", seen)  # fmt: skip
         return Verdict(True, "", seen)
     y = pts[:, 1]
     start, end = float(np.median(y[:2])), float(np.median(y[-2:]))
@@ -698,7 +729,7 @@ def _grade_pass(ta: Track, tb: Track, comp: Composition, T: int, seen: str) -> V
 
 def _grade_interactions(tracks: list[Track], comp: Composition, T: int) -> Verdict:
     seen = _seen(tracks)
-    found, reason = _missing(tracks, comp.things)
+    found, reason = _missing(tracks, comp.things, apart=False)
     if reason:
         return Verdict(False, reason, seen)
     if comp.words[0].startswith("push_"):
