@@ -139,3 +139,24 @@ def test_a_second_object_of_another_colour_is_a_separate_object() -> None:
     dets = grader.detect(scenes.render(scene))  # type: ignore[arg-type]
     assert sorted(d.color for d in dets[contact]) == ["green", "red"]
     assert all(d.touching for d in dets[contact + 1])
+
+
+def test_a_spin_is_turning_not_flicker() -> None:
+    comp = Composition("actions", (Thing("yellow", "square"),), ("spin",))
+    for seed in range(4):
+        scene = _scene(comp, seed)
+        assert grader.grade(scenes.render(scene), comp).passed  # type: ignore[arg-type]
+        scene.objects[0].angle[:] = 0  # the same square, still
+        frames = scenes.render(scene).copy()  # type: ignore[union-attr]
+        frames[0] = np.roll(frames[0], 1, axis=0)  # a first frame unlike the rest
+        frames[0][frames[0].any(-1)] //= 2
+        verdict = grader.grade(frames, comp)
+        assert not verdict.passed and "turns +0 degrees" in verdict.reason, verdict
+
+
+def test_a_two_colour_blob_is_not_two_objects() -> None:
+    frames = np.zeros((17, 64, 64, 3), np.uint8)
+    frames[:, 20:38, 20:29] = scenes.COLORS["purple"]  # one square, half purple, half white
+    frames[:, 20:38, 29:38] = scenes.COLORS["white"]
+    verdict = grader.grade_prompt(frames, "a small purple square and a small white square")
+    assert not verdict.passed and "never stands apart" in verdict.reason, verdict
