@@ -49,11 +49,12 @@ def speed(num: int) -> None:
             grader.grade(read_video(p), s.composition)
         both = time.perf_counter() - t0
         single = [f for f, s in zip(frames, clips) if s.composition.category == "single"]
-        t0 = time.perf_counter()
         jobs = [[(str(p), s.composition) for p, s in zip(paths[lo : lo + 50], clips[lo : lo + 50])] for lo in range(0, num, 50)]  # fmt: skip
         with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+            list(pool.map(grade_files, [jobs[0][:1]] * 2))  # start both workers first
+            t0 = time.perf_counter()
             list(pool.map(grade_files, jobs))
-        parallel = time.perf_counter() - t0
+            parallel = time.perf_counter() - t0
         t0 = time.perf_counter()
         for f in single:
             probe_frames(f)
@@ -63,7 +64,7 @@ def speed(num: int) -> None:
     print(f"  decode (read_video, baseline): {num / decode:7.0f} clips/s")
     print(f"  grade decoded frames:          {num / grade:7.0f} clips/s ({grade / decode:.2f}x the decode time)")  # fmt: skip
     print(f"  decode + grade:                {num / both:7.0f} clips/s (target >= 100)")
-    print(f"  decode + grade, 2 processes:   {num / parallel:7.0f} clips/s (process start-up included)")  # fmt: skip
+    print(f"  decode + grade, 2 processes:   {num / parallel:7.0f} clips/s")
     print(f"  peer, one-object probe:        {1 / probe:7.0f} clips/s (single clips)")
 
 

@@ -508,7 +508,9 @@ def _grade_dynamic(tracks: list[Track], comp: Composition, T: int) -> Verdict:
         want = [thing.color, comp.words[1]]
         shaped = [tr for tr in tracks if tr.shape == thing.shape and tr.apart]
         if not shaped:
-            return Verdict(False, f"no {thing.shape} standing apart (saw {seen})", seen)
+            blob = any(tr.shape == thing.shape for tr in tracks)
+            reason = f"the {thing.shape} never stands apart from another object (one blob?)"
+            return Verdict(False, reason if blob else f"no {thing.shape} (saw {seen})", seen)
         runs = [_runs([tr.detections[t].color for t in sorted(tr.detections)]) for tr in shaped]
         if want in runs:
             return Verdict(True, "", seen)
