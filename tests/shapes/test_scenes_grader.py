@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from nanosora.shapes import grader, scenes
-from nanosora.shapes.grammar import CATEGORIES, Composition, Thing
+from nanosora.shapes.grammar import CATEGORIES, Composition, Thing, parse
 from nanosora.shapes.validate import Validation, validate_chunk
 
 CLIPS = int(os.environ.get("NANOSORA_SCENES_CLIPS", "200"))
@@ -85,8 +85,6 @@ RED_CIRCLE, BLUE_SQUARE, GREEN_SQUARE = Thing("red", "circle"), Thing("blue", "s
     ],
 )  # fmt: skip
 def test_failure_reasons(shown: str, prompt: str, reason: str) -> None:
-    from nanosora.shapes.grammar import parse
-
     frames = _frames(parse(shown)[0], seed=4)
     assert grader.grade_prompt(frames, shown).passed
     verdict = grader.grade_prompt(frames, prompt)
