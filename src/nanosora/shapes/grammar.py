@@ -14,6 +14,7 @@ template). The `single` family's training templates are today's one-object capti
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections.abc import Callable, Hashable
@@ -443,12 +444,15 @@ def _compile(template: str) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
-_PATTERNS: list[tuple[Family, Phrasing, re.Pattern[str]]] = [
-    (fam, phrasing, _compile(t))
-    for fam in FAMILIES
-    for phrasing, group in (("train", fam.train), ("heldout", fam.heldout))
-    for t in group
-]
+@functools.cache
+def _patterns() -> list[tuple[Family, Phrasing, re.Pattern[str]]]:
+    """Every template as a regex, compiled on first use (a second at import otherwise)."""
+    return [
+        (fam, phrasing, _compile(t))
+        for fam in FAMILIES
+        for phrasing, group in (("train", fam.train), ("heldout", fam.heldout))
+        for t in group
+    ]
 
 
 def _decode(slot: str, text: str) -> Hashable:
@@ -466,7 +470,7 @@ def parse(text: str) -> tuple[Composition, Phrasing]:
     """
     norm = normalise(text)
     found: dict[Composition, Phrasing] = {}
-    for fam, phrasing, pattern in _PATTERNS:
+    for fam, phrasing, pattern in _patterns():
         m = pattern.fullmatch(norm)
         if m is None:
             continue
