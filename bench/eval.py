@@ -1,4 +1,4 @@
-"""Eval speed on 64 generated clips with every metric except I3D (issue 5 target: under 2 minutes).
+"""Eval speed on 64 generated clips with every metric except I3D (target: under 2 minutes).
 
 1. Generates 64 clips with the shipped model (the 32 eval prompts x 2 seeds) into
    ``WORKDIR/clips`` with a ``manifest.csv`` (skipped when they are already there);

@@ -1,4 +1,4 @@
-"""Scenes grader: speed (issue 18 target: >= 100 clips/s) and the full validation (1,000 clips
+"""Scenes grader: speed (target: >= 100 clips/s) and the full validation (1,000 clips
 per category, both ways).
 
 1. speed: ground-truth clips of every category written as mp4; timed over the same files:

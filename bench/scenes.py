@@ -1,4 +1,4 @@
-"""Scenes world: generation speed in memory (issue 18 target: >= 200 clips/s) and the size sweep
+"""Scenes world: generation speed in memory (target: >= 200 clips/s) and the size sweep
 that fixes the smallest object sizes.
 
 1. speed: sample + caption + render clips in memory, per category and over all categories in

@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 
-# The rules issue 17 states in words; LAYERS must imply each of them.
+# The rules in words (docs/architecture.md); LAYERS must imply each of them.
 FORBIDDEN = (
     ("data", "train"),
     ("video", "data"),

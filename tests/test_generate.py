@@ -198,8 +198,7 @@ def test_shipped_model_follows_prompts():
 
 
 def test_shipped_model_animates_an_image():
-    """Image-to-video with the shipped model: the given first frame survives (>= 30 dB, the
-    issue's target) and the object moves the way the prompt says, keeping colour and shape."""
+    """Image-to-video with the shipped model: the given first frame survives (>= 30 dB) and the object moves the way the prompt says, keeping colour and shape."""
     from nanosora.shapes.world import ClipSpec, render
 
     spec = ClipSpec("green", "square", "right", 18, 2.0, 8.0, 20.0, "")

@@ -1,8 +1,8 @@
 """The scenes grader, validated both ways on mp4 ground truth: it passes true clips (>= 99% per
 category) and rejects near misses (>= 98%); it tracks through occlusion and says why it fails.
 
-The issue asks for 1,000 clips per category; that takes minutes on two cores, so the default
-run grades CLIPS per category and `NANOSORA_SCENES_CLIPS=1000` runs the full check (bench/grade.py
+The full check grades 1,000 clips per category, minutes on two cores; the default run grades
+CLIPS per category and `NANOSORA_SCENES_CLIPS=1000` runs the full check (bench/grade.py
 records its numbers).
 """
 

@@ -44,7 +44,7 @@ def test_six_shot_film_every_shot_passes_the_probe(tmp_path):
     readings = {s.id: probe_video(tmp_path / "film.story" / "clips" / f"{s.id}.mp4") for s in shots}
     wrong = {s.id: (s.prompt, readings[s.id]) for s in shots
              if (readings[s.id].color, readings[s.id].shape, readings[s.id].direction) != parse_prompt(s.prompt)}  # fmt: skip
-    assert not wrong, wrong  # issue 6's target: every shot reads as planned
+    assert not wrong, wrong  # every shot reads as planned
     state = json.loads((tmp_path / "film.story" / "state.json").read_text())
     assert state["animate"] == "i2v"  # the default with a model whose clips outlast a frame
     work = tmp_path / "film.story"
