@@ -18,6 +18,7 @@ its batch, up to the float rounding of batched kernels.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,7 @@ class Pipeline:
         cfg_interval: tuple[float, float] | None = None,
         prefix: np.ndarray | None = None,
         eta: float | None = None,
+        callback: Callable[[int, torch.Tensor], None] | None = None,
     ) -> np.ndarray:
         """Prompts -> uint8 videos (B, T, H, W, C); prompt i uses ``seeds[i]`` or ``seed + i``.
 
@@ -168,6 +170,9 @@ class Pipeline:
         every video starts with, K = 4j+1: K = 1 is image-to-video, more is extension. They are
         encoded to j+1 latent frames that stay clean (noise level 0) while the rest is sampled;
         the model must have been trained with frame masks (``flow.cond_prob`` > 0).
+
+        ``callback(i, x0)``: called at sampling step i with the latent data estimate (see
+        ``stochastic_sample``); ``decode_latents`` turns it into frames.
         """
         c = self.cfg
         steps, scale = steps or c.steps, c.cfg_scale if cfg_scale is None else cfg_scale
@@ -216,7 +221,12 @@ class Pipeline:
         keep = (torch.arange(shape[1]) < given).view(1, 1, -1, 1, 1) if given else None
         # eta = 0 is the Euler step bit for bit; stochastic_sample validates eta
         schedule = sample_schedule(steps, shift)
-        latents = stochastic_sample(velocity, noise, schedule, eta, generators, keep)
+        latents = stochastic_sample(velocity, noise, schedule, eta, generators, keep, callback)
+        return self.decode_latents(latents)
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
+        """(B, c, t, h, w) normalised latents -> uint8 videos (B, T, H, W, C)."""
         video = self.vae.decode(latents).clamp(-1, 1)
         return ((video + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).numpy()
 
@@ -253,9 +263,11 @@ class Pipeline:
         seed: int = 0,
         steps: int | None = None,
         cfg_scale: float | None = None,
+        callback: Callable[[int, torch.Tensor], None] | None = None,
     ) -> np.ndarray:
         """Continue ``video`` (T, H, W, 3) uint8 by ``extra`` frames, window by window: each
-        window is given up to half a clip of the latest frames and generates the rest."""
+        window is given up to half a clip of the latest frames and generates the rest
+        (``callback`` as in ``generate``, for every window's steps)."""
         if extra < 1:
             raise ValueError(f"extend needs at least 1 new frame, got {extra}")
         n = self.cfg.num_frames
@@ -268,6 +280,7 @@ class Pipeline:
                 steps=steps,
                 cfg_scale=cfg_scale,
                 prefix=out[len(out) - context :],
+                callback=callback,
             )[0]
             out = np.concatenate([out, clip[context:]])
             window += 1

@@ -128,6 +128,7 @@ def stochastic_sample(
     eta: float,
     generators: list[torch.Generator] | None = None,
     keep: Tensor | None = None,
+    callback: Callable[[int, Tensor], None] | None = None,
 ) -> Tensor:
     """Integrate from schedule[0] to schedule[-1], renewing a share ``eta`` of the noise each step.
 
@@ -146,6 +147,8 @@ def stochastic_sample(
 
     ``generators``: one per batch row, so row i's fresh noise does not depend on the other rows.
     ``keep``: a boolean mask broadcastable to x of elements that never move (clean frames).
+    ``callback(i, x0)``: called at step i with its data estimate x0 = x - s v (a progress bar, a
+    preview of the denoising); an exception it raises stops the sampling.
     """
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
@@ -155,6 +158,8 @@ def stochastic_sample(
     for i in range(len(schedule) - 1):
         s, s_next = schedule[i], schedule[i + 1]
         v = velocity(x, s.expand(x.shape[0]).to(x.device))
+        if callback is not None:
+            callback(i, x - s * v)
         if eta == 0.0 or float(s_next) == 0.0:
             x_next = x + (s_next - s).to(x.dtype) * v
         else:
