@@ -1,12 +1,15 @@
 """Generation speed of the shipped model vs an equally sized diffusers Latte loop, same run.
 
-What is timed: one 17x64x64 clip, 25 Euler steps with classifier-free guidance (a batch of 2
-through the transformer per step), from prompt to decoded frames. The peer is diffusers'
-``LatteTransformer3DModel`` sized like our DiT (width, depth, heads, text width, patch 2) run for
-the same 25 CFG steps on the same latents — the transformer loop only, so the ratio isolates the
-denoiser. Both use the same threads and float32.
+What is timed:
+1. one 17x64x64 clip end to end (prompt -> decoded frames) with the pipeline's settings;
+2. the denoiser loop alone: 25 classifier-free-guided steps (a batch of 2 through the
+   transformer per step) on the same latents, ours vs diffusers' ``LatteTransformer3DModel``
+   sized to our parameter count (its head width is chosen so the counts match; both printed),
+   at the shipped token count and at 4x the tokens (a 128x128 clip's latents). Our loop encodes
+   the text once per clip (``VideoDiT.encode_text``) as the pipeline does; Latte's runs its
+   caption projection every step, as diffusers does. Same threads, float32, inference mode.
 
-    python bench/generate.py [--repeats 5] [--threads 0] [--model DIR]
+    python bench/generate.py [--repeats 5] [--threads 0] [--steps 25] [--model DIR]
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import statistics
 import time
 
 import torch
+
+from nanosora.pipeline import Pipeline
 
 
 def timed(fn, repeats: int) -> float:
@@ -28,26 +33,62 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def latte_like(dit_cfg, latent_shape: tuple[int, ...]):
-    """A diffusers Latte transformer with our DiT's width, depth, heads and text width."""
+def count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def latte_like(dit_cfg, latent_shape: tuple[int, ...], params: int):
+    """A diffusers Latte transformer with our depth, heads and text width, its head width chosen
+    so that its parameter count is closest to ``params``."""
     from diffusers import LatteTransformer3DModel
 
     c, t, h, w = latent_shape
-    return LatteTransformer3DModel(
-        num_attention_heads=dit_cfg.heads,
-        attention_head_dim=dit_cfg.dim // dit_cfg.heads,
-        in_channels=c,
-        out_channels=c,
-        # Latte alternates spatial and temporal blocks: half as many of each gives equal depth.
-        num_layers=max(1, dit_cfg.depth // 2),
-        cross_attention_dim=dit_cfg.dim,
-        sample_size=h,
-        patch_size=dit_cfg.patch_hw,
-        norm_type="ada_norm_single",
-        num_embeds_ada_norm=1000,
-        caption_channels=dit_cfg.text_dim,
-        video_length=t,
-    ).eval()
+
+    def build(head_dim: int):
+        return LatteTransformer3DModel(
+            num_attention_heads=dit_cfg.heads,
+            attention_head_dim=head_dim,
+            in_channels=c,
+            out_channels=c,
+            # Latte alternates spatial and temporal blocks: half as many of each is equal depth.
+            num_layers=max(1, dit_cfg.depth // 2),
+            cross_attention_dim=dit_cfg.heads * head_dim,
+            sample_size=h,
+            patch_size=dit_cfg.patch_hw,
+            norm_type="ada_norm_single",
+            num_embeds_ada_norm=1000,
+            caption_channels=dit_cfg.text_dim,
+            video_length=t,
+        ).eval()
+
+    with torch.device("meta"):
+        sizes = {hd: count(build(hd)) for hd in range(8, 4 * dit_cfg.dim // dit_cfg.heads, 2)}
+    return build(min(sizes, key=lambda hd: abs(sizes[hd] - params)))
+
+
+def denoiser_loops(pipe: Pipeline, shape, steps: int, repeats: int) -> tuple[float, float, int]:
+    """Seconds of our and Latte's 25-step CFG loops on (2, *shape) latents; Latte's size."""
+    latte = latte_like(pipe.dit.cfg, shape, count(pipe.dit))
+    text, mask = pipe.text_encoder(["a red circle moving left", ""])
+    z = torch.randn(2, *shape)
+
+    def latte_loop() -> None:
+        x = z
+        for i in range(steps):
+            step = torch.full((2,), 999 - i * (1000 // steps))
+            # No text mask: Latte repeats the text per frame but not its mask (a shape error);
+            # the padding it would hide is a couple of tokens and does not change the cost.
+            v = latte(x, timestep=step, encoder_hidden_states=text, return_dict=False)[0]
+            x = x - v / steps
+
+    def ours_loop() -> None:
+        context = pipe.dit.encode_text(text, mask)
+        x = z
+        for i in range(steps):
+            s = torch.full((2,), 1.0 - i / steps)
+            x = x - pipe.dit(x, s, context) / steps
+
+    return timed(ours_loop, repeats), timed(latte_loop, repeats), count(latte)
 
 
 def main() -> None:
@@ -62,53 +103,24 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from nanosora.generate import Pipeline
-
     pipe = Pipeline.load(args.model)
-    shape = pipe.vae.latent_shape(17, 64, 64)
-    prompt = ["a red circle moving left"]
-
+    c = pipe.cfg
+    print(f"threads: {torch.get_num_threads()}; our DiT: {count(pipe.dit) / 1e6:.2f}M parameters")
     with torch.inference_mode():
-        ours = timed(lambda: pipe.generate(prompt, seed=0, steps=args.steps), args.repeats)
-
-        latte = latte_like(pipe.dit.cfg, shape)
-        text, mask = pipe.text_encoder(prompt + [""])
-        # Latte takes (B, c, t, h, w) like ours; the text goes through its caption projection.
-        z = torch.randn(2, *shape)
-
-        def latte_loop() -> None:
-            x = z
-            for i in range(args.steps):
-                step = torch.full((2,), 999 - i * (1000 // args.steps))
-                # No text mask: Latte repeats the text per frame but not its mask (a shape error);
-                # the padding it would hide is a couple of tokens and does not change the cost.
-                v = latte(
-                    x,
-                    timestep=step,
-                    encoder_hidden_states=text,
-                    return_dict=False,
-                )[0]
-                x = x - v / args.steps
-
-        peer = timed(latte_loop, args.repeats)
-
-        def ours_loop() -> None:
-            x = z
-            for i in range(args.steps):
-                s = torch.full((2,), 1.0 - i / args.steps)
-                x = x - pipe.dit(x, s, text, mask) / args.steps
-
-        ours_dit = timed(ours_loop, args.repeats)
-
-    n_ours = pipe.dit.num_params() / 1e6
-    n_peer = sum(p.numel() for p in latte.parameters()) / 1e6
-    print(
-        f"threads: {torch.get_num_threads()}, {args.steps} steps with CFG, latents {tuple(shape)}"
-    )
-    print(f"nanosora generate (text -> frames, end to end): {ours:.3f} s per clip")
-    print(f"nanosora DiT loop ({n_ours:.1f}M params):        {ours_dit:.3f} s")
-    print(f"diffusers Latte loop ({n_peer:.1f}M params):     {peer:.3f} s")
-    print(f"ratio Latte / nanosora DiT loop: {peer / ours_dit:.2f}x")
+        clip = timed(lambda: pipe.generate(["a red circle moving left"], seed=0), args.repeats)
+        print(
+            f"nanosora generate, {c.num_frames}x{c.height}x{c.width}, {c.steps} steps "
+            f"(text -> frames, end to end): {clip:.3f} s per clip"
+        )
+        for label, scale in (("shipped tokens", 1), ("4x tokens", 2)):
+            shape = pipe.vae.latent_shape(c.num_frames, c.height * scale, c.width * scale)
+            ours, peer, n_peer = denoiser_loops(pipe, shape, args.steps, args.repeats)
+            tokens = shape[1] * (shape[2] // pipe.dit.cfg.patch_hw) ** 2
+            print(
+                f"{label} ({tokens} per clip), {args.steps} CFG steps: nanosora {ours:.3f} s, "
+                f"Latte ({n_peer / 1e6:.2f}M) {peer:.3f} s, ratio Latte / nanosora "
+                f"{peer / ours:.2f}x"
+            )
 
 
 if __name__ == "__main__":

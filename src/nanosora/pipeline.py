@@ -190,12 +190,17 @@ class Pipeline:
         noise = torch.stack([torch.randn(shape, generator=g) for g in generators])
         given = 0
         if prefix is not None:
-            cond = self.encode_prefix(prefix, len(prompts), num_frames)
-            given = cond.shape[2]
-            noise[:, :, :given] = cond
+            clean = self.encode_prefix(prefix, len(prompts), num_frames)
+            given = clean.shape[2]
+            noise[:, :, :given] = clean
         text, mask = self.text_encoder(list(prompts) + [""])
         cond_text, cond_mask = text[:-1], mask[:-1]
         null_text, null_mask = text[-1:].expand_as(cond_text), mask[-1:].expand_as(cond_mask)
+        # The text's keys and values are computed once for all steps.
+        cond = self.dit.encode_text(cond_text, cond_mask)
+        both = self.dit.encode_text(
+            torch.cat([cond_text, null_text]), torch.cat([cond_mask, null_mask])
+        )
         grid = self.dit.grid(*shape[1:])
         shift = resolution_shift(c.shift, grid[0] * grid[1] * grid[2], c.base_tokens)
 
@@ -207,16 +212,10 @@ class Pipeline:
 
         def velocity_of_levels(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
             if scale == 1.0 or not guidance_active(float(s.max()), interval):
-                return self.dit(x, s, cond_text, cond_mask)
+                return self.dit(x, s, cond)
             # One batched forward for the conditional and unconditional halves.
-            v = self.dit(
-                torch.cat([x, x]),
-                torch.cat([s, s]),
-                torch.cat([cond_text, null_text]),
-                torch.cat([cond_mask, null_mask]),
-            )
-            cond, uncond = v.chunk(2)
-            return classifier_free_guidance(cond, uncond, scale)
+            cond_v, uncond_v = self.dit(torch.cat([x, x]), torch.cat([s, s]), both).chunk(2)
+            return classifier_free_guidance(cond_v, uncond_v, scale)
 
         keep = (torch.arange(shape[1]) < given).view(1, 1, -1, 1, 1) if given else None
         # eta = 0 is the Euler step bit for bit; stochastic_sample validates eta

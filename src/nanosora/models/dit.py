@@ -21,6 +21,7 @@ extrapolate to other frame counts and sizes (needed for bucketed multi-resolutio
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +46,8 @@ def rope_axis_dims(head_dim: int) -> tuple[int, int, int]:
 
 
 def rope_3d(t: int, h: int, w: int, head_dim: int, device: torch.device | None = None) -> Tensor:
-    """Rotation angles for a (t, h, w) token grid: (N, head_dim // 2), N = t*h*w (t-major)."""
+    """Rotations for a (t, h, w) token grid: complex (N, head_dim // 2) of unit modulus whose
+    angles are position x frequency per axis, N = t*h*w (t-major)."""
     angles = []
     for size, d in zip((t, h, w), rope_axis_dims(head_dim)):
         freqs = 1.0 / (10000.0 ** (torch.arange(0, d, 2, device=device).float() / d))
@@ -58,18 +60,15 @@ def rope_3d(t: int, h: int, w: int, head_dim: int, device: torch.device | None =
             aw[None, None, :].expand(t, h, w, -1),
         ],
         dim=-1,
-    )
-    return grid.reshape(t * h * w, -1)
+    ).reshape(t * h * w, -1)
+    return torch.polar(torch.ones_like(grid), grid)
 
 
-def apply_rope(x: Tensor, angles: Tensor) -> Tensor:
-    """Rotate channel pairs of x (B, heads, N, hd) by angles (N, hd/2)."""
-    x2 = x.float().unflatten(-1, (-1, 2))  # (B, heads, N, hd/2, 2)
-    cos, sin = angles.cos(), angles.sin()
-    out = torch.stack(
-        [x2[..., 0] * cos - x2[..., 1] * sin, x2[..., 0] * sin + x2[..., 1] * cos], dim=-1
-    )
-    return out.flatten(-2).type_as(x)
+def apply_rope(x: Tensor, rotation: Tensor) -> Tensor:
+    """Rotate channel pairs of x (..., N, hd) by the complex (N, hd/2) ``rotation``: one complex
+    product per pair, (a + ib)(cos + i sin)."""
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
+    return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)
 
 
 def per_frame(x: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
@@ -82,13 +81,37 @@ def per_frame(x: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     """adaLN: (B, N, D) normalised tokens, (B, F, D) shift/scale from the conditioning."""
     xf, shift = per_frame(x, shift)
-    return (xf * (1 + scale[:, :, None]) + shift).view_as(x)
+    return torch.addcmul(shift, xf, 1 + scale[:, :, None]).view_as(x)
 
 
-def gated(x: Tensor, gate: Tensor) -> Tensor:
-    """(B, N, D) block output times its (B, F, D) adaLN-Zero gate."""
-    xf, gate = per_frame(x, gate)
-    return (xf * gate).view_as(x)
+def gated_residual(x: Tensor, out: Tensor, gate: Tensor) -> Tensor:
+    """x + out * gate: (B, N, D) residual and block output, (B, F, D) adaLN-Zero gate."""
+    outf, gate = per_frame(out, gate)
+    return torch.addcmul(x.view_as(outf), outf, gate).view_as(x)
+
+
+def qk_norm_rope(qk: Tensor, q_norm: nn.Module, k_norm: nn.Module, rotation: Tensor) -> Tensor:
+    """(2, B, H, N, d) stacked queries and keys -> RMS-normalised (when the model has QK-norm)
+    and rotated, in one pass over both. Norms run in float32 (under bf16 autocast a bf16 input
+    with fp32 weights takes a slow unfused path)."""
+    if isinstance(q_norm, nn.RMSNorm):
+        weight = torch.stack([q_norm.weight, k_norm.weight]).view(2, 1, 1, 1, -1)
+        qk = F.rms_norm(qk.float(), qk.shape[-1:], eps=q_norm.eps) * weight
+    return apply_rope(qk, rotation)
+
+
+@dataclass
+class TextContext:
+    """What a forward needs from the text: the (B, L, E) features, the pooled text's
+    conditioning (B, 1, D), the (B, 1, 1, L) attention mask and, when precomputed for
+    sampling, every block's normalised cross-attention keys and values (B, H, L, d each), so a
+    sampler computes them once rather than at every step. Training leaves ``kv`` empty: each
+    block computes its own inside its forward (where FSDP has its weights gathered)."""
+
+    text: Tensor
+    pooled: Tensor
+    mask: Tensor
+    kv: list[tuple[Tensor, Tensor]] | None = None
 
 
 class SelfAttention(nn.Module):
@@ -105,19 +128,16 @@ class SelfAttention(nn.Module):
             self.qkv_t = nn.Linear(dim, 3 * dim)
             self.proj_t = nn.Linear(dim, dim)
 
-    def _qkv(self, x: Tensor, layer: nn.Linear, angles: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        q, k, v = rearrange(layer(x), "B N (k H d) -> k B H N d", k=3, H=self.heads)
+    def _qkv(self, x: Tensor, layer: nn.Linear, rotation: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        qkv = rearrange(layer(x), "B N (k H d) -> k B H N d", k=3, H=self.heads)
         # RoPE is applied on the full 3D grid before any regrouping: inside a frame the t angle
         # is shared and cancels, so the same table serves spatial and temporal attention.
-        # Norms run in float32 (under bf16 autocast a bf16 input with fp32 weights takes a slow
-        # unfused path); the rotated q, k go back to v's dtype for the attention kernel.
-        q = apply_rope(self.q_norm(q.float()), angles).to(v.dtype)
-        k = apply_rope(self.k_norm(k.float()), angles).to(v.dtype)
-        return q, k, v
+        q, k = qk_norm_rope(qkv[:2], self.q_norm, self.k_norm, rotation).to(qkv.dtype).unbind(0)
+        return q, k, qkv[2]
 
-    def forward(self, x: Tensor, angles: Tensor, grid: tuple[int, int, int]) -> Tensor:
-        """(B, N, D) tokens, (N, hd/2) RoPE angles, grid (t, h, w) -> (B, N, D)."""
-        q, k, v = self._qkv(x, self.qkv, angles)
+    def forward(self, x: Tensor, rotation: Tensor, grid: tuple[int, int, int]) -> Tensor:
+        """(B, N, D) tokens, (N, hd/2) RoPE rotations, grid (t, h, w) -> (B, N, D)."""
+        q, k, v = self._qkv(x, self.qkv, rotation)
         if not self.factorized:
             out = F.scaled_dot_product_attention(q, k, v)
             return self.proj(rearrange(out, "B H N d -> B N (H d)"))
@@ -127,7 +147,7 @@ class SelfAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v)
         spatial = self.proj(rearrange(out, "(B t) H s d -> B (t s) (H d)", t=t))
         # Temporal: attend across frames at each spatial position, on the spatially updated x.
-        q, k, v = self._qkv(x + spatial, self.qkv_t, angles)
+        q, k, v = self._qkv(x + spatial, self.qkv_t, rotation)
         q, k, v = (rearrange(a, "B H (t s) d -> (B s) H t d", t=t) for a in (q, k, v))
         out = F.scaled_dot_product_attention(q, k, v)
         temporal = self.proj_t(rearrange(out, "(B s) H t d -> B (t s) (H d)", s=h * w))
@@ -146,12 +166,17 @@ class CrossAttention(nn.Module):
         self.k_norm = nn.RMSNorm(dim // heads) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, text: Tensor, mask: Tensor) -> Tensor:
-        """(B, N, D) tokens, (B, L, E) text, (B, L) bool mask -> (B, N, D)."""
-        q = rearrange(self.q(x), "B N (H d) -> B H N d", H=self.heads)
+    def keys_values(self, text: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, L, E) text -> normalised keys and values, (B, H, L, d) each."""
         k, v = rearrange(self.kv(text), "B L (k H d) -> k B H L d", k=2, H=self.heads)
-        q, k = self.q_norm(q.float()).to(v.dtype), self.k_norm(k.float()).to(v.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+        return self.k_norm(k.float()).to(v.dtype), v
+
+    def forward(self, x: Tensor, text: Tensor | tuple[Tensor, Tensor], mask: Tensor) -> Tensor:
+        """(B, N, D) tokens, (B, L, E) text or its ``keys_values``, (B, 1, 1, L) bool mask."""
+        k, v = self.keys_values(text) if isinstance(text, Tensor) else text
+        q = rearrange(self.q(x), "B N (H d) -> B H N d", H=self.heads)
+        q = self.q_norm(q.float()).to(v.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(rearrange(out, "B H N d -> B N (H d)"))
 
 
@@ -174,16 +199,18 @@ class DiTBlock(nn.Module):
         self,
         x: Tensor,
         c: Tensor,
-        text: Tensor,
+        text: Tensor | tuple[Tensor, Tensor],
         mask: Tensor,
-        angles: Tensor,
+        rotation: Tensor,
         grid: tuple[int, int, int],
     ) -> Tensor:
-        """(B, N, D) tokens, (B, F, D) conditioning (F = 1 or per token frame) -> (B, N, D)."""
+        """(B, N, D) tokens, (B, F, D) conditioning (F = 1 or per token frame), the text (or
+        this block's keys and values for it) -> (B, N, D)."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)
-        x = x + gated(self.attn(modulate(self.norm1(x), shift1, scale1), angles, grid), gate1)
+        attn = self.attn(modulate(self.norm1(x), shift1, scale1), rotation, grid)
+        x = gated_residual(x, attn, gate1)
         x = x + self.cross(self.norm2(x), text, mask)
-        return x + gated(self.mlp(modulate(self.norm3(x), shift2, scale2)), gate2)
+        return gated_residual(x, self.mlp(modulate(self.norm3(x), shift2, scale2)), gate2)
 
 
 class VideoDiT(nn.Module):
@@ -200,6 +227,7 @@ class VideoDiT(nn.Module):
         self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
         self.out = nn.Linear(d, p)
+        self._rotations: dict[tuple, Tensor] = {}  # RoPE tables by (grid, device)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -239,8 +267,30 @@ class VideoDiT(nn.Module):
             x, "B (t h w) (c a p q) -> B c (t a) (h p) (w q)", t=t, h=h, w=w, a=pt, p=ph, q=ph
         )
 
-    def forward(self, z: Tensor, timestep: Tensor, text: Tensor, mask: Tensor) -> Tensor:
-        """(B, c, t, h, w) noisy latents, timesteps in [0, 1], (B, L, E) text, (B, L) mask
+    def encode_text(self, text: Tensor, mask: Tensor, keys: bool = True) -> TextContext:
+        """(B, L, E) text features and (B, L) mask -> the TextContext of a forward; ``keys``:
+        precompute every block's keys and values (for a sampler's repeated steps)."""
+        m = mask.to(text.dtype)[..., None]
+        pooled = (text * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, E)
+        kv = [block.cross.keys_values(text) for block in self.blocks] if keys else None
+        return TextContext(text, self.text_pool(pooled)[:, None], mask[:, None, None, :], kv)
+
+    def rotation(self, grid: tuple[int, int, int], device: torch.device) -> Tensor:
+        """The RoPE table of a token grid, computed once per grid and device."""
+        key = (grid, device)
+        if key not in self._rotations:
+            self._rotations[key] = rope_3d(*grid, self.cfg.dim // self.cfg.heads, device=device)
+        return self._rotations[key]
+
+    def forward(
+        self,
+        z: Tensor,
+        timestep: Tensor,
+        text: Tensor | TextContext,
+        mask: Tensor | None = None,
+    ) -> Tensor:
+        """(B, c, t, h, w) noisy latents, timesteps in [0, 1], (B, L, E) text and (B, L) mask
+        (or a TextContext from ``encode_text``, reused across sampling steps)
         -> (B, c, t, h, w) predicted velocity.
 
         ``timestep`` is (B,) (one noise level per clip) or (B, t) (one per latent frame): frames
@@ -248,10 +298,10 @@ class VideoDiT(nn.Module):
         With ``patch_t > 1`` the frames of a temporal patch must share their timestep.
         """
         grid = self.grid(*z.shape[2:])
-        angles = rope_3d(*grid, self.cfg.dim // self.cfg.heads, device=z.device)
+        if not isinstance(text, TextContext):
+            text = self.encode_text(text, mask, keys=False)
+        rotation = self.rotation(grid, z.device)
         x = self.patch_embed(self.patchify(z))  # (B, N, D)
-        m = mask.to(text.dtype)[..., None]
-        pooled = (text * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, E)
         if timestep.dim() == 1:
             timestep = timestep[:, None]  # (B, 1): one level for every frame
         elif timestep.shape[1] != z.shape[2]:
@@ -261,9 +311,10 @@ class VideoDiT(nn.Module):
         else:
             timestep = timestep[:, :: self.cfg.patch_t]  # one per token frame
         temb = timestep_embedding(timestep.flatten(), 256).to(x.dtype)
-        c = self.time_mlp(temb).unflatten(0, timestep.shape) + self.text_pool(pooled)[:, None]
-        for block in self.blocks:
-            x = block(x, c, text, mask, angles, grid)
+        c = self.time_mlp(temb).unflatten(0, timestep.shape) + text.pooled
+        per_block = text.kv or [text.text] * len(self.blocks)
+        for block, block_text in zip(self.blocks, per_block):
+            x = block(x, c, block_text, text.mask, rotation, grid)
         shift, scale = self.ada_out(c).chunk(2, dim=-1)
         x = self.out(modulate(self.norm_out(x), shift, scale))
         return self.unpatchify(x, grid)
