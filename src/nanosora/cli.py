@@ -14,7 +14,7 @@ import typer
 from nanosora import generate as gen
 from nanosora import quickstart as qs
 from nanosora import story as st
-from nanosora.config import DiTTrainConfig, VAETrainConfig, load_config
+from nanosora.config import DistillConfig, DiTTrainConfig, VAETrainConfig, load_config
 from nanosora.curate import analyze as an
 from nanosora.curate import runner
 from nanosora.curate.recipe import RecipeError
@@ -30,6 +30,7 @@ from nanosora.shapes.scenes import CATEGORIES, generate_scenes
 from nanosora.shapes.world import generate_dataset
 from nanosora.story.chat import ChatConfig
 from nanosora.story.montage import MontageConfig
+from nanosora.train import distill as distill_trainer
 from nanosora.train import dit as dit_trainer
 from nanosora.train import vae as vae_trainer
 
@@ -172,6 +173,21 @@ def train_dit(
     """Train the video DiT from a latent cache."""
     try:
         dit_trainer.main(load_config(DiTTrainConfig, config, overrides or []), resume=resume)
+    except USER_ERRORS as e:
+        _fail(e)
+
+
+@train_app.command("distill")
+def train_distill(
+    config: Annotated[Path | None, typer.Option("--config", help="YAML experiment")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="dotted overrides, e.g. train.minutes=20")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in train.out_dir")] = False,
+) -> None:
+    """Distil a pipeline's transformer into a few-step one (reflow on the teacher's samples)."""
+    try:
+        distill_trainer.main(load_config(DistillConfig, config, overrides or []), resume=resume)
     except USER_ERRORS as e:
         _fail(e)
 

@@ -198,6 +198,11 @@ class PipelineConfig:
     vocabulary: str = doc(
         "", "'shapes' when the model only knows the shapes world (prompts are checked)"
     )
+    few_step_max: int = doc(
+        0,
+        "sampling at this many steps or fewer uses the distilled few-step transformer "
+        "(transformer_fewstep/, guidance built in) for text-to-video; 0: the pipeline has none",
+    )
 
     def __post_init__(self) -> None:
         _check_eta(self.eta, "eta")
@@ -403,6 +408,45 @@ class DiTTrainConfig:
         ("a red circle moving left", "a blue square moving up", "a green triangle moving right"),
         "prompts rendered into sample GIFs during training",
     )
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """`nanosora train distill`: a few-step transformer distilled from a pipeline by reflow."""
+
+    teacher: str = doc("", "pipeline directory to distil (empty: the shipped model)")
+    prompts: str = doc(
+        "", "text file of training prompts, one per line (empty: shapes-world training captions)"
+    )
+    pairs: int = doc(3072, "teacher samples (noise -> latents pairs) to draw")
+    pair_batch: int = doc(32, "prompts per teacher sampling batch")
+    teacher_steps: int = doc(25, "teacher sampling steps")
+    teacher_eta: float = doc(
+        0.0, "teacher's renewed noise share (0: each pair is a deterministic noise -> clip map)"
+    )
+    probe_filter: bool = doc(
+        True, "drop teacher samples the shapes probe reads as not matching their prompt"
+    )
+    few_steps: tuple[int, ...] = doc(
+        (2, 4),
+        "step counts trained for: their schedules' noise levels are drawn with grid_prob, and "
+        "the pipeline uses the student at up to max(few_steps) steps",
+    )
+    grid_prob: float = doc(0.5, "share of training levels drawn from the few-step schedules")
+    optim: OptimConfig = doc(OptimConfig(lr=1e-4, warmup_steps=50), "optimizer")
+    train: TrainConfig = doc(
+        TrainConfig(out_dir="runs/distill", batch_size=32, steps=3000, sample_every=0),
+        "loop (the pairs count toward minutes too)",
+    )
+    sample_prompts: tuple[str, ...] = doc(
+        ("a red circle moving left", "a blue square moving up", "a green triangle moving right"),
+        "prompts rendered into sample GIFs (at each few-step count)",
+    )
+
+    def __post_init__(self) -> None:
+        _check_eta(self.teacher_eta, "teacher_eta")
+        if not self.few_steps or min(self.few_steps) < 1:
+            raise ConfigError(f"few_steps must be step counts >= 1, got {self.few_steps}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from nanosora.models.vae import VideoVAE
 from nanosora.shapes.world import vocabulary_warning
 
 SHIPPED_MODEL = Path(__file__).parent / "assets" / "shapes-model"
+FEW_STEP = "transformer_fewstep"  # a pipeline's distilled few-step transformer
 MAX_PROMPT_CHARS = 500
 
 
@@ -110,9 +111,18 @@ class Pipeline:
     """Text, optionally with given first frames, to video with a VAE, a DiT and a text encoder."""
 
     def __init__(
-        self, vae: VideoVAE, dit: VideoDiT, text_encoder: TextEncoder, cfg: PipelineConfig
+        self,
+        vae: VideoVAE,
+        dit: VideoDiT,
+        text_encoder: TextEncoder,
+        cfg: PipelineConfig,
+        few_step: VideoDiT | None = None,
     ):
         self.vae, self.dit, self.text_encoder, self.cfg = vae.eval(), dit.eval(), text_encoder, cfg
+        # A transformer distilled for few-step sampling (train/distill.py), with guidance built in.
+        self.few_step = few_step.eval() if few_step is not None else None
+        if cfg.few_step_max and few_step is None:
+            raise ValueError("pipeline.yaml sets few_step_max but transformer_fewstep/ is missing")
 
     @classmethod
     def load(cls, path: str | Path | None = None, lora: str | Path | None = None) -> Pipeline:
@@ -127,12 +137,20 @@ class Pipeline:
             dit = VideoDiT(dit.cfg)
             dit.load_state_dict(merged)
             cfg = dataclasses.replace(cfg, vocabulary="")  # the adapter may know new words
-        return cls(vae, dit, load_text_encoder(cfg.text), cfg)
+            # the distilled transformer does not know the adapter's concept
+            cfg = dataclasses.replace(cfg, few_step_max=0)
+        few_step = None
+        if cfg.few_step_max:
+            few_step = load_module(d / FEW_STEP, DiTConfig, VideoDiT, "dit")
+        return cls(vae, dit, load_text_encoder(cfg.text), cfg, few_step)
 
     def save(self, path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
         """Write the pipeline directory; weights stored in ``dtype`` (fp16 halves the size)."""
         d = Path(path)
-        for name, module in (("vae", self.vae), ("transformer", self.dit)):
+        modules = [("vae", self.vae), ("transformer", self.dit)]
+        if self.few_step is not None:
+            modules.append((FEW_STEP, self.few_step))
+        for name, module in modules:
             (d / name).mkdir(parents=True, exist_ok=True)
             save_config(module.cfg, d / name / "config.yaml")
             sd = {
@@ -145,8 +163,13 @@ class Pipeline:
         save_config(self.cfg, d / "pipeline.yaml")
         return d
 
+    def generate(self, prompts: list[str], *args, **kw) -> np.ndarray:
+        """Prompts -> uint8 videos (B, T, H, W, C): ``sample_latents`` (same arguments), then
+        the VAE decoder."""
+        return self.decode_latents(self.sample_latents(prompts, *args, **kw))
+
     @torch.no_grad()
-    def generate(
+    def sample_latents(
         self,
         prompts: list[str],
         seed: int = 0,
@@ -158,8 +181,9 @@ class Pipeline:
         prefix: np.ndarray | None = None,
         eta: float | None = None,
         callback: Callable[[int, torch.Tensor], None] | None = None,
-    ) -> np.ndarray:
-        """Prompts -> uint8 videos (B, T, H, W, C); prompt i uses ``seeds[i]`` or ``seed + i``.
+    ) -> torch.Tensor:
+        """Prompts -> (B, c, t, h, w) normalised latents; prompt i uses ``seeds[i]`` or
+        ``seed + i``.
 
         Guidance (scale ``cfg_scale``) applies at noise levels inside ``cfg_interval``; ``eta`` is
         the share of noise renewed at each step (0: the deterministic Euler sampler; see
@@ -173,12 +197,18 @@ class Pipeline:
 
         ``callback(i, x0)``: called at sampling step i with the latent data estimate (see
         ``stochastic_sample``); ``decode_latents`` turns it into frames.
+
+        At ``few_step_max`` steps or fewer, text-to-video uses the few-step transformer when the
+        pipeline has one: deterministic, guidance built in (``cfg_scale`` and ``eta`` unused).
         """
         c = self.cfg
         steps, scale = steps or c.steps, c.cfg_scale if cfg_scale is None else cfg_scale
         interval = tuple(c.cfg_interval if cfg_interval is None else cfg_interval)
         guidance_active(1.0, interval)  # validates the interval before any work
         eta = c.eta if eta is None else eta
+        dit = self.dit
+        if self.few_step is not None and steps <= c.few_step_max and prefix is None:
+            dit, scale, eta = self.few_step, 1.0, 0.0
         num_frames = num_frames or c.num_frames
         for p in prompts:
             check_prompt(p)
@@ -197,11 +227,9 @@ class Pipeline:
         cond_text, cond_mask = text[:-1], mask[:-1]
         null_text, null_mask = text[-1:].expand_as(cond_text), mask[-1:].expand_as(cond_mask)
         # The text's keys and values are computed once for all steps.
-        cond = self.dit.encode_text(cond_text, cond_mask)
-        both = self.dit.encode_text(
-            torch.cat([cond_text, null_text]), torch.cat([cond_mask, null_mask])
-        )
-        grid = self.dit.grid(*shape[1:])
+        cond = dit.encode_text(cond_text, cond_mask)
+        both = dit.encode_text(torch.cat([cond_text, null_text]), torch.cat([cond_mask, null_mask]))
+        grid = dit.grid(*shape[1:])
         shift = resolution_shift(c.shift, grid[0] * grid[1] * grid[2], c.base_tokens)
 
         def velocity(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -212,16 +240,15 @@ class Pipeline:
 
         def velocity_of_levels(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
             if scale == 1.0 or not guidance_active(float(s.max()), interval):
-                return self.dit(x, s, cond)
+                return dit(x, s, cond)
             # One batched forward for the conditional and unconditional halves.
-            cond_v, uncond_v = self.dit(torch.cat([x, x]), torch.cat([s, s]), both).chunk(2)
+            cond_v, uncond_v = dit(torch.cat([x, x]), torch.cat([s, s]), both).chunk(2)
             return classifier_free_guidance(cond_v, uncond_v, scale)
 
         keep = (torch.arange(shape[1]) < given).view(1, 1, -1, 1, 1) if given else None
         # eta = 0 is the Euler step bit for bit; stochastic_sample validates eta
         schedule = sample_schedule(steps, shift)
-        latents = stochastic_sample(velocity, noise, schedule, eta, generators, keep, callback)
-        return self.decode_latents(latents)
+        return stochastic_sample(velocity, noise, schedule, eta, generators, keep, callback)
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
@@ -290,4 +317,5 @@ def replace_cfg(pipe: Pipeline, **changes: object) -> Pipeline:
     """A pipeline sharing the modules with some PipelineConfig fields changed (validated like
     pipeline.yaml); a change given as None keeps the pipeline's value (an unset CLI option)."""
     given = {k: v for k, v in changes.items() if v is not None}
-    return Pipeline(pipe.vae, pipe.dit, pipe.text_encoder, dataclasses.replace(pipe.cfg, **given))
+    cfg = dataclasses.replace(pipe.cfg, **given)
+    return Pipeline(pipe.vae, pipe.dit, pipe.text_encoder, cfg, pipe.few_step)
