@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PROMPT ?= a red circle moving left
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install browser lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,15 +15,31 @@ $(BIN)/python:
 # without the pin makes pip pick a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml constraints.txt Makefile | $(BIN)/python
 	$(BIN)/pip install -q -c constraints.txt torch
-	$(BIN)/pip install -q -c constraints.txt -e ".[dev,scale]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,scale,studio]"
 	touch $@
 
 install: $(VENV)/.installed
 
+# The studio's browser test drives Debian's chromium: installed here when absent (as root, or
+# with sudo); $NANOSORA_CHROMIUM may name another Chromium binary instead.
+browser:
+	@if [ -n "$$NANOSORA_CHROMIUM" ] || command -v chromium >/dev/null 2>&1 \
+	    || command -v chromium-browser >/dev/null 2>&1; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make browser: chromium is missing and there is no apt-get here: install Chromium" \
+	       "with your package manager, or set NANOSORA_CHROMIUM to its binary" >&2; exit 1; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
+	else echo "make browser: chromium is missing; installing it needs root or sudo:" \
+	          "apt-get install chromium (or set NANOSORA_CHROMIUM)" >&2; exit 1; fi; \
+	echo "make browser: installing Debian's chromium for the studio's browser test"; \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
 demo: install
 	$(BIN)/nanosora generate "$(PROMPT)" -o demo.mp4 --seed 0
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q -x tests
 
 lint: install

@@ -14,6 +14,7 @@ import typer
 from nanosora import generate as gen
 from nanosora import quickstart as qs
 from nanosora import story as st
+from nanosora import studio as sd
 from nanosora.config import DistillConfig, DiTTrainConfig, VAETrainConfig, load_config
 from nanosora.curate import analyze as an
 from nanosora.curate import runner
@@ -703,6 +704,41 @@ def grade(
 
 
 # ---- end of scenes commands -------------------------------------------------------------------
+
+
+# ---- studio: the local web app (nanosora.studio) ------------------------------------------------
+
+
+@app.command()
+def studio(
+    model: Annotated[
+        list[Path] | None,
+        typer.Option(help="a pipeline dir besides the shipped model (repeat to add more)"),
+    ] = None,
+    port: Annotated[int, typer.Option(help="port to serve on")] = 7860,
+    host: Annotated[
+        str, typer.Option(help="address to listen on; anything but 127.0.0.1 exposes the studio")
+    ] = "127.0.0.1",
+    out: Annotated[
+        Path, typer.Option("-o", "--out", help="output folder: the studio writes only here")
+    ] = Path("studio"),
+    jobs: Annotated[int, typer.Option(help="jobs run at once (0: one per core)")] = 0,
+    queue: Annotated[int, typer.Option(help="jobs that may wait in the queue")] = 32,
+    max_upload_mb: Annotated[float, typer.Option(help="largest upload, MB")] = 5.0,
+) -> None:
+    """A local web app: generate with a graded verdict, compare seeds or models, watch denoising,
+    image-to-video and extension from uploads, story to film, a gallery of past results."""
+    try:
+        cfg = sd.StudioConfig(out=str(out), models=tuple(str(m) for m in model or ()), host=host,
+                              port=port, jobs=jobs, queue=queue, max_upload_mb=max_upload_mb)  # fmt: skip
+        sd.main(cfg)
+    except ModuleNotFoundError as e:
+        _fail(ValueError(f"{e}: the studio needs its extra, pip install -e '.[studio]'"))
+    except (*USER_ERRORS, OSError) as e:
+        _fail(e)
+
+
+# ---- end of studio command ----------------------------------------------------------------------
 
 
 if __name__ == "__main__":
