@@ -234,7 +234,7 @@ def build(studio: Studio, jobs: int, sessions: Sessions) -> Any:
                     cmp_sheet = gr.Image(label="Contact sheet", show_label=False,
                                          interactive=False, elem_id="cmp-sheet")  # fmt: skip
                 with gr.Tab("Denoise", id="denoise"):
-                    dn_show = gr.Textbox(label="Steps to show",
+                    dn_show = gr.Textbox(label="Steps to show", elem_id="dn-show",
                                          placeholder="e.g. 1, 3, 6, 12, 25; empty: six spread over the run")  # fmt: skip
                     dn = gr.Button("Watch it denoise", variant="primary", elem_id="dn-button")
                     dn_strip = gr.Image(label="The estimate of the clean clip at each chosen step",
@@ -332,7 +332,8 @@ def build(studio: Studio, jobs: int, sessions: Sessions) -> Any:
             what = "an image to animate" if u.kind == "image" else (
                 f"a clip of {len(u.frames)} frames to extend")  # fmt: skip
             state = {"digest": u.digest, "kind": u.kind}
-            return gr.update(), u.frames[0], f"Accepted: {what}.", state
+            big = u.frames[0].repeat(4, axis=0).repeat(4, axis=1)  # pixels visible, not blurred
+            return gr.update(), big, f"Accepted: {what}.", state
 
         def on_animate(pr, se, ra, st, cf, et, fr, mo, state, extend, request: gr.Request,
                        progress=gr.Progress()):  # fmt: skip
@@ -395,7 +396,7 @@ def build(studio: Studio, jobs: int, sessions: Sessions) -> Any:
         def on_select(ids, evt: gr.SelectData):
             rid = ids[evt.index]
             e = studio.store.entry(rid)
-            rows = "\n".join(f"- **{k}**: {v}" for k, v in e["settings"].items())
+            rows = " · ".join(f"{k.replace('_', ' ')}: {v}" for k, v in e["settings"].items())
             grades = [f"- {ICON[Grade(**c['grade']).matches]} {c['label']}: {Grade(**c['grade']).verdict}"
                       for c in e["clips"]]  # fmt: skip
             text = f"**{e['kind']}** `{rid}`, {e['seconds']} s\n\n{rows}\n\n" + "\n".join(grades)
