@@ -54,31 +54,24 @@ def main(out: Path) -> None:
     with serve(work / "out", work / "server.log") as url, chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(url)
-        page.fill("#prompt textarea", "a red circle moving left")
-        page.click("#gen-button")
-        wait_text(page, "#gen-verdict", "prompt")
-        shoot(page, out / "studio-generate.png")
 
+        def run(name: str, prompt: str, job: str, height: int = 900) -> None:
+            """Type the prompt, press the tab's button, wait for the verdict, take the picture."""
+            page.fill("#prompt textarea", prompt)
+            page.click(f"#{job}-button")
+            wait_text(page, f"#{job}-verdict", "prompt")
+            shoot(page, out / f"studio-{name}.png", height)
+
+        run("generate", "a red circle moving left", "gen")
         tab(page, "Compare")
-        page.fill("#prompt textarea", "a yellow triangle moving right")
-        page.click("#cmp-button")
-        wait_text(page, "#cmp-verdict", "prompt")
-        shoot(page, out / "studio-compare.png", height=1150)
-
+        run("compare", "a yellow triangle moving right", "cmp", height=1150)
         tab(page, "Denoise")
-        page.fill("#prompt textarea", "a green square moving down")
         page.fill("#dn-show textarea, #dn-show input", "1, 3, 6, 10, 25")
-        page.click("#dn-button")
-        wait_text(page, "#dn-verdict", "prompt")
-        shoot(page, out / "studio-denoise.png", height=1300)
-
+        run("denoise", "a green square moving down", "dn", height=1300)
         tab(page, "Image / clip")
         page.set_input_files("#up-file input[type=file]", str(first))
         wait_text(page, "#up-message", "Accepted")
-        page.fill("#prompt textarea", "a blue square moving up")
-        page.click("#up-button")
-        wait_text(page, "#up-verdict", "prompt")
-        shoot(page, out / "studio-image.png")
+        run("image", "a blue square moving up", "up")
 
         tab(page, "Story")
         page.fill("#premise textarea", "A red ball falls into the dark. Then it rises again.")
