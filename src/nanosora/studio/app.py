@@ -192,7 +192,9 @@ def build(studio: Studio, jobs: int, sessions: Sessions) -> Any:
         files = [str(path(r.files[k])) for k in ("mp4", "gif")]
         return files[0], verdict_markdown(r), files, r.settings["seed"]
 
-    with gr.Blocks(title="nanosora studio", analytics_enabled=False) as demo:
+    # the server's copies of served files (.gradio/) are dropped after a day; results/ stays
+    with gr.Blocks(title="nanosora studio", analytics_enabled=False,
+                   delete_cache=(3600, 86400)) as demo:  # fmt: skip
         gr.Markdown(
             "# nanosora studio\n"
             f"Models: {', '.join(names)}. Every clip is read back by the probe or the scenes "
@@ -451,11 +453,17 @@ def launch(cfg: StudioConfig, block: bool = True) -> tuple[Any, str, Studio, Ses
     sessions = Sessions()
     demo = build(studio, jobs, sessions)
     demo.queue(max_size=cfg.queue, default_concurrency_limit=jobs)
-    _, url, _ = demo.launch(
-        server_name=cfg.host, server_port=cfg.port, prevent_thread_lock=True, show_error=True,
-        max_file_size=studio.max_bytes, allowed_paths=[str(out)], ssr_mode=False,
-        mcp_server=False, quiet=True, theme=gr.themes.Default(), css=CSS,
-    )  # fmt: skip
+    try:
+        _, url, _ = demo.launch(
+            server_name=cfg.host, server_port=cfg.port, prevent_thread_lock=True, show_error=True,
+            max_file_size=studio.max_bytes, allowed_paths=[str(out)], ssr_mode=False,
+            mcp_server=False, quiet=True, theme=gr.themes.Default(), css=CSS,
+        )  # fmt: skip
+    except OSError as e:
+        raise StudioError(
+            f"cannot serve on {cfg.host}:{cfg.port}: the port is taken or not allowed; "
+            "pass another --port"
+        ) from e
     # the default model loads after the page is up: a first job waits for it, startup does not
     threading.Thread(target=studio.pipeline, args=(SHIPPED,), daemon=True).start()
     print(f"nanosora studio: {url} (started in {time.time() - t0:.1f} s; output folder {out}; "
