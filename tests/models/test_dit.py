@@ -4,9 +4,10 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from nanosora.config import DIT_PRESETS, DiTConfig
-from nanosora.models.dit import VideoDiT, apply_rope, rope_3d
+from nanosora.models.dit import VideoDiT, apply_rope, attention, rope_3d
 
 TINY = DiTConfig(in_channels=4, dim=32, depth=2, heads=2, text_dim=16)
 
@@ -122,3 +123,23 @@ def test_per_frame_timesteps():
     assert not torch.allclose(m(z, levels, text, mask), one)
     with pytest.raises(ValueError, match="per-frame timesteps"):
         m(z, s[:, None].expand(-1, 2), text, mask)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_explicit_attention_matches_the_fused_kernel(masked):
+    """The matmul path (CPU training, bf16) gives torch's fused attention and its gradients."""
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, n, 8, generator=g, requires_grad=True) for n in (10, 7, 7))
+    mask = torch.rand(2, 1, 1, 7, generator=g) > 0.4 if masked else None
+    if masked:
+        mask[..., 0] = True  # every query has a key to attend to
+    out = attention(q, k, v, mask)  # autograd records: the matmul path
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(out, ref)
+    grads = torch.autograd.grad(out.square().sum(), (q, k, v))
+    ref_grads = torch.autograd.grad(ref.square().sum(), (q, k, v))
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b)
+    # bf16: the same within bf16 rounding.
+    low = attention(*(t.detach().bfloat16() for t in (q, k, v)), mask)
+    torch.testing.assert_close(low.float(), ref.detach(), atol=3e-2, rtol=3e-2)

@@ -100,6 +100,27 @@ def qk_norm_rope(qk: Tensor, q_norm: nn.Module, k_norm: nn.Module, rotation: Ten
     return apply_rope(qk, rotation)
 
 
+EXPLICIT_ATTENTION_MAX = 512 * 512  # query-key pairs per head up to which the matmul path runs
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Scaled dot-product attention of (B, H, N, d) queries on (B, H, L, d) keys and values;
+    ``mask`` (broadcastable to (B, H, N, L), True = attend).
+
+    On a CPU, when autograd records or the inputs are bf16, short sequences run as two matmuls
+    and a float32 softmax: there the CPU flash kernel's backward and its bf16 paths are several
+    times slower than bf16/fp32 GEMMs (bench/mfu.py). Otherwise, torch's fused kernel.
+    """
+    n, keys = q.shape[-2], k.shape[-2]
+    fused_is_fine = q.dtype == torch.float32 and not torch.is_grad_enabled()
+    if q.device.type != "cpu" or n * keys > EXPLICIT_ATTENTION_MAX or fused_is_fine:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = (q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(-1).to(v.dtype) @ v
+
+
 @dataclass
 class TextContext:
     """What a forward needs from the text: the (B, L, E) features, the pooled text's
@@ -139,17 +160,17 @@ class SelfAttention(nn.Module):
         """(B, N, D) tokens, (N, hd/2) RoPE rotations, grid (t, h, w) -> (B, N, D)."""
         q, k, v = self._qkv(x, self.qkv, rotation)
         if not self.factorized:
-            out = F.scaled_dot_product_attention(q, k, v)
+            out = attention(q, k, v)
             return self.proj(rearrange(out, "B H N d -> B N (H d)"))
         t, h, w = grid
         # Spatial: attend within each frame.
         q, k, v = (rearrange(a, "B H (t s) d -> (B t) H s d", t=t) for a in (q, k, v))
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = attention(q, k, v)
         spatial = self.proj(rearrange(out, "(B t) H s d -> B (t s) (H d)", t=t))
         # Temporal: attend across frames at each spatial position, on the spatially updated x.
         q, k, v = self._qkv(x + spatial, self.qkv_t, rotation)
         q, k, v = (rearrange(a, "B H (t s) d -> (B s) H t d", t=t) for a in (q, k, v))
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = attention(q, k, v)
         temporal = self.proj_t(rearrange(out, "(B s) H t d -> B (t s) (H d)", s=h * w))
         return spatial + temporal  # the block adds this to its input, like the full-3D path
 
@@ -176,7 +197,7 @@ class CrossAttention(nn.Module):
         k, v = self.keys_values(text) if isinstance(text, Tensor) else text
         q = rearrange(self.q(x), "B N (H d) -> B H N d", H=self.heads)
         q = self.q_norm(q.float()).to(v.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = attention(q, k, v, mask)
         return self.proj(rearrange(out, "B H N d -> B N (H d)"))
 
 

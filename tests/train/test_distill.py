@@ -1,0 +1,107 @@
+"""Few-step distillation: the teacher's pairs, the reflow loss, the exported pipeline, resumption,
+and which transformer a pipeline samples with."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nanosora.config import DistillConfig, OptimConfig, TrainConfig
+from nanosora.diffusion.flow import add_noise, sample_schedule, stochastic_sample
+from nanosora.models.dit import VideoDiT
+from nanosora.pipeline import FEW_STEP, Pipeline, replace_cfg
+from nanosora.shapes.captions import parse_prompt
+from nanosora.train import distill
+
+
+def small_run(out, steps=2):
+    return DistillConfig(
+        pairs=3,
+        pair_batch=2,
+        teacher_steps=3,
+        optim=OptimConfig(warmup_steps=1),
+        train=TrainConfig(out_dir=str(out), batch_size=2, steps=steps, log_every=1, ckpt_every=1),
+        sample_prompts=("a red circle moving left",),
+    )
+
+
+@pytest.mark.shipped_model
+def test_distill_run_exports_a_few_step_pipeline_and_resumes(tmp_path):
+    run = distill.main(small_run(tmp_path / "run"))
+    pairs = sorted((run / "pairs").glob("pairs_*.safetensors"))
+    assert len(pairs) == 2  # ceil(3 / 2) chunks
+    chunk = load_file(str(pairs[0]))
+    prompts = json.loads(pairs[0].with_suffix(".json").read_text())
+    assert len(prompts) == 2 and all(None not in parse_prompt(p) for p in prompts)
+    assert chunk["noise"].shape == chunk["latents"].shape == (2, 8, 5, 8, 8)
+    assert chunk["text"].shape[1] == 32 and chunk["keep"].dtype == torch.bool
+    # The starting noise is the seed's, as the pipeline draws it.
+    pipe = Pipeline.load(run / "pipeline")
+    assert pipe.cfg.few_step_max == 4 and (run / "pipeline" / FEW_STEP).is_dir()
+    assert not torch.equal(pipe.few_step.out.weight, pipe.dit.out.weight)  # it trained
+    assert (run / "samples" / "final.gif").stat().st_size > 0
+    # Resuming for more steps keeps the pairs and continues from the saved step.
+    stamp = pairs[0].stat().st_mtime_ns
+    distill.main(small_run(tmp_path / "run", steps=3), resume=True)
+    assert pairs[0].stat().st_mtime_ns == stamp
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+
+
+@pytest.mark.shipped_model
+def test_few_step_transformer_serves_few_steps_only():
+    """At <= few_step_max steps text-to-video runs the student, one forward per step (guidance
+    built in); more steps, or image-to-video, run the teacher."""
+    base = Pipeline.load(None)
+    student = VideoDiT(base.dit.cfg).eval()
+    student.load_state_dict(base.dit.state_dict())
+    pipe = replace_cfg(
+        Pipeline(base.vae, base.dit, base.text_encoder, base.cfg, student), few_step_max=4
+    )
+    calls = {"teacher": 0, "student": 0}
+    base.dit.register_forward_hook(lambda *a: calls.__setitem__("teacher", calls["teacher"] + 1))
+    student.register_forward_hook(lambda *a: calls.__setitem__("student", calls["student"] + 1))
+    pipe.sample_latents(["a red circle moving left"], steps=4)
+    assert calls == {"teacher": 0, "student": 4}
+    pipe.sample_latents(["a red circle moving left"], steps=5)
+    assert calls["teacher"] == 5 and calls["student"] == 4
+    first = pipe.generate(["a red circle moving left"], steps=3)[0, :1]
+    pipe.sample_latents(["a red circle moving left"], steps=2, prefix=first)
+    assert calls["teacher"] == 7 and calls["student"] == 4 + 3
+
+
+def test_reflow_paths_are_straight():
+    """Where the student predicts the pair's straight velocity, the loss is 0 and Euler sampling
+    at the few-step schedules lands on the teacher's latents from its noise, at any step count."""
+    g = torch.Generator().manual_seed(0)
+    z, x0 = torch.randn(2, 4, 2, 4, 4, generator=g), torch.randn(2, 4, 2, 4, 4, generator=g)
+
+    class Straight(torch.nn.Module):
+        def forward(self, x, s, text, mask):
+            return z - x0
+
+    pairs = {"noise": z, "latents": x0, "text": torch.zeros(2, 3, 8), "mask": torch.ones(2, 3)}
+    levels = torch.tensor([1.0, 0.75, 0.5])
+    loss = distill.reflow_loss(Straight(), pairs, [0, 1], levels, 0.5, False, g)
+    assert loss.item() < 1e-12
+    for steps in (1, 2, 4):
+        out = stochastic_sample(lambda x, s: z - x0, z, sample_schedule(steps, 3.0), 0.0)
+        torch.testing.assert_close(out, x0)
+    # A point on the path: x_s = (1 - s) x0 + s z.
+    torch.testing.assert_close(add_noise(x0, z, torch.full((2,), 0.25)), 0.75 * x0 + 0.25 * z)
+
+
+def test_few_step_levels_are_the_schedules():
+    pipe = Pipeline.load(None)
+    levels = distill.few_step_levels(pipe, (2, 4))
+    assert levels.max().item() == 1.0 and levels.min().item() > 0.0
+    # shift 3 at the base token count: 2 steps visit 1 and 0.75; 4 steps add 0.9 and 0.5.
+    torch.testing.assert_close(levels, torch.tensor([0.5, 0.75, 0.9, 1.0]))
+
+
+def test_bad_distill_config_is_named():
+    with pytest.raises(ValueError, match="few_steps"):
+        DistillConfig(few_steps=(0,))
+    with pytest.raises(ValueError, match="teacher_eta"):
+        DistillConfig(teacher_eta=2.0)
