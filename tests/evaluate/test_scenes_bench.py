@@ -20,7 +20,7 @@ def _folder(tmp_path: Path) -> tuple[Path, list[dict]]:
     videos = tmp_path / "videos"
     rows = []
     picks = [
-        ("numeracy", scenes.HELD_OUT["numeracy"][8]),  # three red squares (held out)
+        ("numeracy", scenes.held_out()["numeracy"][8]),  # three red squares (held out)
         ("spatial", None),
         ("actions", None),
     ]

@@ -178,7 +178,7 @@ def test_interactions_truth() -> None:
 
 def test_held_out_compositions() -> None:
     for category in CATEGORIES:
-        held = scenes.HELD_OUT[category]
+        held = scenes.held_out()[category]
         assert len(held) == (8 if category == "single" else 16)
         assert len({scenes.key(c) for c in held}) == len(held)
         assert all(scenes.is_held_out(c) for c in held)
@@ -193,7 +193,7 @@ def test_held_out_compositions() -> None:
         drawn = {scenes.key(s.composition) for s in _scenes(category, 200, seed=2, split="heldout")}
         assert drawn == {scenes.key(c) for c in held}
     # An attributes clip is held out when it contains a held-out pair.
-    pair = scenes.HELD_OUT["attributes"][0]
+    pair = scenes.held_out()["attributes"][0]
     third = scenes.Thing("white", "square", "big")
     assert scenes.is_held_out(Composition("attributes", (third, *pair.things[::-1])))
 

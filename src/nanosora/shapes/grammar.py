@@ -4,7 +4,7 @@ A `Composition` is what a caption says, as data: the category, the named objects
 the category's words (a direction, a relation, a verb). Captions are drawn from template
 families, one or two per category; a quarter of each family's templates are held out (never
 generated for training) to measure generalisation to new phrasings, and a set of compositions
-per category (`HELD_OUT`) is never generated for training either.
+per category (`held_out()`) is never generated for training either.
 
 `parse` inverts every template exactly: it matches the whole normalised caption against one
 regular expression per template and returns the one composition it names (tested on every

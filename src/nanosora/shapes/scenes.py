@@ -12,6 +12,8 @@ least 1.5 px per frame, and objects never touch except where the category is abo
 
 from __future__ import annotations
 
+import functools
+
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -134,9 +136,15 @@ HELD_OUT_CAPTIONS: dict[Category, tuple[str, ...]] = {
         "a cyan square passes in front of a purple circle", "an orange triangle passes in front of a white square",
     ),
 }  # fmt: skip
-HELD_OUT: dict[Category, tuple[Composition, ...]] = {
-    cat: tuple(parse(text)[0] for text in texts) for cat, texts in HELD_OUT_CAPTIONS.items()
-}
+
+
+@functools.cache
+def held_out() -> dict[Category, tuple[Composition, ...]]:
+    """The held-out compositions per category, read from their captions on first use (parsing
+    them at import would cost every command that imports the package about a second)."""
+    return {cat: tuple(parse(t)[0] for t in texts) for cat, texts in HELD_OUT_CAPTIONS.items()}
+
+
 _INVERSE_RELATION = {"left": "right", "right": "left", "above": "below", "below": "above"}
 
 
@@ -158,14 +166,16 @@ def key(comp: Composition) -> Composition:
     return comp
 
 
-_HELD_KEYS = {key(c) for comps in HELD_OUT.values() for c in comps}
+@functools.cache
+def _held_keys() -> frozenset[Composition]:
+    return frozenset(key(c) for comps in held_out().values() for c in comps)
 
 
 def is_held_out(comp: Composition) -> bool:
     """True if ``comp`` is, or (attributes) contains, a held-out composition."""
     if comp.category == "attributes":
-        return any(set(h.things) <= set(comp.things) for h in HELD_OUT["attributes"])
-    return key(comp) in _HELD_KEYS
+        return any(set(h.things) <= set(comp.things) for h in held_out()["attributes"])
+    return key(comp) in _held_keys()
 
 
 # ---- ground truth ----------------------------------------------------------------------------
@@ -280,7 +290,7 @@ def composition_for(rng: np.random.Generator, category: Category, split: Split) 
     """A composition of ``split``: never a held-out one for "train", only those for "heldout"."""
     match split:
         case "heldout":
-            return HELD_OUT[category][rng.integers(len(HELD_OUT[category]))]
+            return held_out()[category][rng.integers(len(held_out()[category]))]
         case "train":
             while is_held_out(comp := draw_composition(rng, category)):
                 pass
@@ -826,7 +836,7 @@ def suite(categories: tuple[Category, ...] = CATEGORIES) -> list[SuitePrompt]:
             if key(comp) not in {key(t) for t in trained}:
                 trained.append(comp)
         out += [SuitePrompt(cat, "trained", comp, canonical_caption(comp)) for comp in trained]
-        out += [SuitePrompt(cat, "heldout_composition", comp, canonical_caption(comp)) for comp in HELD_OUT[cat]]  # fmt: skip
+        out += [SuitePrompt(cat, "heldout_composition", comp, canonical_caption(comp)) for comp in held_out()[cat]]  # fmt: skip
         out += [
             SuitePrompt(cat, "heldout_phrasing", comp, canonical_caption(comp, "heldout", i))
             for i, comp in enumerate(trained[:SUITE_PHRASINGS])

@@ -23,7 +23,7 @@ import torch
 
 from nanosora.pipeline import MAX_PROMPT_CHARS
 from nanosora.shapes.grammar import canonical_caption
-from nanosora.shapes.scenes import HELD_OUT
+from nanosora.shapes.scenes import held_out
 from nanosora.shapes.world import eval_prompts
 from nanosora.story.schema import ShotList, load
 from nanosora.studio.engine import (
@@ -102,7 +102,7 @@ def examples() -> list[str]:
     """Example prompts: compositions the shipped model learned, held-out ones, and two scenes
     prompts that the one-object model cannot draw (the grader says why)."""
     one = [p for *_, p in eval_prompts("train")[:3]] + [p for *_, p in eval_prompts("heldout")[:2]]
-    scenes = [canonical_caption(HELD_OUT[c][0]) for c in ("spatial", "numeracy")]
+    scenes = [canonical_caption(held_out()[c][0]) for c in ("spatial", "numeracy")]
     return one + scenes
 
 
