@@ -13,7 +13,6 @@ least 1.5 px per frame, and objects never touch except where the category is abo
 from __future__ import annotations
 
 import functools
-
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
