@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nanosora.config import VAEConfig
-from nanosora.models.vae import CausalConv3d, FrameNorm, VideoVAE, kl_divergence
+from nanosora.models.vae import CausalConv3d, Conv3d, FrameNorm, VideoVAE, kl_divergence
 
 TINY = VAEConfig(base_channels=8, channel_mult=(1, 2, 2), latent_channels=4)
 
@@ -90,3 +90,17 @@ def test_calibrated_latents_are_standardised():
 def test_kl_zero_for_standard_normal():
     assert kl_divergence(torch.zeros(3, 4), torch.zeros(3, 4)).item() == 0.0
     assert kl_divergence(torch.ones(3, 4), torch.zeros(3, 4)).item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    "kw", [dict(kernel_size=3, padding=(0, 1, 1)), dict(kernel_size=3, stride=(2, 2, 2), padding=(0, 1, 1)), dict(kernel_size=1)]
+)  # fmt: skip
+def test_inference_convolution_matches_torch(kw):
+    """The oneDNN inference path gives nn.Conv3d's output; with autograd it is nn.Conv3d's."""
+    torch.manual_seed(0)
+    conv = Conv3d(6, 10, **kw)
+    x = torch.randn(2, 6, 5, 12, 12)
+    reference = torch.nn.Conv3d.forward(conv, x)
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), reference)
+    torch.testing.assert_close(conv(x), reference)
