@@ -418,7 +418,7 @@ class DistillConfig:
     prompts: str = doc(
         "", "text file of training prompts, one per line (empty: shapes-world training captions)"
     )
-    pairs: int = doc(3072, "teacher samples (noise -> latents pairs) to draw")
+    pairs: int = doc(1536, "teacher samples (noise -> latents pairs) to draw")
     pair_batch: int = doc(32, "prompts per teacher sampling batch")
     teacher_steps: int = doc(25, "teacher sampling steps")
     teacher_eta: float = doc(
