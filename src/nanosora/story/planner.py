@@ -48,7 +48,7 @@ class Beat:
     direction: str
 
 
-def _digest(*parts: object) -> int:
+def digest(*parts: object) -> int:
     """A stable integer from `parts` (Python's hash() is salted per process, this is not)."""
     return int.from_bytes(hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()[:8], "big")
 
@@ -61,7 +61,7 @@ def split_beats(premise: str) -> list[str]:
 
 def _derive_direction(color: str, shape: str, salt: str, index: int, avoid: str | None) -> str:
     """A direction from the hash, skipping held-out compositions and the previous beat's course."""
-    start = _digest(salt, "direction", index) % len(DIRECTIONS)
+    start = digest(salt, "direction", index) % len(DIRECTIONS)
     order = [DIRECTIONS[(start + k) % len(DIRECTIONS)] for k in range(len(DIRECTIONS))]
     ok = [d for d in order if (color, shape, d) not in HELD_OUT]
     return next((d for d in ok if d != avoid), ok[0])
@@ -69,7 +69,7 @@ def _derive_direction(color: str, shape: str, salt: str, index: int, avoid: str 
 
 def _derive_look(salt: str) -> tuple[str, str]:
     """Colour and shape for a premise that names neither, from the hash."""
-    h = _digest(salt, "look")
+    h = digest(salt, "look")
     return list(COLORS)[h % len(COLORS)], SHAPES[(h // len(COLORS)) % len(SHAPES)]
 
 
@@ -122,7 +122,7 @@ def write_script(premise: str, vocabulary: str = "shapes") -> Script:
     return Script(title=title, logline=premise[:500], scenes=scenes)
 
 
-def _allocate(num_beats: int, num_shots: int) -> list[int]:
+def allocate(num_beats: int, num_shots: int) -> list[int]:
     """Beat index of each shot: spread evenly, earlier beats get the extra shots."""
     if num_beats >= num_shots:  # more beats than shots: keep first, last and evenly spaced ones
         return [round(k * (num_beats - 1) / max(num_shots - 1, 1)) for k in range(num_shots)]
@@ -147,7 +147,7 @@ def plan_shots(script: Script, num_shots: int = 6, duration: float = 2.0,
         raise StoryError(f"the number of shots must be 1-200, got {num_shots}")
     texts = [s.summary for s in script.scenes]
     beats = resolve_beats(texts, script.logline) if vocabulary == "shapes" else None
-    owner = _allocate(len(texts), num_shots)
+    owner = allocate(len(texts), num_shots)
     shots = []
     for i, b in enumerate(owner):
         first_of_beat = i == 0 or owner[i - 1] != b

@@ -3,7 +3,8 @@
 Both backends return the same validated documents (`nanosora.story.schema`). The chat writer
 asks twice, as a person would: first for the script, then for the shot list of that script. It
 tells the model what the video model can draw; for the shapes vocabulary a prompt that does not
-name a colour, a shape and a direction is sent back with the reason, like a schema error.
+name a colour, a shape and a direction is sent back with the reason, like a schema error, and for
+the scenes vocabulary one the scenes grammar does not parse (or the world cannot draw).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from typing import Any, Literal, Protocol
 
 from nanosora.shapes.world import COLORS, DIRECTIONS, SHAPES, missing_attributes
-from nanosora.story import planner
+from nanosora.story import cast, planner
 from nanosora.story.chat import ChatClient
 from nanosora.story.schema import Script, ShotList, StoryError, json_schema_text, validate
 from nanosora.story.translate import is_english
@@ -48,15 +49,28 @@ class OfflineWriter:
 
     def write_script(self, premise: str) -> Script:
         """Premise -> script, one scene per beat."""
+        if self.vocabulary == cast.SCENES:
+            return cast.write_script(premise)
         return planner.write_script(premise, self.vocabulary)
 
     def plan_shots(self, script: Script, num_shots: int) -> ShotList:
         """Script -> `num_shots` shots the model can draw."""
+        if self.vocabulary == cast.SCENES:
+            return cast.plan_shots(script, num_shots, self.duration)
         return planner.plan_shots(script, num_shots, self.duration, self.vocabulary)
 
 
 def check_vocabulary(shots: ShotList, vocabulary: str) -> None:
-    """ValueError naming each shot whose prompt the model cannot draw (shapes: all 3 attributes)."""
+    """ValueError naming each shot whose prompt the model cannot draw (shapes: all 3 attributes;
+    scenes: a caption of the scenes grammar that the world can draw)."""
+    if vocabulary == cast.SCENES:
+        bad = [f"  shot {i + 1} ({shots.shots[i].id!r}): {reason}"
+               for i, reason in cast.check_prompts([s.prompt for s in shots.shots])]  # fmt: skip
+        if bad:
+            raise ValueError(
+                "prompts the model cannot draw:\n" + "\n".join(bad) + "\n" + cast.rules()
+            )
+        return
     if vocabulary != "shapes":
         return
 
@@ -77,8 +91,8 @@ class ChatWriter:
         self.chat, self.vocabulary, self.duration = chat, vocabulary, duration
 
     def _system(self) -> str:
-        rules = (
-            SHAPES_RULES if self.vocabulary == "shapes" else "Prompts describe one short shot each."
+        rules = {"shapes": SHAPES_RULES, cast.SCENES: cast.rules()}.get(
+            self.vocabulary, "Prompts describe one short shot each."
         )
         return ("You are a film writer and storyboard artist for a text-to-video model. "
                 "Answer with one JSON object only, no prose. " + rules)  # fmt: skip
