@@ -12,7 +12,9 @@ Two ways, chosen with `--animate`:
 `auto` (the default) is `i2v` whenever the clip has frames beyond the keyframe's latent frame
 (4k+1 frames with k >= 1). Every nanosora DiT takes per-frame noise levels, but only a model
 trained with frame masks (`flow.cond_prob` > 0, as the shipped one is) continues a given frame
-well; for another model pass `--animate t2v`.
+well; for another model pass `--animate t2v`. For a scenes model `auto` is `t2v`: its shots are
+events (a bounce, a push, a pass behind, a colour change) whose layout at the first frame is part
+of the event, and a still drawn on its own would pin the clip to a layout that may not allow it.
 """
 
 from __future__ import annotations
@@ -22,17 +24,19 @@ from typing import Literal
 import numpy as np
 
 from nanosora.pipeline import Pipeline
+from nanosora.story.cast import SCENES
 from nanosora.story.schema import StoryError
 
 AnimateMode = Literal["auto", "i2v", "t2v"]
 ANIMATE_CHOICES = ("auto", "i2v", "t2v")
 
 
-def resolve_mode(mode: str, num_frames: int) -> Literal["i2v", "t2v"]:
-    """The animation `mode` ('auto', 'i2v' or 't2v') for clips of `num_frames` frames."""
+def resolve_mode(mode: str, num_frames: int, vocabulary: str = "") -> Literal["i2v", "t2v"]:
+    """The animation `mode` ('auto', 'i2v' or 't2v') for clips of `num_frames` frames of a model
+    of `vocabulary` (scenes: auto is t2v)."""
     if mode not in ANIMATE_CHOICES:
         raise StoryError(f"--animate must be one of {', '.join(ANIMATE_CHOICES)}, not {mode!r}")
-    if mode == "t2v":
+    if mode == "t2v" or mode == "auto" and vocabulary == SCENES:
         return "t2v"
     if num_frames < 5:  # one latent frame: the keyframe would be the whole clip
         if mode == "i2v":

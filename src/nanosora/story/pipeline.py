@@ -188,8 +188,10 @@ def shot_views(shots: ShotList, work: Path, state: RunState) -> list[ShotView]:
         )
         clip_path = work / "clips" / f"{shot.id}.mp4"
         status = "failed" if error else "done" if clip_path.is_file() else "pending"
-        probe = clip.get("probe", "")
-        if probe and clip.get("matched") is not None and clip["matched"] >= 0:
+        probe, verdict = clip.get("probe", ""), ""
+        if "passed" in clip:  # the scenes grader's verdict: its reason, or what it saw
+            verdict = "passed" if clip["passed"] else "failed"
+        elif probe and clip.get("matched") is not None and clip["matched"] >= 0:
             probe += (
                 " (matches the prompt)" if clip["matched"] == 3 else f" ({clip['matched']}/3 match)"
             )
@@ -201,6 +203,7 @@ def shot_views(shots: ShotList, work: Path, state: RunState) -> list[ShotView]:
                 status=status,
                 error=error,
                 probe=probe,
+                verdict=verdict,
             )
         )
     return views
@@ -255,7 +258,7 @@ def main(cfg: StoryConfig) -> Path:
     mdir = model_dir(cfg)
     pcfg = model_config(mdir)
     vocabulary = pcfg.vocabulary
-    mode = resolve_mode(cfg.render.animate, cfg.render.num_frames or pcfg.num_frames)
+    mode = resolve_mode(cfg.render.animate, cfg.render.num_frames or pcfg.num_frames, vocabulary)
     # 1-2. Writer: script and shot list (kept on resume, so hand edits win).
     t0 = time.time()
     script = stage_script(cfg, work, chat, vocabulary)

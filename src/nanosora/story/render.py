@@ -6,7 +6,9 @@ read back with the shapes probe and compared with its prompt, a keyframe for col
 clip for colour, shape and direction; one that disagrees is redrawn with a new seed up to
 `rerolls` times (the best-matching attempt is kept and its seed recorded). Keyframes are checked
 because an image-to-video clip starts from its keyframe: it cannot mend a wrong shape or an empty
-frame, so a bad keyframe would fail every redraw of its clip.
+frame, so a bad keyframe would fail every redraw of its clip. With a scenes model the scenes
+grader judges every clip against its caption (pass or fail, with its reason), and a keyframe for
+what one still can show: the objects the caption names (and a count or a relation as such).
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ import numpy as np
 
 from nanosora.pipeline import Pipeline
 from nanosora.shapes.captions import parse_prompt
+from nanosora.shapes.grader import grade
+from nanosora.shapes.grammar import Composition, parse
 from nanosora.shapes.probe import MIN_CONTRAST, probe_frames
 from nanosora.shapes.world import MIN_SPEED
 from nanosora.story import animation
 from nanosora.story.animation import AnimateMode, resolve_mode
+from nanosora.story.cast import SCENES
 from nanosora.story.keyframes import (
     find_user_keyframe,
     generate_keyframes,
@@ -44,6 +49,7 @@ REROLL_STRIDE = (
 # Keyframe redraws per clip redraw (`rerolls`): a still costs about a quarter of a clip, and a
 # keyframe that fails the probe would fail every redraw of an image-to-video clip.
 KEYFRAME_REROLLS = 3
+STILL_FRAMES = 5  # a keyframe is graded as a clip of this many copies (tracks need 3 frames)
 J = TypeVar("J")
 
 
@@ -57,7 +63,8 @@ class RenderConfig:
     cfg_scale: float | None = None  # guidance scale; None = the pipeline's default
     num_frames: int | None = None  # frames per clip (4k+1); None = the pipeline's default
     keyframes: str = ""  # folder of user keyframes named <shot id>.png/.jpg/...
-    # shapes model: redraw a keyframe or clip with a new seed while the probe disagrees with it
+    # shapes and scenes models: redraw a keyframe or clip with a new seed while the probe or the
+    # scenes grader disagrees with it
     rerolls: int = 2
     batch_size: int = 6  # shots drawn per batch
     # i2v: each clip starts from its keyframe; t2v: from the prompt alone; auto: i2v when the
@@ -136,6 +143,8 @@ def verdict(frames: np.ndarray, prompt: str, vocabulary: str, clip_frames: int) 
     keyframe) is read for colour and shape, and in place of the direction for room to start it:
     a clip of `clip_frames` frames animated from the still must be able to move that way.
     """
+    if vocabulary == SCENES:
+        return scenes_verdict(frames, prompt)
     if vocabulary != "shapes":
         return -1, ""
 
@@ -150,6 +159,30 @@ def verdict(frames: np.ndarray, prompt: str, vocabulary: str, clip_frames: int) 
     got = (r.color, r.shape, want[2] if free >= min_room(clip_frames) else None)
     reading = f"{r.color} {r.shape}, {free} px free {want[2]}"
     return sum(a == b for a, b in zip(got, want, strict=True)), reading
+
+
+def scenes_verdict(frames: np.ndarray, prompt: str) -> tuple[int, str]:
+    """The scenes grader on a clip `(T, H, W, 3)` or a still `(H, W, 3)`: (3, what it saw) when
+    it passes, (0, the reason) when not, (-1, why) for a prompt outside the scenes grammar.
+
+    A still cannot show motion or events: it is graded for `still_composition` of the prompt.
+    """
+    try:
+        comp = parse(prompt)[0]
+    except ValueError:
+        return -1, "prompt outside the scenes grammar"
+    if frames.ndim == 3:
+        comp, frames = still_composition(comp), np.repeat(frames[None], STILL_FRAMES, axis=0)
+    v = grade(frames, comp)
+    return (3, v.seen) if v.passed else (0, v.reason)
+
+
+def still_composition(comp: Composition) -> Composition:
+    """What one still of `comp` can show: an attributes, numeracy or spatial composition as it
+    is; of the others, the objects it names, each once (sizes are not checked)."""
+    if comp.category in ("attributes", "numeracy", "spatial"):
+        return comp
+    return Composition("attributes", tuple(dict.fromkeys(comp.things)))
 
 
 def room_ahead(still: np.ndarray, direction: str) -> int:
@@ -193,6 +226,11 @@ class _Take:
 
 Draw = Callable[[list[Job], dict[str, int]], list[np.ndarray]]  # (jobs, seed per shot id)
 Check = Callable[[np.ndarray, str], tuple[int, str]]  # (drawing, prompt) -> `verdict`
+
+
+def _graded(take: _Take, vocabulary: str) -> dict[str, bool]:
+    """The scenes grader's pass or fail for state.json (the probe's drawings have a score)."""
+    return {"passed": take.score == 3} if vocabulary == SCENES and take.score >= 0 else {}
 
 
 def _checker(cfg: RenderConfig, pipe: Pipeline, vocabulary: str) -> Check:
@@ -263,7 +301,8 @@ def stage_keyframes(shots: ShotList, work: Path, state: RunState, cfg: RenderCon
             continue
         path = write_image(work / "keyframes" / f"{job.shot.id}.png", take.frames)
         state.wrote(job.shot.id, "keyframe", path, job.inputs, source="model", seed=take.seed,
-                    tries=take.tries, probe=take.reading, matched=take.score)  # fmt: skip
+                    tries=take.tries, probe=take.reading, matched=take.score,
+                    **_graded(take, vocabulary))  # fmt: skip
     return len(jobs)
 
 
@@ -328,5 +367,5 @@ def stage_clips(shots: ShotList, work: Path, state: RunState, cfg: RenderConfig,
         extra = {"first_frame_psnr": first_frame_psnr(take.frames, firsts[sid])} if firsts else {}
         path = write_video(work / "clips" / f"{sid}.mp4", take.frames, fps=pipe.cfg.fps)
         state.wrote(sid, "clip", path, job.inputs, seed=take.seed, tries=take.tries,
-                    probe=take.reading, matched=take.score, **extra)  # fmt: skip
+                    probe=take.reading, matched=take.score, **extra, **_graded(take, vocabulary))  # fmt: skip
     return len(jobs)
