@@ -107,6 +107,16 @@ def test_a_film_of_several_beats_keeps_its_cast():
     assert shots[3].things == (Thing("yellow", "triangle"),) * 4
 
 
+def test_who_does_what_follows_the_words():
+    shots = comps(
+        "A red ball meets a yellow box. The box chases it, so the ball hides behind a rock.", 4
+    )
+    red, box = Thing("red", "circle"), Thing("yellow", "square")
+    assert shots[2].category == "motion" and shots[2].things == (box, red)  # "it" is the ball
+    assert shots[3].words == ("behind",) and shots[3].things[0] == red  # "the ball" hides
+    assert shots[3].things[1] not in (red, box)  # the rock is a look of its own
+
+
 def test_deterministic_and_premise_dependent():
     premise = "It meets its friends. Then they hide behind a rock, and it bounces off a wall."
     assert plan_shots(write_script(premise), 8) == plan_shots(write_script(premise), 8)

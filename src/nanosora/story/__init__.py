@@ -3,6 +3,7 @@
 schema      validated script.json and shots.json (errors name the shot and field)
 chat        OpenAI-compatible chat client: retries, timeouts, JSON repair
 planner     the offline writer: deterministic shots the model can draw
+cast        the offline writer for scenes models: a cast, and one shot kind per event word
 writer      writer backends (offline planner, chat model) behind one interface
 translate   non-English premises and prompts -> English through the chat backend
 keyframes   a still per shot: single-frame generation or the user's image

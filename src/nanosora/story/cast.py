@@ -7,7 +7,7 @@ become a cast and each beat's verbs choose the kind of shot:
 1. the premise's characters are cast as scene objects: "a red ball" is a red circle (colour and
    shape words with their synonyms); "the ball" or "it" is a character met before; characters
    the premise implies but does not describe ("its friends", "a stranger", "a rock" it hides
-   behind) get a look derived from a hash of the premise, unlike every other character's;
+   behind) get a look derived from a hash of the premise, one no other character has;
 2. each beat is read for event words, in order, and every event becomes a composition of the
    scenes grammar (`EVENT_WORDS` lists them): crossing alone is `single`; chases, follows and
    flees are `motion` (both moving the same way); meets, finds and joins put the friends on
@@ -104,7 +104,8 @@ _IMPLIED = (
     "family", "crowd", "gang", "crew", "team", "flock", "herd",
 )  # fmt: skip
 _COLLECTIVE = ("family", "crowd", "gang", "crew", "team", "flock", "herd")
-_PRONOUNS = {"it": False, "him": False, "her": False, "them": True}  # object pronoun -> a group?
+_PRONOUNS = {"it": False, "him": False, "them": True}  # object pronoun -> a group? ("her" is
+# more often "her friends" than an object)
 # Wall nouns (the side they name, if any) and the words that pick a side.
 _WALLS = {"wall": "", "walls": "", "edge": "", "side": "", "ceiling": "top", "roof": "top",
           "sky": "top", "floor": "bottom", "ground": "bottom"}  # fmt: skip
@@ -242,6 +243,14 @@ def _object_noun(phrase: str) -> tuple[list[str], str | None]:
     noun = run[-1] if run else ""
     ok = noun and noun not in _NOT_NOUNS and not noun.endswith("ly") and len(noun) > 2
     return lead, noun if ok else None
+
+
+def _phrase_end(text: str, start: int, end: int) -> int:
+    """Where the phrase after a verb ends: at a comma or a word such as "and", "so", "to"."""
+    for m in re.finditer(r"[,;]|[a-z]+", text[start:end]):
+        if m.group() in _STOP or m.group() in ",;":
+            return start + m.start()
+    return end
 
 
 def _numbers(text: str, taken: list[re.Match[str]]) -> list[re.Match[str]]:
@@ -401,19 +410,21 @@ class _Reader:
         if not found:  # a beat that names no event: its hero moves on
             found = [("cross", _EMPTY.match(text))]  # type: ignore[list-item]
         events: list[_Event] = []
-        used: set[int] = set()  # characters that are already an event's object in this beat
+        used: set[int] = set()  # where the mentions that are an earlier event's object start
         for k, (kind, m) in enumerate(found):
             end = found[k + 1][1].start() if k + 1 < len(found) else len(text)
             before = m.start() if m.group() else len(text)
             subject = next((x.chars[0] for x in reversed(mentions) if x.end <= before
-                            and x.chars[0] not in used and x.crowd is None), None)  # fmt: skip
+                            and x.start not in used and x.crowd is None), None)  # fmt: skip
             if subject is None:
                 subject = focus if focus >= 0 else self.character("hero")
             ev = _Event(kind, m, text[m.start() : end], subject)
-            after = [x for x in mentions if m.end() <= x.start < end and subject not in x.chars]
+            stop = _phrase_end(text, m.end(), end)  # the object is named before "and", a comma
+            after = [x for x in mentions if m.end() <= x.start < stop and subject not in x.chars]
             if kind in _PARTNERED:
                 ev.partners = self._partners(ev, after)
-                used.update(ev.partners)
+                # the object's own words: no later event's subject
+                used.update(x.start for x in after[:1] if x.chars[0] in ev.partners)
             if ev.kind == "count":  # "three red boxes": the number's phrase names the counted
                 self._counting(ev, [x for x in mentions if m.start() <= x.start < end])
             for ch in (subject, *ev.partners):
@@ -432,12 +443,12 @@ class _Reader:
         character), else whoever was named last; fleeing nothing is crossing alone."""
         rest = ev.segment[len(ev.match.group()) :]
         lead, noun = _object_noun(rest)
-        first = next((w.group() for w in _words(rest) if w.group() not in _SKIP - {"her"}), "")
-        if after:
-            chars = after[0].chars
-        elif first in _PRONOUNS:
+        first = next((w.group() for w in _words(rest) if w.group() not in _SKIP), "")
+        if first in _PRONOUNS:
             them = [tuple(g) for g in self.groups.values()] if _PRONOUNS[first] else []
             chars = them[-1] if them else (self._other(ev.subject),)
+        elif after:
+            chars = after[0].chars
         elif noun is not None and noun in _WALLS and ev.kind in ("push", "flee", "chase"):
             ev.kind = "bounce"  # "bumps into the wall"
             return ()
@@ -653,7 +664,9 @@ def write_script(premise: str) -> Script:
         for i, (text, row) in enumerate(zip(texts, planned, strict=True))
     ]  # fmt: skip
     words = premise.rstrip(".!?").split()
-    title = " ".join(words) if len(words) <= 6 else f"The {_look_name(cast, planned[0][0]).title()}"
+    title = (
+        " ".join(words) if 0 < len(words) <= 6 else f"The {_look_name(cast, planned[0][0]).title()}"
+    )
     return Script(title=title[:120], logline=premise[:500], scenes=scenes)
 
 

@@ -15,7 +15,8 @@ It writes for the model it will be drawn with. For the shipped shapes model (voc
 4. shots are spread over the beats; a beat with several shots keeps its object and turns it
    (the next direction clockwise), which is the only camera-free variety the shapes world has.
 
-For other models (empty vocabulary) the beats' own sentences are the prompts.
+For models of the scenes world (vocabulary "scenes") `cast.py` writes the shots. For other models
+(empty vocabulary) the beats' own sentences are the prompts.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def resolve_beats(texts: list[str], salt: str) -> list[Beat]:
 def _title(premise: str, beats: list[Beat] | None) -> str:
     """A short title: the premise when short; else 'The <Colour> <Shape>' or its first words."""
     words = premise.strip().rstrip(".!?").split()
-    if len(words) <= 6:
+    if 0 < len(words) <= 6:  # (a premise of punctuation alone has no words)
         return " ".join(words)[:120]
     if beats:
         return f"The {beats[0].color.title()} {beats[0].shape.title()}"
