@@ -159,6 +159,12 @@ class FlowConfig:
         "flow.stochastic_sample); written into the pipeline",
     )
     text_dropout: float = doc(0.1, "probability of training a sample without text (for CFG)")
+    object_weight: float = doc(
+        0.0,
+        "extra loss weight on latent cells far from the clip's background latent (flow."
+        "object_weights): for worlds of small objects on a plain background (shapes); 0 for "
+        "real video",
+    )
     cond_prob: float = doc(
         0.0,
         "probability that a training clip gets clean leading latent frames (frame masks: half "
@@ -433,6 +439,9 @@ class DistillConfig:
         "the pipeline uses the student at up to max(few_steps) steps",
     )
     grid_prob: float = doc(0.5, "share of training levels drawn from the few-step schedules")
+    object_weight: float = doc(
+        0.0, "extra loss weight on the latents' object cells (flow.object_weights; shapes world)"
+    )
     optim: OptimConfig = doc(OptimConfig(lr=1e-4, warmup_steps=50), "optimizer")
     train: TrainConfig = doc(
         TrainConfig(out_dir="runs/distill", batch_size=32, steps=3000, sample_every=0),

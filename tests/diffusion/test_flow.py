@@ -10,6 +10,7 @@ from nanosora.diffusion.flow import (
     classifier_free_guidance,
     frame_timesteps,
     guidance_active,
+    object_weights,
     resolution_shift,
     sample_condition_frames,
     sample_schedule,
@@ -189,3 +190,28 @@ def test_stochastic_sample_per_row_generators_and_kept_elements():
         stochastic_sample(velocity, noise, schedule, 1.5)
     with pytest.raises(ValueError, match="2 generators for a batch of 3"):
         stochastic_sample(velocity, noise, schedule, 0.5, rows([1, 2]))
+
+
+def test_object_weights_find_objects_on_a_plain_background():
+    torch.manual_seed(0)
+    bg = torch.randn(2, 8, 1, 1, 1)  # each clip's background latent
+    x0 = bg + 0.1 * torch.randn(2, 8, 5, 8, 8)  # background with the VAE's small jitter
+    x0[0, :, :, 2:4, 3:5] += 3.0  # an object: 4 cells in every frame of clip 0
+    x0[1, :, 2, 6, 6] -= 3.0  # an object cell in one frame of clip 1
+    w = object_weights(x0, extra=4.0)
+    assert w.shape == (2, 1, 5, 8, 8)
+    on = torch.zeros_like(w, dtype=torch.bool)
+    on[0, :, :, 2:4, 3:5] = True
+    on[1, :, 2, 6, 6] = True
+    # in each frame, object cells weigh 5x the others; every frame averages 1
+    for b, t in [(0, 0), (0, 4), (1, 2)]:
+        frame, objects = w[b, 0, t], on[b, 0, t]
+        assert torch.allclose(frame[objects] / frame[~objects].max(), torch.tensor(5.0))
+        assert torch.allclose(frame[~objects], frame[~objects].min())
+    assert torch.allclose(w.mean(dim=(3, 4)), torch.ones(2, 1, 5))
+    # frames without an object are left uniform; extra=0 weighs every cell alike
+    assert torch.allclose(w[1, :, 0], torch.ones(1, 8, 8))
+    assert torch.equal(object_weights(x0, extra=0.0), torch.ones_like(w))
+    # a near miss: a cell that moved less than the threshold stays background
+    x0[1, :, 0, 0, 0] += 0.5
+    assert torch.allclose(object_weights(x0, 4.0)[1, :, 0], torch.ones(1, 8, 8))

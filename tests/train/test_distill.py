@@ -85,6 +85,8 @@ def test_reflow_paths_are_straight():
     levels = torch.tensor([1.0, 0.75, 0.5])
     loss = distill.reflow_loss(Straight(), pairs, [0, 1], levels, 0.5, False, g)
     assert loss.item() < 1e-12
+    weighted = distill.reflow_loss(Straight(), pairs, [0, 1], levels, 0.5, False, g, 4.0)
+    assert weighted.item() < 1e-12  # weighting the cells keeps an exact student exact
     for steps in (1, 2, 4):
         out = stochastic_sample(lambda x, s: z - x0, z, sample_schedule(steps, 3.0), 0.0)
         torch.testing.assert_close(out, x0)

@@ -382,10 +382,11 @@ def test_lora_that_targets_nothing_fails_before_training(cache, vae_run, tmp_pat
     )
 
 
+@pytest.mark.parametrize("object_weight", [0.0, 4.0])
 @pytest.mark.parametrize("cond_prob", [0.0, 0.6])
-def test_flow_loss_shares_average_to_the_whole_batch(cond_prob):
+def test_flow_loss_shares_average_to_the_whole_batch(cond_prob, object_weight):
     """What data parallelism relies on: the losses of equal row shares (ranks or micro-batches)
-    average to the whole batch's loss, with and without frame masks."""
+    average to the whole batch's loss, with and without frame masks and object weights."""
     torch.manual_seed(0)
     dit = train_dit.VideoDiT(DiTConfig(in_channels=4, dim=32, depth=1, heads=2, text_dim=384))
     with torch.no_grad():
@@ -393,11 +394,16 @@ def test_flow_loss_shares_average_to_the_whole_batch(cond_prob):
     x0, text = torch.randn(8, 4, 3, 4, 4), torch.randn(8, 5, 384)
     mask = torch.ones(8, 5, dtype=torch.bool)
     cfg = apply_overrides(
-        DiTTrainConfig(dit=TINY_DIT), [f"flow.cond_prob={cond_prob}", "train.bf16=false"]
+        DiTTrainConfig(dit=TINY_DIT),
+        [f"flow.cond_prob={cond_prob}", f"flow.object_weight={object_weight}", "train.bf16=false"],
     )
+    x0[:, :, :, 1:3, 1:3] += 3.0  # an object on a plain background: the cells object_weight finds
 
-    def loss(rows):
-        return train_dit.flow_loss(dit, x0, text, mask, cfg, torch.Generator().manual_seed(3), rows)
+    def loss(rows, c=cfg):
+        return train_dit.flow_loss(dit, x0, text, mask, c, torch.Generator().manual_seed(3), rows)
 
     halves = (loss(slice(0, 4)) + loss(slice(4, 8))) / 2
     torch.testing.assert_close(halves, loss(slice(None)), rtol=1e-6, atol=0)
+    if object_weight:  # the weighting is applied: the same draws give another loss
+        plain = apply_overrides(cfg, ["flow.object_weight=0"])
+        assert abs(loss(slice(None)) - loss(slice(None), plain)) > 1e-4

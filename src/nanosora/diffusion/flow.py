@@ -92,6 +92,19 @@ def velocity_target(x0: Tensor, noise: Tensor) -> Tensor:
     return noise - x0
 
 
+def object_weights(x0: Tensor, extra: float, threshold: float = 1.0) -> Tensor:
+    """(B, C, T, H, W) latents -> (B, 1, T, H, W) loss weights, 1 + ``extra`` on object cells.
+
+    A cell is an object cell when its latent is more than ``threshold`` (RMS over channels) from
+    the clip's per-channel median, which is the background's latent where a plain background
+    covers most of the frame (small objects on black). Normalised to mean 1 over each frame's
+    cells, so the loss keeps its scale and every frame its share."""
+    background = x0.flatten(2).median(dim=2).values[..., None, None, None]
+    distance = (x0 - background).pow(2).mean(dim=1, keepdim=True).sqrt()
+    w = 1.0 + extra * (distance > threshold).to(x0.dtype)
+    return w / w.mean(dim=(3, 4), keepdim=True)
+
+
 def sample_schedule(steps: int, shift: float = 1.0) -> Tensor:
     """(steps + 1,) decreasing timesteps from 1 to 0, shifted toward noise."""
     if steps < 1:

@@ -28,7 +28,13 @@ from safetensors.torch import load_file, save_file
 
 from nanosora.atomic import atomic_path, write_text_atomic
 from nanosora.config import DistillConfig
-from nanosora.diffusion.flow import add_noise, resolution_shift, sample_schedule, velocity_target
+from nanosora.diffusion.flow import (
+    add_noise,
+    object_weights,
+    resolution_shift,
+    sample_schedule,
+    velocity_target,
+)
 from nanosora.models.dit import VideoDiT
 from nanosora.pipeline import SHIPPED_MODEL, Pipeline, load_weights, replace_cfg
 from nanosora.shapes.captions import caption, parse_prompt
@@ -133,8 +139,10 @@ def reflow_loss(
     grid_prob: float,
     bf16: bool,
     generator: torch.Generator,
+    object_weight: float = 0.0,
 ) -> torch.Tensor:
-    """Velocity MSE on the straight path between each pair's noise and its teacher latents."""
+    """Velocity MSE on the straight path between each pair's noise and its teacher latents
+    (object cells weighted 1 + ``object_weight``, flow.object_weights)."""
     z, x0 = pairs["noise"][indices], pairs["latents"][indices]
     text, mask = pairs["text"][indices].float(), pairs["mask"][indices]
     n = len(indices)
@@ -143,7 +151,10 @@ def reflow_loss(
     s = torch.where(torch.rand(n, generator=generator) < grid_prob, on_grid, uniform)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         pred = student(add_noise(x0, z, s), s, text, mask)
-    return (pred.float() - velocity_target(x0, z)).pow(2).mean()
+    err = (pred.float() - velocity_target(x0, z)).pow(2)
+    if object_weight:
+        err = err * object_weights(x0, object_weight)
+    return err.mean()
 
 
 def with_student(teacher: Pipeline, student: VideoDiT, few_steps: tuple[int, ...]) -> Pipeline:
@@ -180,7 +191,9 @@ def main(cfg: DistillConfig, resume: bool = False) -> Path:
         w.opt.zero_grad(set_to_none=True)
         indices = batch_indices(len(pairs["noise"]), t.batch_size, step, t.seed)
         gen = step_generator(t.seed, step)
-        loss = reflow_loss(w.forward, pairs, indices, levels, cfg.grid_prob, t.bf16, gen)
+        loss = reflow_loss(
+            w.forward, pairs, indices, levels, cfg.grid_prob, t.bf16, gen, cfg.object_weight
+        )
         return StepResult(loss, loss.item(), [], "reflow")
 
     def sample(step: int) -> None:

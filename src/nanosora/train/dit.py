@@ -27,6 +27,7 @@ from nanosora.data.cache import LatentCache
 from nanosora.diffusion.flow import (
     add_noise,
     frame_timesteps,
+    object_weights,
     sample_condition_frames,
     sample_timesteps,
     velocity_target,
@@ -74,7 +75,10 @@ def flow_loss(
         x0, noise, s, text, mask = (a[rows].to(device) for a in (x0, noise, s, text, mask))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16):
             pred = dit(add_noise(x0, noise, s), s, text, mask)
-        return (pred.float() - velocity_target(x0, noise)).pow(2).mean()
+        err = (pred.float() - velocity_target(x0, noise)).pow(2)
+        if f.object_weight:
+            err = err * object_weights(x0, f.object_weight)
+        return err.mean()
     # Frame masks: leading frames given clean (level 0) and left out of the loss. Drawn for the
     # whole batch, like the noise, and normalised by the whole batch's count of noised frames
     # (times the share's size), so shares averaged across ranks equal one process's loss.
@@ -88,7 +92,10 @@ def flow_loss(
     )
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16):
         pred = dit(add_noise(x0, noise, s_frames), s_frames, text, mask)
-    err = (pred.float() - velocity_target(x0, noise)).pow(2).mean(dim=(1, 3, 4))  # (b, t)
+    err = (pred.float() - velocity_target(x0, noise)).pow(2)
+    if f.object_weight:
+        err = err * object_weights(x0, f.object_weight)
+    err = err.mean(dim=(1, 3, 4))  # (b, t)
     return (err * noised).sum() / len(x0) * scale.to(device)
 
 
