@@ -675,10 +675,17 @@ def bench_scenes_cmd(
     steps: Annotated[
         int | None, typer.Option(help="sampling steps (default: the pipeline's)")
     ] = None,
+    vae: Annotated[
+        Path | None,
+        typer.Option(
+            help="VAE run or pipeline vae/ dir: grade its reconstructions of the world's own "
+            "clips instead (the most a DiT on its latents can reach)"
+        ),
+    ] = None,
 ) -> None:
     """Generate the scenes suite with a model and grade it: OUT/report.json + report.html."""
     try:
-        path = bench_scenes(model, out, seeds, _categories(category), per_group, steps)
+        path = bench_scenes(model, out, seeds, _categories(category), per_group, steps, vae=vae)
     except USER_ERRORS as e:
         _fail(e)
     typer.echo(f"report: {path}")

@@ -24,10 +24,12 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from nanosora.atomic import write_text_atomic
 from nanosora.data.manifest import read_manifest
-from nanosora.pipeline import Pipeline, replace_cfg
+from nanosora.models.vae import VideoVAE
+from nanosora.pipeline import Pipeline, load_vae, replace_cfg
 from nanosora.shapes import grader, scenes
 from nanosora.shapes.grammar import CATEGORIES, Category, parse
 from nanosora.video.io import VideoError, probe, read_video, write_video
@@ -212,6 +214,36 @@ def _html(report: dict, shown: dict[str, list[tuple[dict, np.ndarray]]]) -> str:
     return f"<!doctype html><meta charset=utf-8><title>{html.escape(report['title'])}</title><style>{style}</style>{''.join(parts)}"  # fmt: skip
 
 
+def suite_subset(categories: tuple[Category, ...], per_group: int | None) -> list:
+    """The suite's prompts of ``categories``; with ``per_group``, the first N of each group."""
+    prompts = scenes.suite(categories)
+    if per_group is None:
+        return prompts
+    counts: dict = defaultdict(int)
+    keep = []
+    for p in prompts:
+        counts[p.category, p.group] += 1
+        if counts[p.category, p.group] <= per_group:
+            keep.append(p)
+    return keep
+
+
+def ground_truth(text: str, seed: int) -> np.ndarray:
+    """A clip of the world realising the composition ``text`` states, drawn from ``seed``."""
+    comp = parse(text)[0]
+    objects, events = scenes.realise(np.random.default_rng(seed), comp)
+    split = "heldout" if scenes.is_held_out(comp) else "train"
+    return scenes.render(scenes.Scene(comp, text, split, objects, events))
+
+
+def reconstruct(vae: VideoVAE, clips: np.ndarray) -> np.ndarray:
+    """uint8 ``(B, T, H, W, 3)`` clips -> the VAE's reconstructions (latent means), uint8."""
+    x = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+    with torch.no_grad():
+        video = vae.decode(vae.encode(x)).clamp(-1, 1)
+    return ((video + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).numpy()
+
+
 def bench_scenes(
     model: str | Path | None,
     out: str | Path,
@@ -220,34 +252,42 @@ def bench_scenes(
     per_group: int | None = None,
     steps: int | None = None,
     batch_size: int = 16,
+    vae: str | Path | None = None,
 ) -> Path:
     """Generate the suite with a pipeline (default: the shipped model) and grade it.
 
     Prompt i of the suite with seed round k uses noise seed ``1000 k + i``. ``per_group`` keeps
     the first N prompts of each group per category (a documented subset, when the whole suite
-    costs too much). Returns the report.json path.
+    costs too much). With ``vae`` (a VAE run or pipeline vae/ directory) no model generates:
+    each clip is the world's own realisation of its prompt (drawn from the same seed) passed
+    through the VAE, so the scores are the most a DiT on those latents can reach. Returns the
+    report.json path.
     """
-    prompts = scenes.suite(categories)
-    if per_group is not None:
-        counts: dict = defaultdict(int)
-        keep = []
-        for p in prompts:
-            counts[p.category, p.group] += 1
-            if counts[p.category, p.group] <= per_group:
-                keep.append(p)
-        prompts = keep
+    prompts = suite_subset(categories, per_group)
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     jobs = [(i, k, f"{i:04d}_s{k}.mp4") for k in range(seeds) for i in range(len(prompts))]
     todo = [job for job in jobs if not _valid(out / "videos" / job[2])]
     if todo:  # a finished run is graded again without loading the model
-        pipe = replace_cfg(Pipeline.load(model), steps=steps)
+        if vae is not None:
+            autoencoder, fps = load_vae(vae), float(scenes.FPS)
+        else:
+            pipe = replace_cfg(Pipeline.load(model), steps=steps)
+            fps = pipe.cfg.fps
         for lo in range(0, len(todo), batch_size):
             chunk = todo[lo : lo + batch_size]
-            videos = pipe.generate([prompts[i].text for i, _, _ in chunk], seeds=[1000 * k + i for i, k, _ in chunk])  # fmt: skip
+            texts, noise = (
+                [prompts[i].text for i, _, _ in chunk],
+                [1000 * k + i for i, k, _ in chunk],
+            )
+            if vae is not None:
+                truth = np.stack([ground_truth(t, n) for t, n in zip(texts, noise)])
+                videos = reconstruct(autoencoder, truth)
+            else:
+                videos = pipe.generate(texts, seeds=noise)
             for (_, _, name), video in zip(chunk, videos):
-                write_video(out / "videos" / name, video, fps=pipe.cfg.fps)
-            print(f"generated {lo + len(chunk)}/{len(todo)} clips", flush=True)
+                write_video(out / "videos" / name, video, fps=fps)
+            print(f"{'reconstructed' if vae else 'generated'} {lo + len(chunk)}/{len(todo)} clips", flush=True)  # fmt: skip
     rows = [
         {"path": name, "text": prompts[i].text, "category": prompts[i].category,
          "group": prompts[i].group, "seed": 1000 * k + i}
@@ -255,8 +295,10 @@ def bench_scenes(
     ]  # fmt: skip
     prompt_file = out / "prompts.jsonl"
     write_text_atomic(prompt_file, "".join(json.dumps(r) + "\n" for r in rows))
-    title = f"nanosora scenes benchmark: {model or 'the shipped shapes model'}"
-    return grade_videos(out / "videos", prompt_file, out, title=title)
+    what = f"reconstructions by the VAE {vae}" if vae else model or "the shipped shapes model"
+    return grade_videos(
+        out / "videos", prompt_file, out, title=f"nanosora scenes benchmark: {what}"
+    )
 
 
 def _valid(path: Path) -> bool:
