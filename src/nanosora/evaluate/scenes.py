@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from nanosora.atomic import write_text_atomic
+from nanosora.data.datasets import frames_to_tensor, tensor_to_frames
 from nanosora.data.manifest import read_manifest
 from nanosora.models.vae import VideoVAE
 from nanosora.pipeline import Pipeline, load_vae, replace_cfg
@@ -238,10 +239,9 @@ def ground_truth(text: str, seed: int) -> np.ndarray:
 
 def reconstruct(vae: VideoVAE, clips: np.ndarray) -> np.ndarray:
     """uint8 ``(B, T, H, W, 3)`` clips -> the VAE's reconstructions (latent means), uint8."""
-    x = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
     with torch.no_grad():
-        video = vae.decode(vae.encode(x)).clamp(-1, 1)
-    return ((video + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).numpy()
+        video = vae.decode(vae.encode(torch.stack([frames_to_tensor(c) for c in clips])))
+    return np.stack([tensor_to_frames(v) for v in video])
 
 
 def bench_scenes(
