@@ -87,3 +87,29 @@ def test_budget_scales_the_overheads_to_come_by_the_measured_slowdown(tmp_path):
     assert budget.slowdown() == 1.6
     budget.observe("decoder", 100.0)
     assert budget.slowdown() == 4.0  # bounded
+
+
+def test_scenes_quickstart_tiny_budget(tmp_path):
+    report = quickstart.main(tmp_path, budget_minutes=0.2, num_clips=24, world="scenes")
+    assert report == tmp_path / "bench/report.json"
+    summary = json.loads(report.read_text())["summary"]
+    timings = json.loads((tmp_path / "timings.json").read_text())
+    for category, score in timings["scores"].items():
+        assert summary[category]["all"]["score"] == score
+    assert set(timings["scores"]) == set(quickstart.CATEGORIES)
+    assert abs(timings["mean_score"] - sum(timings["scores"].values()) / 8) < 1e-3
+    assert (tmp_path / "bench/report.html").is_file()
+    # The VAE trained from nothing with 2x temporal compression: 9 latent frames for 17.
+    pipe = Pipeline.load(tmp_path / "model")
+    assert pipe.vae.cfg.temporal_down == (True, False)
+    assert pipe.generate(["a red circle left of a blue square"], steps=2).shape == (
+        1,
+        17,
+        64,
+        64,
+        3,
+    )
+    assert timings["skipped"] == [] and set(timings["minutes"]) == {"vae", "dit"}
+    quickstart.main(tmp_path, budget_minutes=0.2, num_clips=24, world="scenes")
+    again = json.loads((tmp_path / "timings.json").read_text())
+    assert again["skipped"] == ["data", "vae", "cache", "dit"]

@@ -246,12 +246,22 @@ def quickstart(
         float,
         typer.Option(help="wall-clock minutes for the whole run, data and evaluation included"),
     ] = 15.0,
-    num_clips: Annotated[int, typer.Option(help="training clips to generate")] = 3000,
+    num_clips: Annotated[
+        int | None,
+        typer.Option(help="training clips to generate (default: shapes 3000, scenes 8000)"),
+    ] = None,
     seed: Annotated[int, typer.Option(help="seed for data, init and sampling")] = 0,
+    world: Annotated[
+        str,
+        typer.Option(
+            help="shapes (one moving object; adherence report) or scenes (the compositional "
+            "world; a subset of its benchmark)"
+        ),
+    ] = "shapes",
 ) -> None:
-    """Shapes data -> VAE -> decoder tuning -> cache -> DiT -> eval report, end to end on a CPU."""
+    """Data -> VAE -> cache -> DiT -> evaluation, end to end on a CPU, within a time budget."""
     try:
-        qs.main(workdir, budget_minutes, num_clips, seed)
+        qs.main(workdir, budget_minutes, num_clips, seed, world=world)
     except USER_ERRORS as e:
         _fail(e)
 
