@@ -89,11 +89,12 @@ def validate(num: int, workers: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clips", type=int, default=800, help="clips for the speed test")
+    ap.add_argument("--clips", type=int, default=800, help="clips for the speed test (0: none)")
     ap.add_argument("--validate", type=int, default=0, help="clips per category to validate")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    speed(args.clips)
+    if args.clips:
+        speed(args.clips)
     if args.validate:
         validate(args.validate, args.workers)
 

@@ -158,3 +158,24 @@ def test_a_two_colour_blob_is_not_two_objects() -> None:
     frames[:, 20:38, 29:38] = scenes.COLORS["white"]
     verdict = grader.grade_prompt(frames, "a small purple square and a small white square")
     assert not verdict.passed and "never stands apart" in verdict.reason, verdict
+
+
+def test_a_colour_change_through_a_blend_frame_still_turns() -> None:
+    """A decoder blends the two colours across a change: one frame of both (split into two
+    detections, which ends one track) or two frames of a third colour still read as the turn;
+    a clip that never reaches the end colour does not."""
+    frames = _frames(parse("a circle turns from orange to blue")[0], seed=4)
+    switch = next(t for t in range(1, 17) if not np.array_equal(frames[t], frames[t - 1]))
+    blend = frames.copy()
+    orange = frames[switch - 1].any(-1)
+    cx = np.nonzero(orange)[1].mean()
+    blend[switch - 1] = np.where((np.arange(64) < cx)[None, :, None], frames[switch - 1], frames[switch])  # fmt: skip
+    assert len(grader.detect(blend)[switch - 1]) == 2  # half orange, half blue: two detections
+    assert grader.grade_prompt(blend, "a circle turns from orange to blue").passed
+    assert not grader.grade_prompt(blend, "a circle turns from orange to green").passed
+    third = frames.copy()
+    third[switch : switch + 2] = np.where(third[switch : switch + 2].any(-1, keepdims=True), np.uint8([160, 70, 220]), 0)  # fmt: skip
+    assert grader.grade_prompt(third, "a circle turns from orange to blue").passed
+    longer = frames.copy()
+    longer[switch : switch + 3] = np.where(longer[switch : switch + 3].any(-1, keepdims=True), np.uint8([160, 70, 220]), 0)  # fmt: skip
+    assert not grader.grade_prompt(longer, "a circle turns from orange to blue").passed

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import groupby
 
 import cv2
 import numpy as np
@@ -48,6 +49,7 @@ SIZE_SPLIT = 14.0  # px: "small" objects measure 9-11, "big" 17-21
 COLOR_COST, SHAPE_COST = 6.0, 3.0  # px a colour or shape change costs when joining a track
 GATE, GATE_PER_FRAME = 12.0, 4.0  # px a detection may be from a track's prediction (+ per gap)
 MIN_TRACK = 3  # frames: shorter tracks are flicker
+BLEND_FRAMES = 2  # frames between a colour change's two colours that may read as neither
 SPIN_DEGREES = 90  # a spin turns this far one way (the world's spins: 190-380 degrees)
 _PALETTE = list(COLORS)
 
@@ -500,19 +502,52 @@ def _trend(values: list[float]) -> float:
     return float(np.corrcoef(np.arange(len(values)), ranks)[0, 1])
 
 
+def _chains(tracks: list[Track]) -> list[Track]:
+    """``tracks`` with each track that starts within a frame of another's end, where that one
+    ended, joined to it: a colour change whose in-between frame blends both colours is read as
+    two colours for a frame, which ends one track and starts another."""
+    chains: list[Track] = []
+    for tr in sorted(tracks, key=lambda tr: min(tr.detections)):
+        first = min(tr.detections)
+        for ch in chains:
+            last = max(ch.detections)
+            gap = np.hypot(*np.subtract(tr.detections[first].centroid, ch.detections[last].centroid))  # fmt: skip
+            if first - 1 <= last <= first and gap <= GATE:
+                ch.detections.update({t: d for t, d in tr.detections.items() if t > last})
+                break
+        else:
+            chains.append(Track(dict(tr.detections)))
+    return chains
+
+
+def _turned(colors: list[str], want: list[str]) -> bool:
+    """The colour runs are (start, end), or start and end runs of 3+ frames with at most
+    BLEND_FRAMES frames of other colours between them (the blend of a change)."""
+    runs = _runs(colors)
+    if runs == want:
+        return True
+    lengths = [(c, len(list(g))) for c, g in groupby(colors)]
+    if len(lengths) < 3 or (lengths[0][0], lengths[-1][0]) != tuple(want):
+        return False
+    between = sum(n for _, n in lengths[1:-1])
+    return lengths[0][1] >= 3 and lengths[-1][1] >= 3 and between <= BLEND_FRAMES
+
+
 def _grade_dynamic(tracks: list[Track], comp: Composition, T: int) -> Verdict:
-    """turns: colour runs are exactly (start, end); grows/shrinks: the side changes by 1.4x or
-    more that way, rising or falling steadily (rank correlation >= 0.7), colour unchanged."""
+    """turns: colour runs are (start, end), a blend of up to BLEND_FRAMES frames between them
+    allowed; grows/shrinks: the side changes by 1.4x or more that way, rising or falling steadily
+    (rank correlation >= 0.7), colour unchanged."""
     thing, seen = comp.things[0], _seen(tracks)
     if comp.words[0] == "turns":
         want = [thing.color, comp.words[1]]
-        shaped = [tr for tr in tracks if tr.shape == thing.shape and tr.apart]
+        shaped = [tr for tr in _chains(tracks) if tr.shape == thing.shape and tr.apart]
         if not shaped:
             blob = any(tr.shape == thing.shape for tr in tracks)
             reason = f"the {thing.shape} never stands apart from another object (one blob?)"
             return Verdict(False, reason if blob else f"no {thing.shape} (saw {seen})", seen)
-        runs = [_runs([tr.detections[t].color for t in sorted(tr.detections)]) for tr in shaped]
-        if want in runs:
+        colors = [[tr.detections[t].color for t in sorted(tr.detections)] for tr in shaped]
+        runs = [_runs(c) for c in colors]
+        if any(_turned(c, want) for c in colors):
             return Verdict(True, "", seen)
         best = next((r for r in runs if r[:1] == want[:1]), max(runs, key=len))
         return Verdict(False, f"colour {' -> '.join(best) or 'unclear'}, expected {' -> '.join(want)}", seen)  # fmt: skip
