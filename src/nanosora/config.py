@@ -373,6 +373,11 @@ class VAETrainConfig:
         "the DiT will see",
     )
     init_from: str = doc("", "VAE run or pipeline directory whose weights start training")
+    widen_latent: bool = doc(
+        False,
+        "init_from a VAE with fewer latent channels (VideoVAE.load_widened): its channels keep "
+        "their roles, the new ones start silent",
+    )
     train_encoder: bool = doc(
         True,
         "false: fine-tune the decoder only; the encoder and latent statistics stay frozen, so a "

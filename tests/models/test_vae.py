@@ -1,5 +1,7 @@
 """Causal VAE invariants: frame arithmetic, causality, normalisation, shapes."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -104,3 +106,22 @@ def test_inference_convolution_matches_torch(kw):
     with torch.no_grad():
         torch.testing.assert_close(conv(x), reference)
     torch.testing.assert_close(conv(x), reference)
+
+
+def test_widened_vae_starts_as_the_narrow_one():
+    """load_widened: the old channels keep their means, log-variances and statistics; the new
+    ones are silent in the decoder, so reconstructions are the narrow VAE's at the start."""
+    torch.manual_seed(0)
+    narrow = VideoVAE(TINY).eval()
+    narrow.calibrate(torch.randn(4, 4, 3, 2, 2) * 2 + 1)
+    wide = VideoVAE(dataclasses.replace(TINY, latent_channels=8)).eval()
+    wide.load_widened(narrow.state_dict())
+    x = torch.rand(2, 3, 9, 16, 16) * 2 - 1
+    with torch.no_grad():
+        mean, logvar = narrow.encode_moments(x)
+        wide_mean, wide_logvar = wide.encode_moments(x)
+        assert torch.equal(wide_mean[:, :4], mean) and torch.equal(wide_logvar[:, :4], logvar)
+        assert wide_mean[:, 4:].abs().max() > 0  # the new channels carry something to learn from
+        torch.testing.assert_close(wide.decode(wide.encode(x)), narrow.decode(narrow.encode(x)))
+    with pytest.raises(ValueError, match="fewer latent channels"):
+        narrow.load_widened(wide.state_dict())

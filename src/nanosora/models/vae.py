@@ -263,6 +263,33 @@ class VideoVAE(nn.Module):
         self.latent_mean.copy_(means.mean(dim=(0, 2, 3, 4)))
         self.latent_std.copy_(means.std(dim=(0, 2, 3, 4)).clamp_min(1e-4))
 
+    @torch.no_grad()
+    def load_widened(self, weights: dict[str, Tensor]) -> None:
+        """Load the weights of a VAE with fewer latent channels (otherwise the same): its latent
+        channels keep their roles, the new ones start silent (the decoder's weights from them
+        are zero; the encoder's means small), so training starts from the smaller VAE's output."""
+        c = self.cfg.latent_channels
+        old = weights["latent_mean"].numel()
+        if old >= c:
+            raise ValueError(f"widening needs fewer latent channels than {c}, the weights have {old}")  # fmt: skip
+        own = self.state_dict()
+        out_w, out_b = "encoder.conv_out.conv.weight", "encoder.conv_out.conv.bias"
+        for k, v in weights.items():
+            if own[k].shape == v.shape:
+                own[k].copy_(v)
+            elif k in (out_w, out_b):  # [means, log-variances]: each keeps its place
+                own[k][:old] = v[:old]
+                own[k][c : c + old] = v[old:]
+                own[k][old:c] *= 0.1
+            elif k == "decoder.conv_in.conv.weight":
+                own[k].zero_()
+                own[k][:, :old] = v
+            elif k in ("latent_mean", "latent_std"):
+                own[k][:old] = v
+            else:
+                raise ValueError(f"{k}: shape {tuple(v.shape)} does not widen to {tuple(own[k].shape)}")  # fmt: skip
+        self.load_state_dict(own)
+
 
 def kl_divergence(mean: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mean, exp(logvar)) || N(0, 1)), averaged over all elements."""

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 from nanosora.config import VAELossConfig, VAETrainConfig
 from nanosora.data.datasets import TrainingClips, load_batch, tensor_to_frames, training_clips
 from nanosora.models.vae import VideoVAE, kl_divergence
+from nanosora.pipeline import load_weights
 from nanosora.train.checkpoint import EMA, RunDir, load_weights_into, plot_metrics
 from nanosora.train.distributed import (
     Dist,
@@ -200,7 +201,11 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
     torch.manual_seed(cfg.train.seed)
     vae = VideoVAE(cfg.vae)
     if cfg.init_from and not (resume and run.exists()):
-        load_weights_into(vae, cfg.init_from, "vae", "vae")
+        if cfg.widen_latent:
+            d = Path(cfg.init_from)
+            vae.load_widened(load_weights(d / "vae" if (d / "vae").is_dir() else d))
+        else:
+            load_weights_into(vae, cfg.init_from, "vae", "vae")
     if not cfg.train_encoder:
         if not cfg.init_from:
             raise ValueError(
