@@ -178,6 +178,19 @@ def train_dit(
         _fail(e)
 
 
+@train_app.command("export")
+def train_export(
+    run: Annotated[Path, typer.Argument(help="DiT run directory (train.out_dir)")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="pipeline directory to write")],
+) -> None:
+    """A pipeline from a DiT run's EMA weights, also while it trains (its last checkpoint)."""
+    try:
+        dit_trainer.export(run, out)
+        typer.echo(f"pipeline written to {out}")
+    except USER_ERRORS as e:
+        _fail(e)
+
+
 @train_app.command("distill")
 def train_distill(
     config: Annotated[Path | None, typer.Option("--config", help="YAML experiment")] = None,

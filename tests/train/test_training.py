@@ -17,7 +17,7 @@ from nanosora.config import (
     apply_overrides,
 )
 from nanosora.data.cache import LatentCache, build_cache
-from nanosora.pipeline import Pipeline, load_vae
+from nanosora.pipeline import Pipeline, load_vae, load_weights
 from nanosora.shapes.world import generate_dataset
 from nanosora.train import dit as train_dit
 from nanosora.train import vae as train_vae
@@ -185,6 +185,13 @@ def test_dit_resume_after_kill_is_exact(cache, vae_run, tmp_path, monkeypatch):
     with pytest.raises(Killed):
         train_dit.main(dit_cfg(cache, vae_run, tmp_path / "killed"))
     monkeypatch.undo()
+    # The killed run's last checkpoint exports as a pipeline (as a running one's would).
+    snapshot = train_dit.export(tmp_path / "killed", tmp_path / "snapshot")
+    ema = load_weights(tmp_path / "killed")
+    assert all(torch.equal(v, ema[k]) for k, v in snapshot.state_dict().items())
+    assert Pipeline.load(tmp_path / "snapshot").generate(["a red circle"], steps=1).ndim == 5
+    with pytest.raises(FileNotFoundError, match="not a DiT run"):
+        train_dit.export(tmp_path, tmp_path / "nothing")
     resumed = train_dit.main(dit_cfg(cache, vae_run, tmp_path / "killed"), resume=True)
     assert_same_weights(whole, resumed)
 

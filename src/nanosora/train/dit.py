@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nanosora.config import DiTTrainConfig, PipelineConfig
+from nanosora.config import DiTTrainConfig, PipelineConfig, load_config
 from nanosora.data.buckets import TokenBudgetBatchSampler
 from nanosora.data.cache import LatentCache
 from nanosora.diffusion.flow import (
@@ -181,20 +181,38 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     finish(d)
     if not d.is_main:
         return run.path
-    final = VideoDiT(cfg.dit)
     if cfg.lora.rank:  # save the adapter alone, export the merged model
-        weights = load_weights(run.path)
-        save_adapter(weights, cfg.lora, run.path / "lora")
+        save_adapter(load_weights(run.path), cfg.lora, run.path / "lora")
+    final = export(run.path, run.path / "pipeline", cfg, cache)
+    write_samples(final, cfg, cache, run.path / "samples" / "final.gif")
+    plot_metrics(run, ("loss", "grad_norm"))
+    return run.path
+
+
+def export(
+    run_dir: str | Path,
+    out: str | Path,
+    cfg: DiTTrainConfig | None = None,
+    cache: LatentCache | None = None,
+) -> VideoDiT:
+    """Save the EMA weights of a DiT run (finished, or as last checkpointed while it trains) as
+    a pipeline in ``out``; LoRA runs are merged. Returns the transformer."""
+    run_dir = Path(run_dir)
+    if cfg is None:
+        if not (run_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"{run_dir}/config.yaml: not a DiT run directory")
+        cfg = load_config(DiTTrainConfig, run_dir / "config.yaml")
+    final = VideoDiT(cfg.dit)
+    weights = load_weights(run_dir)
+    if cfg.lora.rank:
         adapted = apply_lora(VideoDiT(cfg.dit), cfg.lora)
         adapted.load_state_dict(weights)
         final.load_state_dict(merge_lora(adapted))
     else:
-        final.load_state_dict(load_weights(run.path))
+        final.load_state_dict(weights)
     final.eval()
-    build_pipeline(final, cfg, cache).save(run.path / "pipeline")
-    write_samples(final, cfg, cache, run.path / "samples" / "final.gif")
-    plot_metrics(run, ("loss", "grad_norm"))
-    return run.path
+    build_pipeline(final, cfg, cache or LatentCache(cfg.cache)).save(out)
+    return final
 
 
 def step_gradients(
