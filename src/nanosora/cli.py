@@ -181,12 +181,15 @@ def train_dit(
 @train_app.command("export")
 def train_export(
     run: Annotated[Path, typer.Argument(help="DiT run directory (train.out_dir)")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="pipeline directory to write")],
+    out: Annotated[
+        Path | None,
+        typer.Option("-o", "--out", help="pipeline directory (default: RUN/snapshots/step_N)"),
+    ] = None,
 ) -> None:
     """A pipeline from a DiT run's EMA weights, also while it trains (its last checkpoint)."""
     try:
-        dit_trainer.export(run, out)
-        typer.echo(f"pipeline written to {out}")
+        _, written = dit_trainer.export(run, out)
+        typer.echo(f"pipeline written to {written}")
     except USER_ERRORS as e:
         _fail(e)
 

@@ -186,10 +186,12 @@ def test_dit_resume_after_kill_is_exact(cache, vae_run, tmp_path, monkeypatch):
         train_dit.main(dit_cfg(cache, vae_run, tmp_path / "killed"))
     monkeypatch.undo()
     # The killed run's last checkpoint exports as a pipeline (as a running one's would).
-    snapshot = train_dit.export(tmp_path / "killed", tmp_path / "snapshot")
+    snapshot, out = train_dit.export(tmp_path / "killed")
     ema = load_weights(tmp_path / "killed")
     assert all(torch.equal(v, ema[k]) for k, v in snapshot.state_dict().items())
-    assert Pipeline.load(tmp_path / "snapshot").generate(["a red circle"], steps=1).ndim == 5
+    step = train_dit.checkpoint_step(tmp_path / "killed")
+    assert 0 < step <= 5 and out == tmp_path / f"killed/snapshots/step_{step:06d}"
+    assert Pipeline.load(out).generate(["a red circle"], steps=1).ndim == 5
     with pytest.raises(FileNotFoundError, match="not a DiT run"):
         train_dit.export(tmp_path, tmp_path / "nothing")
     resumed = train_dit.main(dit_cfg(cache, vae_run, tmp_path / "killed"), resume=True)

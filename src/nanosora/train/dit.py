@@ -183,27 +183,41 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
         return run.path
     if cfg.lora.rank:  # save the adapter alone, export the merged model
         save_adapter(load_weights(run.path), cfg.lora, run.path / "lora")
-    final = export(run.path, run.path / "pipeline", cfg, cache)
+    final, _ = export(run.path, run.path / "pipeline", cfg, cache)
     write_samples(final, cfg, cache, run.path / "samples" / "final.gif")
     plot_metrics(run, ("loss", "grad_norm"))
     return run.path
 
 
+def checkpoint_step(run_dir: str | Path) -> int:
+    """The step of a run's last checkpoint."""
+    return int(torch.load(Path(run_dir) / "state.pt", weights_only=False)["step"])
+
+
 def export(
     run_dir: str | Path,
-    out: str | Path,
+    out: str | Path | None = None,
     cfg: DiTTrainConfig | None = None,
     cache: LatentCache | None = None,
-) -> VideoDiT:
+) -> tuple[VideoDiT, Path]:
     """Save the EMA weights of a DiT run (finished, or as last checkpointed while it trains) as
-    a pipeline in ``out``; LoRA runs are merged. Returns the transformer."""
+    a pipeline in ``out`` (default: ``RUN/snapshots/step_NNNNNN``, the checkpoint's step); LoRA
+    runs are merged. Returns the transformer and the pipeline directory."""
     run_dir = Path(run_dir)
     if cfg is None:
         if not (run_dir / "config.yaml").is_file():
             raise FileNotFoundError(f"{run_dir}/config.yaml: not a DiT run directory")
         cfg = load_config(DiTTrainConfig, run_dir / "config.yaml")
     final = VideoDiT(cfg.dit)
-    weights = load_weights(run_dir)
+    while True:  # a checkpoint written meanwhile would pair these weights with another step
+        step = checkpoint_step(run_dir) if (run_dir / "state.pt").is_file() else None
+        weights = load_weights(run_dir)
+        if step is None or checkpoint_step(run_dir) == step:
+            break
+    if out is None:
+        if step is None:
+            raise FileNotFoundError(f"{run_dir}/state.pt: no checkpoint to name the snapshot by")
+        out = run_dir / "snapshots" / f"step_{step:06d}"
     if cfg.lora.rank:
         adapted = apply_lora(VideoDiT(cfg.dit), cfg.lora)
         adapted.load_state_dict(weights)
@@ -212,7 +226,7 @@ def export(
         final.load_state_dict(weights)
     final.eval()
     build_pipeline(final, cfg, cache or LatentCache(cfg.cache)).save(out)
-    return final
+    return final, Path(out)
 
 
 def step_gradients(
