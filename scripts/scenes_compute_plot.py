@@ -1,0 +1,90 @@
+"""Draw the scenes benchmark score of each category against training compute, one line per run.
+
+    .venv/bin/python scripts/scenes_compute_plot.py RUN [RUN ...] [--out docs/scenes_compute.png]
+
+A RUN is a DiT run directory whose snapshots were exported and benchmarked:
+
+    nanosora train export RUN                                  # -> RUN/snapshots/step_N
+    nanosora bench-scenes --model RUN/snapshots/step_N -o RUN/snapshots/step_N/bench ...
+
+Compute is the analytic training FLOPs of the run's model (bench/mfu.py: forward and backward,
+3x the forward matmuls) times the clips it had seen at that step (step x batch size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from nanosora.config import DiTTrainConfig, load_config  # noqa: E402
+from nanosora.data.cache import LatentCache  # noqa: E402
+from nanosora.models.dit import VideoDiT  # noqa: E402
+from nanosora.shapes.grammar import CATEGORIES  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _mfu():
+    spec = importlib.util.spec_from_file_location("mfu", ROOT / "bench/mfu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def run_points(run: Path) -> tuple[str, list[tuple[float, dict[str, float]]]]:
+    """(label, [(training FLOPs, {category: score})]) of a run's benchmarked snapshots."""
+    mfu = _mfu()
+    cfg = load_config(DiTTrainConfig, run / "config.yaml")
+    latent = LatentCache(cfg.cache).latent_shape  # (c, t, h, w)
+    model = VideoDiT(cfg.dit)
+    grid = model.grid(*latent[1:])
+    per_clip = 3 * mfu.dit_flops(cfg.dit, 1, grid, mfu.TEXT_LEN)
+    points = []
+    for report in sorted(run.glob("snapshots/step_*/bench/report.json")):
+        step = int(report.parents[1].name.removeprefix("step_"))
+        summary = json.loads(report.read_text())["summary"]
+        scores = {c: summary[c]["all"]["score"] for c in CATEGORIES if c in summary}
+        points.append((step * cfg.train.batch_size * per_clip, scores))
+    label = f"{model.num_params() / 1e6:.1f}M params, {grid[0] * grid[1] * grid[2]} tokens"
+    return label, points
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--out", type=Path, default=ROOT / "docs/scenes_compute.png")
+    args = ap.parse_args()
+    fig, axes = plt.subplots(2, 4, figsize=(13, 5.6), sharex=True, sharey=True)
+    for run in args.runs:
+        label, points = run_points(run)
+        if not points:
+            raise SystemExit(f"{run}: no snapshots/step_*/bench/report.json")
+        for ax, category in zip(axes.flat, CATEGORIES):
+            xs = [flops / 1e15 for flops, s in points if category in s]
+            ys = [100 * s[category] for _, s in points if category in s]
+            ax.plot(xs, ys, marker="o", label=label)
+    for ax, category in zip(axes.flat, CATEGORIES):
+        ax.set_title(category)
+        ax.set_xscale("log")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("training compute (PFLOP)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("score (%)")
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle("scenes benchmark score per category against training compute")
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=80)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
