@@ -90,7 +90,9 @@ def test_budget_scales_the_overheads_to_come_by_the_measured_slowdown(tmp_path):
 
 
 def test_scenes_quickstart_tiny_budget(tmp_path):
-    report = quickstart.main(tmp_path, budget_minutes=0.2, num_clips=24, world="scenes")
+    report = quickstart.main(
+        tmp_path, budget_minutes=0.2, num_clips=24, world="scenes", eval_per_group=1
+    )
     assert report == tmp_path / "bench/report.json"
     summary = json.loads(report.read_text())["summary"]
     timings = json.loads((tmp_path / "timings.json").read_text())
@@ -110,6 +112,6 @@ def test_scenes_quickstart_tiny_budget(tmp_path):
         3,
     )
     assert timings["skipped"] == [] and set(timings["minutes"]) == {"vae", "dit"}
-    quickstart.main(tmp_path, budget_minutes=0.2, num_clips=24, world="scenes")
+    quickstart.main(tmp_path, budget_minutes=0.2, num_clips=24, world="scenes", eval_per_group=1)
     again = json.loads((tmp_path / "timings.json").read_text())
     assert again["skipped"] == ["data", "vae", "cache", "dit"]

@@ -257,16 +257,17 @@ def main(
     seed: int = 0,
     eval_seeds: int | None = None,
     world: str = "shapes",
+    eval_per_group: int = SCENES_EVAL_PER_GROUP,
 ) -> Path:
     """Run every stage into ``workdir`` within ``budget_minutes``; returns the report.
 
     ``world="shapes"``: the one-object world (3,000 clips, adherence over 4 seeds; report.html);
-    ``world="scenes"``: the compositional world (`main_scenes`, report.json of its benchmark).
+    ``world="scenes"``: the compositional world (`main_scenes`, report.json of its benchmark on
+    the first ``eval_per_group`` prompts of each group).
     """
     if world == "scenes":
-        return main_scenes(
-            workdir, budget_minutes, num_clips or SCENES_CLIPS, seed, eval_seeds or 1
-        )
+        n = num_clips or SCENES_CLIPS
+        return main_scenes(workdir, budget_minutes, n, seed, eval_seeds or 1, eval_per_group)
     if world != "shapes":
         raise ValueError(f"unknown world {world!r}; expected one of {WORLDS}")
     num_clips, eval_seeds = num_clips or 3000, eval_seeds or 4
