@@ -202,7 +202,9 @@ class PipelineConfig:
     width: int = doc(64, "default frame width")
     fps: float = doc(8.0, "frames per second of written videos")
     vocabulary: str = doc(
-        "", "'shapes' when the model only knows the shapes world (prompts are checked)"
+        "",
+        "'shapes' when the model only knows the shapes world (prompts are checked); 'scenes' "
+        "when it knows the scenes world (the story casts and grades shots in its grammar)",
     )
     few_step_max: int = doc(
         0,

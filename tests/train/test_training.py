@@ -4,6 +4,7 @@ import json
 import math
 import shutil
 
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -416,3 +417,18 @@ def test_flow_loss_shares_average_to_the_whole_batch(cond_prob, object_weight):
     if object_weight:  # the weighting is applied: the same draws give another loss
         plain = apply_overrides(cfg, ["flow.object_weight=0"])
         assert abs(loss(slice(None)) - loss(slice(None), plain)) > 1e-4
+
+
+def test_pipeline_vocabulary_follows_the_training_sources(tmp_path):
+    cases = {
+        ("shapes",): "shapes",
+        ("scenes",): "scenes",
+        ("scenes", "shapes"): "scenes",
+        ("scenes", "msrvtt"): "",
+        ("webvid",): "",
+    }
+    for sources, vocabulary in cases.items():
+        path = tmp_path / f"{'_'.join(sources)}.parquet"
+        pd.DataFrame({"source": list(sources), "path": ["a.mp4"] * len(sources)}).to_parquet(path)
+        assert train_dit.vocabulary_of(str(path)) == vocabulary, sources
+    assert train_dit.vocabulary_of(str(tmp_path / "missing.parquet")) == ""

@@ -115,16 +115,21 @@ def build_pipeline(dit: VideoDiT, cfg: DiTTrainConfig, cache: LatentCache) -> Pi
         height=m["height"],
         width=m["width"],
         fps=m["fps"],
-        vocabulary="shapes" if _is_shapes(m["manifest"]) else "",
+        vocabulary=vocabulary_of(m["manifest"]),
     )
     return Pipeline(vae, dit, load_text_encoder(cfg.text), pcfg)
 
 
-def _is_shapes(manifest: str) -> bool:
+def vocabulary_of(manifest: str) -> str:
+    """The pipeline's vocabulary from its training clips' sources: "shapes" for the one-object
+    world alone, "scenes" for the scenes world (with or without one-object clips), else ""."""
     try:
-        return set(pd.read_parquet(manifest, columns=["source"])["source"].unique()) == {"shapes"}
-    except Exception:  # noqa: BLE001 - any unreadable manifest just means "not known to be shapes"
-        return False
+        sources = set(pd.read_parquet(manifest, columns=["source"])["source"].unique())
+    except Exception:  # noqa: BLE001 - any unreadable manifest just means "not a known world"
+        return ""
+    if sources == {"shapes"}:
+        return "shapes"
+    return "scenes" if "scenes" in sources and sources <= {"scenes", "shapes"} else ""
 
 
 def write_samples(dit: VideoDiT, cfg: DiTTrainConfig, cache: LatentCache, path: Path) -> None:
