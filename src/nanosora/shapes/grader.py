@@ -520,12 +520,9 @@ def _chains(tracks: list[Track]) -> list[Track]:
     return chains
 
 
-def _turned(colors: list[str], want: list[str]) -> bool:
-    """The colour runs are (start, end), or start and end runs of 3+ frames with at most
-    BLEND_FRAMES frames of other colours between them (the blend of a change)."""
-    runs = _runs(colors)
-    if runs == want:
-        return True
+def _blended(colors: list[str], want: list[str]) -> bool:
+    """Start and end runs of 3+ frames with at most BLEND_FRAMES frames of other colours between
+    them (the blend of a change)."""
     lengths = [(c, len(list(g))) for c, g in groupby(colors)]
     if len(lengths) < 3 or (lengths[0][0], lengths[-1][0]) != tuple(want):
         return False
@@ -547,7 +544,7 @@ def _grade_dynamic(tracks: list[Track], comp: Composition, T: int) -> Verdict:
             return Verdict(False, reason if blob else f"no {thing.shape} (saw {seen})", seen)
         colors = [[tr.detections[t].color for t in sorted(tr.detections)] for tr in shaped]
         runs = [_runs(c) for c in colors]
-        if any(_turned(c, want) for c in colors):
+        if want in runs or any(_blended(c, want) for c in colors):
             return Verdict(True, "", seen)
         best = next((r for r in runs if r[:1] == want[:1]), max(runs, key=len))
         return Verdict(False, f"colour {' -> '.join(best) or 'unclear'}, expected {' -> '.join(want)}", seen)  # fmt: skip

@@ -145,11 +145,16 @@ def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
 
 
-def load_weights_into(model: nn.Module, source: str | Path, module: str, what: str) -> None:
-    """``init_from``: a run's (EMA) weights, or the ``module`` folder of a pipeline directory,
-    into ``model``; every name must match (a clear error names the differences)."""
+def init_weights(source: str | Path, module: str) -> dict[str, torch.Tensor]:
+    """``init_from``'s weights: a run's (EMA) weights, or the ``module`` folder of a pipeline."""
     d = Path(source)
-    weights = load_weights(d / module if (d / module).is_dir() else d)
+    return load_weights(d / module if (d / module).is_dir() else d)
+
+
+def load_weights_into(model: nn.Module, source: str | Path, module: str, what: str) -> None:
+    """``init_from``: `init_weights` into ``model``; every name must match (a clear error names
+    the differences)."""
+    weights = init_weights(source, module)
     check_shapes({k: tuple(v.shape) for k, v in weights.items()}, model, f"init_from={source}")
     model.load_state_dict(weights)
 

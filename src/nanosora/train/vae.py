@@ -30,8 +30,7 @@ from torch.utils.data import Dataset
 from nanosora.config import VAELossConfig, VAETrainConfig
 from nanosora.data.datasets import TrainingClips, load_batch, tensor_to_frames, training_clips
 from nanosora.models.vae import VideoVAE, kl_divergence
-from nanosora.pipeline import load_weights
-from nanosora.train.checkpoint import EMA, RunDir, load_weights_into, plot_metrics
+from nanosora.train.checkpoint import EMA, RunDir, init_weights, load_weights_into, plot_metrics
 from nanosora.train.distributed import (
     Dist,
     broadcast,
@@ -202,8 +201,7 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
     vae = VideoVAE(cfg.vae)
     if cfg.init_from and not (resume and run.exists()):
         if cfg.widen_latent:
-            d = Path(cfg.init_from)
-            vae.load_widened(load_weights(d / "vae" if (d / "vae").is_dir() else d))
+            vae.load_widened(init_weights(cfg.init_from, "vae"))
         else:
             load_weights_into(vae, cfg.init_from, "vae", "vae")
     if not cfg.train_encoder:
