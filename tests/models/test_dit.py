@@ -143,3 +143,27 @@ def test_explicit_attention_matches_the_fused_kernel(masked):
     # bf16: the same within bf16 rounding.
     low = attention(*(t.detach().bfloat16() for t in (q, k, v)), mask)
     torch.testing.assert_close(low.float(), ref.detach(), atol=3e-2, rtol=3e-2)
+
+
+def test_temporal_patch_pads_in_front():
+    """patch_t = 2 on a causal VAE's odd frame count: one zero frame goes in front, so frame 0
+    shares its token with padding only; the output has the input's frames, each frame depends
+    on its token partner, and the first frame's own level can differ from the rest's."""
+    m = make(dataclasses.replace(TINY, patch_t=2))
+    z, s, text, mask = inputs(t=5)
+    out = m(z, s, text, mask)
+    assert out.shape == z.shape and m.grid(5, 4, 6) == (3, 2, 3)
+    # Frames (1, 2) form one token: changing frame 2 changes frame 1's prediction, not frame 0's.
+    z2 = z.clone()
+    z2[:, :, 2] += 1.0
+    out2 = m(z2, s, text, mask)
+    assert not torch.allclose(out2[:, :, 1], out[:, :, 1])
+    # Attention still mixes tokens, so frame 0 moves too, but the same input in front of zeros
+    # gives exactly what the padded model computed: the padding is zeros.
+    m1 = make(dataclasses.replace(TINY, patch_t=2))
+    padded = torch.cat([torch.zeros_like(z[:, :, :1]), z], dim=2)
+    torch.testing.assert_close(m1(padded, s, text, mask)[:, :, 1:], out)
+    # Image-to-video levels: frame 0 clean, the rest noisy, is accepted and matters.
+    levels = s[:, None].repeat(1, 5)
+    levels[:, 0] = 0.0
+    assert not torch.allclose(m(z, levels, text, mask)[:, :, 0], out[:, :, 0])

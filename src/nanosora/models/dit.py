@@ -267,13 +267,14 @@ class VideoDiT(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def grid(self, t: int, h: int, w: int) -> tuple[int, int, int]:
-        """Token grid of a (t, h, w) latent; errors name the axis that does not divide."""
+        """Token grid of a (t, h, w) latent; time is front-padded to whole temporal patches
+        (see ``forward``), errors name the spatial axis that does not divide."""
         pt, ph = self.cfg.patch_t, self.cfg.patch_hw
-        if t % pt or h % ph or w % ph:
+        if h % ph or w % ph:
             raise ValueError(
                 f"latent (t, h, w)=({t}, {h}, {w}) is not divisible by patch ({pt}, {ph}, {ph})"
             )
-        return t // pt, h // ph, w // ph
+        return -(-t // pt), h // ph, w // ph
 
     def patchify(self, z: Tensor) -> Tensor:
         """(B, c, t, h, w) -> (B, N, c*pt*ph*ph)."""
@@ -316,20 +317,28 @@ class VideoDiT(nn.Module):
 
         ``timestep`` is (B,) (one noise level per clip) or (B, t) (one per latent frame): frames
         given clean for image-to-video or extension carry 0 there (Open-Sora 1.1's frame masks).
-        With ``patch_t > 1`` the frames of a temporal patch must share their timestep.
+        With ``patch_t > 1`` the frames of a temporal patch must share their timestep. A frame
+        count that is not a multiple of ``patch_t`` gets zero frames in front, so a causal VAE's
+        lone first frame (the image of image-to-video) shares its patch with padding only; the
+        padding's predictions are dropped.
         """
+        frames = z.shape[2]
         grid = self.grid(*z.shape[2:])
+        pad = grid[0] * self.cfg.patch_t - frames
         if not isinstance(text, TextContext):
             text = self.encode_text(text, mask, keys=False)
         rotation = self.rotation(grid, z.device)
+        if pad:
+            z = torch.cat([z.new_zeros(*z.shape[:2], pad, *z.shape[3:]), z], dim=2)
         x = self.patch_embed(self.patchify(z))  # (B, N, D)
         if timestep.dim() == 1:
             timestep = timestep[:, None]  # (B, 1): one level for every frame
-        elif timestep.shape[1] != z.shape[2]:
+        elif timestep.shape[1] != frames:
             raise ValueError(
-                f"per-frame timesteps {tuple(timestep.shape)} do not match {z.shape[2]} frames"
+                f"per-frame timesteps {tuple(timestep.shape)} do not match {frames} frames"
             )
         else:
+            timestep = torch.cat([timestep[:, :1].expand(-1, pad), timestep], dim=1)
             timestep = timestep[:, :: self.cfg.patch_t]  # one per token frame
         temb = timestep_embedding(timestep.flatten(), 256).to(x.dtype)
         c = self.time_mlp(temb).unflatten(0, timestep.shape) + text.pooled
@@ -338,7 +347,7 @@ class VideoDiT(nn.Module):
             x = block(x, c, block_text, text.mask, rotation, grid)
         shift, scale = self.ada_out(c).chunk(2, dim=-1)
         x = self.out(modulate(self.norm_out(x), shift, scale))
-        return self.unpatchify(x, grid)
+        return self.unpatchify(x, grid)[:, :, pad:]
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
