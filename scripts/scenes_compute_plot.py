@@ -52,7 +52,11 @@ def run_points(run: Path) -> tuple[str, list[tuple[float, dict[str, float]]]]:
         summary = json.loads(report.read_text())["summary"]
         scores = {c: summary[c]["all"]["score"] for c in CATEGORIES if c in summary}
         points.append((step * cfg.train.batch_size * per_clip, scores))
-    label = f"{model.num_params() / 1e6:.1f}M params, {grid[0] * grid[1] * grid[2]} tokens"
+    pt, ph = cfg.dit.patch_t, cfg.dit.patch_hw
+    label = (
+        f"{run.name}: {model.num_params() / 1e6:.1f}M params, {grid[0] * grid[1] * grid[2]} tokens"
+        f" ({latent[1]} latent frames, patch {pt}x{ph}x{ph}), lr {cfg.optim.lr:g}"
+    )
     return label, points
 
 
