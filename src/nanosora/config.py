@@ -429,7 +429,9 @@ class DistillConfig:
 
     teacher: str = doc("", "pipeline directory to distil (empty: the shipped model)")
     prompts: str = doc(
-        "", "text file of training prompts, one per line (empty: shapes-world training captions)"
+        "",
+        "text file of training prompts, one per line (empty: training captions of the teacher's "
+        "world, scenes or shapes)",
     )
     pairs: int = doc(1536, "teacher samples (noise -> latents pairs) to draw")
     pair_batch: int = doc(32, "prompts per teacher sampling batch")
@@ -438,7 +440,9 @@ class DistillConfig:
         0.0, "teacher's renewed noise share (0: each pair is a deterministic noise -> clip map)"
     )
     probe_filter: bool = doc(
-        True, "drop teacher samples the shapes probe reads as not matching their prompt"
+        True,
+        "drop teacher samples that miss their prompt (the shapes probe; the scenes grader for "
+        "a scenes teacher)",
     )
     few_steps: tuple[int, ...] = doc(
         (2, 4),

@@ -3,6 +3,7 @@ and which transformer a pipeline samples with."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -12,6 +13,8 @@ from nanosora.diffusion.flow import add_noise, sample_schedule, stochastic_sampl
 from nanosora.models.dit import VideoDiT
 from nanosora.pipeline import FEW_STEP, Pipeline, replace_cfg
 from nanosora.shapes.captions import parse_prompt
+from nanosora.shapes.grammar import canonical_caption, parse
+from nanosora.shapes.scenes import is_held_out, near_misses, render, sample_scene
 from nanosora.train import distill
 
 
@@ -107,3 +110,21 @@ def test_bad_distill_config_is_named():
         DistillConfig(few_steps=(0,))
     with pytest.raises(ValueError, match="teacher_eta"):
         DistillConfig(teacher_eta=2.0)
+
+
+def test_scenes_teacher_draws_and_grades_scenes_prompts():
+    """A scenes teacher's pairs come from the scenes world's training compositions, every
+    category alike, and the filter is the scenes grader: a true render passes, a near miss fails."""
+    cfg = DistillConfig(pair_batch=64)
+    prompts = distill.chunk_prompts(cfg, 0, [], "scenes")
+    comps = [parse(p)[0] for p in prompts]
+    assert len({c.category for c in comps}) >= 6 and not any(map(is_held_out, comps))
+    assert distill.chunk_prompts(cfg, 0, [], "scenes") == prompts  # seeded by the chunk
+    assert distill.chunk_prompts(cfg, 1, [], "scenes") != prompts
+    # Without a scenes vocabulary the shapes world's captions, as before.
+    assert all(None not in parse_prompt(p) for p in distill.chunk_prompts(cfg, 0, [], "shapes"))
+    scene = sample_scene(np.random.default_rng(3), "spatial")
+    frames = render(scene)
+    assert distill.matches(frames, scene.caption, "scenes")
+    miss = canonical_caption(near_misses(scene.composition)[0])
+    assert not distill.matches(frames, miss, "scenes")

@@ -7,8 +7,8 @@ construction, so a few Euler steps follow them. Here:
 
 1. pairs: the teacher samples latents x0 from noise z with its deterministic sampler and its
    guidance (so the student learns the guided field and needs one forward per step, not two);
-   with ``probe_filter`` the shapes probe drops samples that miss their prompt, so the student
-   copies the teacher's successes only. Written in chunks; an interrupted run resumes;
+   with ``probe_filter`` the shapes probe (or, for a scenes teacher, the scenes grader) drops
+   samples that miss their prompt, so the student copies the teacher's successes only. Written in chunks; an interrupted run resumes;
 2. training: the student starts from the teacher's weights and regresses the straight velocity
    z - x0 at x_s = (1 - s) x0 + s z; a share ``grid_prob`` of the levels s come from the
    few-step schedules it will be sampled with, the rest uniform;
@@ -38,26 +38,39 @@ from nanosora.diffusion.flow import (
 from nanosora.models.dit import VideoDiT
 from nanosora.pipeline import SHIPPED_MODEL, Pipeline, load_weights, replace_cfg
 from nanosora.shapes.captions import caption, parse_prompt
-from nanosora.shapes.probe import ProbeResult, probe_frames
+from nanosora.shapes.grader import grade_prompt
+from nanosora.shapes.grammar import CATEGORIES
+from nanosora.shapes.grammar import caption as scenes_caption
+from nanosora.shapes.probe import probe_frames
+from nanosora.shapes.scenes import composition_for
 from nanosora.shapes.world import compositions
 from nanosora.train.checkpoint import plot_metrics
 from nanosora.train.loop import StepResult, batch_indices, prepare, start_run, step_generator, train
 from nanosora.video.io import write_gif
 
 
-def chunk_prompts(cfg: DistillConfig, chunk: int, lines: list[str]) -> list[str]:
+def chunk_prompts(cfg: DistillConfig, chunk: int, lines: list[str], vocabulary: str = "") -> list[str]:  # fmt: skip
     """The prompts of pair chunk ``chunk``: drawn from ``lines`` or, without a prompts file,
-    random captions of the shapes world's training compositions (seeded by the chunk)."""
+    random captions of the world's training compositions (seeded by the chunk): the scenes
+    world's, every category alike, for a ``scenes`` vocabulary, else the shapes world's."""
     rng = np.random.default_rng([cfg.train.seed, chunk])
     if lines:
         return [lines[i] for i in rng.integers(len(lines), size=cfg.pair_batch)]
+    if vocabulary == "scenes":
+        picks = rng.integers(len(CATEGORIES), size=cfg.pair_batch)
+        comps = [composition_for(rng, CATEGORIES[i], "train") for i in picks]
+        return [scenes_caption(comp, rng) for comp in comps]
     combos = compositions("train")
     picks = rng.integers(len(combos), size=cfg.pair_batch)
     return [caption(*combos[i], rng) for i in picks]
 
 
-def matches(reading: ProbeResult, prompt: str) -> bool:
-    """Whether the probe read back the colour, shape and direction the prompt names."""
+def matches(frames: np.ndarray, prompt: str, vocabulary: str) -> bool:
+    """Whether uint8 (T, H, W, 3) frames show ``prompt``: the scenes grader's verdict for a
+    ``scenes`` vocabulary, else the colour, shape and direction the shapes probe reads back."""
+    if vocabulary == "scenes":
+        return grade_prompt(frames, prompt).passed
+    reading = probe_frames(frames)
     return (reading.color, reading.shape, reading.direction) == parse_prompt(prompt)
 
 
@@ -80,12 +93,13 @@ def make_pairs(pipe: Pipeline, cfg: DistillConfig, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     chunks = -(-cfg.pairs // cfg.pair_batch)
     shape = pipe.vae.latent_shape(pipe.cfg.num_frames, pipe.cfg.height, pipe.cfg.width)
-    probe = cfg.probe_filter and pipe.cfg.vocabulary == "shapes"
+    vocabulary = pipe.cfg.vocabulary
+    probe = cfg.probe_filter and vocabulary in ("shapes", "scenes")
     for chunk in range(chunks):
         path = out / f"pairs_{chunk:05d}.safetensors"
         if path.exists():
             continue
-        prompts = chunk_prompts(cfg, chunk, lines)
+        prompts = chunk_prompts(cfg, chunk, lines, vocabulary)
         seeds = [
             cfg.train.seed * 10_000_019 + chunk * cfg.pair_batch + i for i in range(len(prompts))
         ]
@@ -98,7 +112,7 @@ def make_pairs(pipe: Pipeline, cfg: DistillConfig, out: Path) -> None:
         keep = torch.ones(len(prompts), dtype=torch.bool)
         if probe:
             videos = pipe.decode_latents(latents)
-            keep = torch.tensor([matches(probe_frames(v), p) for v, p in zip(videos, prompts)])
+            keep = torch.tensor([matches(v, p, vocabulary) for v, p in zip(videos, prompts)])
         text, mask = pad_text(*pipe.text_encoder(prompts), pipe.text_encoder.max_length)
         tensors = {
             "noise": noise,
