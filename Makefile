@@ -40,7 +40,7 @@ demo: install
 	$(BIN)/nanosora generate "$(PROMPT)" -o demo.mp4 --seed 0
 
 test: install browser
-	$(BIN)/python -m pytest -q -x tests
+	$(BIN)/python -m pytest -q -x --durations=10 tests
 
 lint: install
 	$(BIN)/ruff check src tests bench
