@@ -8,7 +8,8 @@ construction, so a few Euler steps follow them. Here:
 1. pairs: the teacher samples latents x0 from noise z with its deterministic sampler and its
    guidance (so the student learns the guided field and needs one forward per step, not two);
    with ``probe_filter`` the shapes probe (or, for a scenes teacher, the scenes grader) drops
-   samples that miss their prompt, so the student copies the teacher's successes only. Written in chunks; an interrupted run resumes;
+   samples that miss their prompt, so the student copies the teacher's successes only. Written
+   in chunks; an interrupted run resumes;
 2. training: the student starts from the teacher's weights and regresses the straight velocity
    z - x0 at x_s = (1 - s) x0 + s z; a share ``grid_prob`` of the levels s come from the
    few-step schedules it will be sampled with, the rest uniform;
@@ -49,7 +50,9 @@ from nanosora.train.loop import StepResult, batch_indices, prepare, start_run, s
 from nanosora.video.io import write_gif
 
 
-def chunk_prompts(cfg: DistillConfig, chunk: int, lines: list[str], vocabulary: str = "") -> list[str]:  # fmt: skip
+def chunk_prompts(
+    cfg: DistillConfig, chunk: int, lines: list[str], vocabulary: str = ""
+) -> list[str]:
     """The prompts of pair chunk ``chunk``: drawn from ``lines`` or, without a prompts file,
     random captions of the world's training compositions (seeded by the chunk): the scenes
     world's, every category alike, for a ``scenes`` vocabulary, else the shapes world's."""
@@ -94,7 +97,7 @@ def make_pairs(pipe: Pipeline, cfg: DistillConfig, out: Path) -> None:
     chunks = -(-cfg.pairs // cfg.pair_batch)
     shape = pipe.vae.latent_shape(pipe.cfg.num_frames, pipe.cfg.height, pipe.cfg.width)
     vocabulary = pipe.cfg.vocabulary
-    probe = cfg.probe_filter and vocabulary in ("shapes", "scenes")
+    filtered = cfg.probe_filter and vocabulary in ("shapes", "scenes")
     for chunk in range(chunks):
         path = out / f"pairs_{chunk:05d}.safetensors"
         if path.exists():
@@ -110,7 +113,7 @@ def make_pairs(pipe: Pipeline, cfg: DistillConfig, out: Path) -> None:
             prompts, seeds=seeds, steps=cfg.teacher_steps, eta=cfg.teacher_eta
         )
         keep = torch.ones(len(prompts), dtype=torch.bool)
-        if probe:
+        if filtered:
             videos = pipe.decode_latents(latents)
             keep = torch.tensor([matches(v, p, vocabulary) for v, p in zip(videos, prompts)])
         text, mask = pad_text(*pipe.text_encoder(prompts), pipe.text_encoder.max_length)
