@@ -28,6 +28,7 @@ import torch
 
 from nanosora.config import DIT_PRESETS, DiTConfig, DiTTrainConfig, TrainConfig
 from nanosora.models.dit import VideoDiT
+from nanosora.precision import bf16_fast
 from nanosora.train.checkpoint import EMA
 from nanosora.train.dit import flow_loss
 from nanosora.train.loop import build_adamw, optimizer_step
@@ -212,6 +213,9 @@ def main() -> None:
             continue
         analytic = 3 * dit_flops(cfg, args.batch, grid, TEXT_LEN)
         for dtype in args.dtypes:
+            if dtype == "bf16" and not bf16_fast("cpu"):
+                print(f"{preset:<6} bf16 skipped: this CPU emulates bf16 (training runs float32)")
+                continue
             model, step, forward = make_step(cfg, args.batch, latent, dtype == "bf16")
             fwd = dit_flops(cfg, args.batch, grid, TEXT_LEN) / counted_flops(forward)
             counted = counted_flops(step)

@@ -19,7 +19,7 @@ SRC = Path(nanosora.__file__).parent
 
 # From the bottom up. Packages and top-level modules by name; "__init__" is nanosora itself.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("config", "atomic"),
+    ("config", "atomic", "precision"),
     ("video",),
     ("shapes", "models", "diffusion"),
     ("lora",),

@@ -50,6 +50,7 @@ from nanosora.data.datasets import ClipWindowDataset, clip_dataset
 from nanosora.models.text_encoder import TextEncoder, load_text_encoder, pad_features
 from nanosora.models.vae import VideoVAE
 from nanosora.pipeline import load_vae
+from nanosora.precision import bf16_autocast
 
 
 @torch.no_grad()
@@ -147,8 +148,9 @@ def _encode_shard(
     means, logvars = [], []
     for b in range(0, len(rows), batch_size):
         x = torch.stack([clips[i]["video"] for i in rows[b : b + batch_size]])
-        # bf16 encoding is much faster on a CPU; the DiT adds noise far above bf16's precision.
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        # bf16 encoding is much faster on a CPU with bf16 units; the DiT adds noise far above
+        # bf16's precision.
+        with bf16_autocast("cpu"):
             mean, logvar = vae.encode_moments(x)
         means.append(mean.float())
         logvars.append(logvar.float())

@@ -38,6 +38,7 @@ from nanosora.diffusion.flow import (
 )
 from nanosora.models.dit import VideoDiT
 from nanosora.pipeline import SHIPPED_MODEL, Pipeline, load_weights, replace_cfg
+from nanosora.precision import bf16_autocast
 from nanosora.shapes.captions import caption, parse_prompt
 from nanosora.shapes.grader import grade_prompt
 from nanosora.shapes.grammar import CATEGORIES
@@ -166,7 +167,7 @@ def reflow_loss(
     uniform = torch.rand(n, generator=generator)
     on_grid = levels[torch.randint(len(levels), (n,), generator=generator)]
     s = torch.where(torch.rand(n, generator=generator) < grid_prob, on_grid, uniform)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with bf16_autocast("cpu", bf16):
         pred = student(add_noise(x0, z, s), s, text, mask)
     err = (pred.float() - velocity_target(x0, z)).pow(2)
     if object_weight:

@@ -36,6 +36,7 @@ from nanosora.lora import apply_lora, merge_lora, save_adapter
 from nanosora.models.dit import VideoDiT
 from nanosora.models.text_encoder import load_text_encoder
 from nanosora.pipeline import Pipeline, load_vae, load_weights
+from nanosora.precision import bf16_autocast
 from nanosora.train.checkpoint import RunDir, load_weights_into, plot_metrics
 from nanosora.train.distributed import Dist, finish, full_tensor, log, micro_batches, no_sync
 from nanosora.train.loop import (
@@ -73,7 +74,7 @@ def flow_loss(
     device = next(dit.parameters()).device
     if f.cond_prob <= 0:
         x0, noise, s, text, mask = (a[rows].to(device) for a in (x0, noise, s, text, mask))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16):
+        with bf16_autocast(device.type, cfg.train.bf16):
             pred = dit(add_noise(x0, noise, s), s, text, mask)
         err = (pred.float() - velocity_target(x0, noise)).pow(2)
         if f.object_weight:
@@ -90,7 +91,7 @@ def flow_loss(
     x0, noise, s_frames, text, mask, noised = (
         a[rows].to(device) for a in (x0, noise, s_frames, text, mask, noised)
     )
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16):
+    with bf16_autocast(device.type, cfg.train.bf16):
         pred = dit(add_noise(x0, noise, s_frames), s_frames, text, mask)
     err = (pred.float() - velocity_target(x0, noise)).pow(2)
     if f.object_weight:

@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 from nanosora.config import VAELossConfig, VAETrainConfig
 from nanosora.data.datasets import TrainingClips, load_batch, tensor_to_frames, training_clips
 from nanosora.models.vae import VideoVAE, kl_divergence
+from nanosora.precision import bf16_autocast
 from nanosora.train.checkpoint import EMA, RunDir, init_weights, load_weights_into, plot_metrics
 from nanosora.train.distributed import (
     Dist,
@@ -273,7 +274,7 @@ def micro_batch_loss(
     """Loss of ``rows`` of clips ``x`` (B, C, T, H, W) with posterior ``noise`` (B, c, t, h, w),
     on this rank's device; its parts and the reconstruction's MSE (for PSNR) go to ``logged``."""
     x, noise = x[rows].to(d.device), noise[rows].to(d.device)
-    with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=cfg.train.bf16):
+    with bf16_autocast(d.device.type, cfg.train.bf16):
         rec, mean, logvar = forward(x, noise=noise)
     loss, parts = vae_loss(rec, x, mean, logvar, cfg.loss, weight_mean, frames_mean)
     mse = (rec.detach().float().clamp(-1, 1) - x).pow(2).mean().item()
