@@ -300,6 +300,41 @@ def test_vae_trains_on_short_windows_and_evaluates_at_eval_frames(data, tmp_path
         vae_cfg(data, tmp_path / "bad", eval_frames=8)
 
 
+def test_vae_trains_on_random_crops_and_evaluates_whole_frames(data, tmp_path, monkeypatch):
+    """crop=16: each step's clips are 16x16 crops of the 32x32 frames; evaluation reads whole
+    frames. Bad sizes fail when the config is read."""
+    sizes: dict[str, set[tuple[int, int]]] = {"train": set(), "eval": set()}
+    crops, metrics = train_vae.random_crops, train_vae.reconstruction_metrics
+
+    def crop_spy(*args):
+        out = crops(*args)
+        sizes["train"].add(tuple(out.shape[3:]))
+        return out
+
+    def eval_spy(vae, clips):
+        sizes["eval"].add(tuple(clips[0]["video"].shape[2:]))
+        return metrics(vae, clips)
+
+    monkeypatch.setattr(train_vae, "random_crops", crop_spy)
+    monkeypatch.setattr(train_vae, "reconstruction_metrics", eval_spy)
+    run = train_vae.main(vae_cfg(data, tmp_path / "crop", steps=3, crop=16, val_manifest=data))
+    assert sizes == {"train": {(16, 16)}, "eval": {(32, 32)}}
+    assert json.loads((run / "eval.json").read_text())["psnr"] > 0
+    with pytest.raises(ConfigError, match="crop=12"):
+        vae_cfg(data, tmp_path / "bad", crop=12)
+
+
+def test_random_crops_split_over_ranks_like_one_process():
+    """Offsets are drawn for the whole batch: two ranks' rows crop as one process crops them."""
+    x = torch.arange(4 * 8 * 8, dtype=torch.float32).view(4, 1, 1, 8, 8)
+    whole = train_vae.random_crops(x, 4, 4, slice(None), torch.Generator().manual_seed(0))
+    half = train_vae.random_crops(x[2:], 4, 4, slice(2, 4), torch.Generator().manual_seed(0))
+    assert torch.equal(whole[2:], half)
+    for clip, crop in zip(x, whole):  # each crop is a window of its own clip
+        windows = clip.unfold(2, 4, 1).unfold(3, 4, 1).reshape(-1, 4, 4)
+        assert any(torch.equal(w, crop[0, 0]) for w in windows)
+
+
 class FramePredictor(torch.nn.Module):
     """Predicts 0 everywhere but ``bump`` on the first latent frame; records the levels it got."""
 

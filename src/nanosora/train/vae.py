@@ -302,11 +302,12 @@ def step_gradients(
     parts = micro_batches(len(indices), d, t.grad_accum)  # this rank's rows of the batch
     mine = slice(parts[0].start, parts[-1].stop)
     x = load_batch(data.clips, indices[mine], step)  # only this rank's clips
-    # The posterior noise of the whole batch, drawn as one process draws it; our rows kept.
-    noise = torch.randn(
-        (len(indices), *vae.latent_shape(*x.shape[2:])),
-        generator=step_generator(t.seed, step),
-    )[mine]
+    # Crop offsets and the posterior noise of the whole batch, drawn as one process draws them;
+    # our rows kept.
+    gen = step_generator(t.seed, step)
+    if cfg.crop:
+        x = random_crops(x, cfg.crop, len(indices), mine, gen)
+    noise = torch.randn((len(indices), *vae.latent_shape(*x.shape[2:])), generator=gen)[mine]
     weight_mean = mean_across(object_weights(x, cfg.loss.object_weight).mean().item(), d)
     frames_mean = mean_across(object_frames(x).mean().item(), d) if cfg.loss.colour else None
     step_cfg = colour_schedule(cfg, step, state)
@@ -320,6 +321,21 @@ def step_gradients(
         lambda: no_sync(w.wrapped, d),
     )
     return StepResult(last, value, logged, f"VAE ({logged[-1]})")
+
+
+def random_crops(
+    x: torch.Tensor, size: int, batch: int, mine: slice, gen: torch.Generator
+) -> torch.Tensor:
+    """A ``size`` x ``size`` crop of each clip of ``x`` (B, C, T, H, W), rows ``mine`` of a batch
+    of ``batch`` clips whose offsets are drawn together from ``gen``."""
+    h, w = x.shape[3:]
+    if size > min(h, w):
+        raise ValueError(f"crop={size} is larger than the {h}x{w} training frames")
+    top = torch.randint(h - size + 1, (batch,), generator=gen)[mine]
+    left = torch.randint(w - size + 1, (batch,), generator=gen)[mine]
+    return torch.stack(
+        [c[..., i : i + size, j : j + size] for c, i, j in zip(x, top.tolist(), left.tolist())]
+    )
 
 
 def log_fields(result: StepResult, losses: list[float], d: Dist) -> dict[str, float]:
