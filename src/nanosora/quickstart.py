@@ -317,9 +317,10 @@ def main(
 
 
 def scenes_vae_config(workdir: Path, minutes: float, seed: int) -> VAETrainConfig:
-    """`vae_config` (random 9-frame windows, bounded by time) for the scenes world, from nothing:
-    8x8 spatial and 2x temporal compression, so fast events such as bounces and spins stay apart
-    in 9 latent frames, and object pixels weighted 4x (the scenes world has more of them)."""
+    """`vae_config` (random 9-frame windows and 32x32 crops, bounded by time) for the scenes
+    world, from nothing: 8x8 spatial and 2x temporal compression, so fast events such as bounces
+    and spins stay apart in 9 latent frames, and object pixels weighted 4x (the scenes world has
+    more of them)."""
     return dataclasses.replace(
         vae_config(workdir, minutes, seed),
         vae=VAEConfig(temporal_down=(True, False)),
