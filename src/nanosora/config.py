@@ -380,6 +380,12 @@ class VAETrainConfig:
         "spatial factor); 0 = whole frames. Convolutions cost per pixel, so 32 of 64 buys ~4x "
         "the steps per minute; calibration and evaluation stay on whole frames",
     )
+    crop_content: bool = doc(
+        False,
+        "draw each crop's position in proportion to the content inside it (pixels away from "
+        "their frame's median), so crops of small objects on a plain background hold them; "
+        "false = uniform positions",
+    )
     init_from: str = doc("", "VAE run or pipeline directory whose weights start training")
     widen_latent: bool = doc(
         False,

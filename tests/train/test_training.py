@@ -335,6 +335,31 @@ def test_random_crops_split_over_ranks_like_one_process():
         assert any(torch.equal(w, crop[0, 0]) for w in windows)
 
 
+def test_content_crops_hold_small_objects_and_split_over_ranks():
+    """crop_content: 16x16 crops of 32x32 frames with a 6x6 object hold most of it (uniform
+    positions: about a third, and nothing at all half the time); ranks still crop as one
+    process."""
+    x = torch.full((64, 3, 2, 32, 32), -1.0)
+    corners = torch.randint(0, 27, (64, 2), generator=torch.Generator().manual_seed(1))
+    for clip, (i, j) in zip(x, corners.tolist()):
+        clip[..., i : i + 6, j : j + 6] = 0.8
+    share, empty = {}, {}
+    for content in (False, True):
+        gen = torch.Generator().manual_seed(0)
+        crops = train_vae.random_crops(x, 16, 64, slice(None), gen, content)
+        held = (crops > 0).sum(dim=(1, 2, 3, 4)) / (3 * 2 * 36)  # share of the object inside
+        share[content], empty[content] = held.mean().item(), (held == 0).float().mean().item()
+    assert share[True] >= 0.85 > 0.5 > share[False]
+    assert empty[True] <= 0.05 < 0.3 < empty[False]
+    one = train_vae.random_crops(x[:8], 16, 8, slice(None), torch.Generator().manual_seed(3), True)
+    two = train_vae.random_crops(x[4:8], 16, 8, slice(4, 8), torch.Generator().manual_seed(3), True)
+    assert torch.equal(one[4:], two)
+    mass = train_vae.crop_content_mass(x[:1], 16)
+    assert mass.shape == (1, 17, 17)
+    top, left = divmod(int(mass.argmax()), 17)  # the fullest crop holds the whole object
+    assert (x[0, 0, 0, top : top + 16, left : left + 16] > 0).sum() == 36
+
+
 class FramePredictor(torch.nn.Module):
     """Predicts 0 everywhere but ``bump`` on the first latent frame; records the levels it got."""
 

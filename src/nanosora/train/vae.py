@@ -306,7 +306,7 @@ def step_gradients(
     # our rows kept.
     gen = step_generator(t.seed, step)
     if cfg.crop:
-        x = random_crops(x, cfg.crop, len(indices), mine, gen)
+        x = random_crops(x, cfg.crop, len(indices), mine, gen, cfg.crop_content)
     noise = torch.randn((len(indices), *vae.latent_shape(*x.shape[2:])), generator=gen)[mine]
     weight_mean = mean_across(object_weights(x, cfg.loss.object_weight).mean().item(), d)
     frames_mean = mean_across(object_frames(x).mean().item(), d) if cfg.loss.colour else None
@@ -324,18 +324,44 @@ def step_gradients(
 
 
 def random_crops(
-    x: torch.Tensor, size: int, batch: int, mine: slice, gen: torch.Generator
+    x: torch.Tensor,
+    size: int,
+    batch: int,
+    mine: slice,
+    gen: torch.Generator,
+    content: bool = False,
 ) -> torch.Tensor:
     """A ``size`` x ``size`` crop of each clip of ``x`` (B, C, T, H, W), rows ``mine`` of a batch
-    of ``batch`` clips whose offsets are drawn together from ``gen``."""
+    of ``batch`` clips whose random draws are made together from ``gen``.
+
+    ``content``: positions are drawn in proportion to the fourth power of ``crop_content_mass``
+    (which favours crops holding nearly all of it) plus a floor of 5% of the mean, so plain crops
+    stay possible, by inverse CDF of one uniform per clip; otherwise uniformly."""
     h, w = x.shape[3:]
     if size > min(h, w):
         raise ValueError(f"crop={size} is larger than the {h}x{w} training frames")
-    top = torch.randint(h - size + 1, (batch,), generator=gen)[mine]
-    left = torch.randint(w - size + 1, (batch,), generator=gen)[mine]
+    if content:
+        u = torch.rand(batch, generator=gen)[mine]
+        mass = (crop_content_mass(x, size).flatten(1) + 1e-6) ** 4  # (B, positions)
+        p = mass + 0.05 * mass.mean(dim=1, keepdim=True) + 1e-12
+        cdf = torch.cumsum(p / p.sum(dim=1, keepdim=True), dim=1)
+        pos = torch.searchsorted(cdf, u[:, None]).squeeze(1).clamp(max=cdf.shape[1] - 1)
+        top, left = pos // (w - size + 1), pos % (w - size + 1)
+    else:
+        top = torch.randint(h - size + 1, (batch,), generator=gen)[mine]
+        left = torch.randint(w - size + 1, (batch,), generator=gen)[mine]
     return torch.stack(
         [c[..., i : i + size, j : j + size] for c, i, j in zip(x, top.tolist(), left.tolist())]
     )
+
+
+def crop_content_mass(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, H - size + 1, W - size + 1): for every crop position, the summed
+    distance of its pixels from their frame's per-channel median (max over channels, mean over
+    frames): how much of the clip's content a crop there holds."""
+    median = x.flatten(3).median(dim=3).values[..., None, None]
+    saliency = (x - median).abs().amax(dim=1).mean(dim=1)  # (B, H, W)
+    return F.avg_pool2d(saliency[:, None], size, stride=1)[:, 0] * size * size
 
 
 def log_fields(result: StepResult, losses: list[float], d: Dist) -> dict[str, float]:
