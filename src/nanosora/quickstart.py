@@ -323,11 +323,13 @@ def scenes_vae_config(workdir: Path, minutes: float, seed: int) -> VAETrainConfi
     """`vae_config` (random 9-frame windows and 32x32 crops, bounded by time) for the scenes
     world, from nothing: 8x8 spatial and 2x temporal compression, so fast events such as bounces
     and spins stay apart in 9 latent frames, and object pixels weighted 4x (the scenes world has
-    more of them)."""
+    more of them). Crops are placed uniformly: content-weighted crops are measured on the shapes
+    world only."""
     return dataclasses.replace(
         vae_config(workdir, minutes, seed),
         vae=VAEConfig(temporal_down=(True, False)),
         loss=VAELossConfig(object_weight=4.0),
+        crop_content=False,
     )
 
 
