@@ -342,8 +342,8 @@ def random_crops(
         raise ValueError(f"crop={size} is larger than the {h}x{w} training frames")
     if content:
         u = torch.rand(batch, generator=gen)[mine]
-        mass = (crop_content_mass(x, size).flatten(1) + 1e-6) ** 4  # (B, positions)
-        p = mass + 0.05 * mass.mean(dim=1, keepdim=True) + 1e-12
+        mass = crop_content_mass(x, size).flatten(1) ** 4  # (B, positions)
+        p = mass + 0.05 * mass.mean(dim=1, keepdim=True) + 1e-12  # a plain clip: uniform
         cdf = torch.cumsum(p / p.sum(dim=1, keepdim=True), dim=1)
         pos = torch.searchsorted(cdf, u[:, None]).squeeze(1).clamp(max=cdf.shape[1] - 1)
         top, left = pos // (w - size + 1), pos % (w - size + 1)
