@@ -1,6 +1,7 @@
 """The whole path in one call, at a tiny budget: every stage runs and the report is complete."""
 
 import json
+import os
 import time
 
 import torch
@@ -46,7 +47,7 @@ def test_quickstart_tiny_budget(tmp_path):
     for k in decoder:
         assert torch.allclose(shipped[k].float(), tuned[k].float(), atol=1e-2), k
     # The run recorded its stages' minutes, and a second call finds every stage complete,
-    # keeps those minutes and only re-evaluates.
+    # the report included, and keeps those minutes.
     first_run = json.loads((tmp_path / "timings.json").read_text())
     assert first_run["skipped"] == [] and set(first_run["minutes"]) == {"vae", "decoder", "dit"}
     assert (
@@ -55,8 +56,14 @@ def test_quickstart_tiny_budget(tmp_path):
     )
     quickstart.main(tmp_path, budget_minutes=0.15, num_clips=16, eval_seeds=1)
     again = json.loads((tmp_path / "timings.json").read_text())
-    assert again["skipped"] == ["data", "vae", "decoder", "cache", "dit"]
+    assert again["skipped"] == ["data", "vae", "decoder", "cache", "dit", "eval"]
     assert again["minutes"] == first_run["minutes"]
+    # The report is redone for other seeds or a model newer than it.
+    assert quickstart._reported(tmp_path, 1) and not quickstart._reported(tmp_path, 2)
+    pipeline_yaml = tmp_path / "runs/dit/pipeline/pipeline.yaml"
+    later = (tmp_path / "report.json").stat().st_mtime + 1
+    os.utime(pipeline_yaml, (later, later))
+    assert not quickstart._reported(tmp_path, 1)
 
 
 def test_budget_splits_the_time_left_after_the_overheads_to_come(tmp_path):

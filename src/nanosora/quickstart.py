@@ -10,8 +10,9 @@ same latents, and the model decodes them with the tuned decoder.
 The budget is wall-clock time for everything, data and evaluation included. Before each training
 stage the time left is split among the training stages still to run, after setting aside what the
 other work still to come takes (``OVERHEAD_SECONDS``, scaled by how much slower or faster than
-that the work so far ran on this machine). Each stage is skipped when its output is complete and
-resumed when it was interrupted, with the minutes it was first given, so a killed quickstart
+that the work so far ran on this machine). Each stage is skipped when its output is complete (the
+evaluation when its report is newer than the model and has the same seeds) and resumed when it
+was interrupted, with the minutes it was first given, so a killed quickstart
 continues where it stopped.
 """
 
@@ -236,9 +237,10 @@ class Stages:
             fn, done = train_vae.main, out / "eval.json"
         self(name, lambda: fn(cfg, resume=True), done.is_file(), cfg.train.minutes)
 
-    def finish(self, w: Path, eval_seconds: float, **extra: object) -> None:
+    def finish(self, w: Path, eval_seconds: float | None = None, **extra: object) -> None:
         """Write ``timings.json``: seconds per stage, the stages skipped, total and plan."""
-        self.timings["eval"] = round(eval_seconds, 1)
+        if eval_seconds is not None:
+            self.timings["eval"] = round(eval_seconds, 1)
         record = {
             "seconds": self.timings,
             "skipped": self.skipped,
@@ -256,6 +258,19 @@ def _publish(w: Path) -> None:
     if (w / "model").exists():
         shutil.rmtree(w / "model")
     shutil.copytree(w / "runs/dit/pipeline", w / "model")
+
+
+def _reported(w: Path, eval_seeds: int) -> bool:
+    """True if ``w``'s report was written after its DiT's pipeline, with ``eval_seeds`` seeds."""
+    report, model = w / "report.json", w / "runs/dit/pipeline/pipeline.yaml"
+    if not (report.is_file() and (w / "report.html").is_file() and model.is_file()):
+        return False
+    if report.stat().st_mtime < model.stat().st_mtime:
+        return False
+    try:
+        return json.loads(report.read_text())["metrics"]["seeds"] == eval_seeds
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return False
 
 
 def main(
@@ -310,11 +325,10 @@ def main(
     dcfg = dit_config(w, budget.minutes("dit", after[3:]), seed, num_clips)
     stage.train("dit", dcfg)
     _publish(w)
-    # 6. Evaluation report.
-    print(f"== eval ({budget.status()})")
-    t0 = time.time()
-    report = write_quickstart_report(w, eval_seeds)
-    stage.finish(w, time.time() - t0)
+    # 6. Evaluation report: kept when it was written for this model with these seeds.
+    report = w / "report.html"
+    stage("eval", lambda: write_quickstart_report(w, eval_seeds), _reported(w, eval_seeds))
+    stage.finish(w)
     print(f"quickstart done ({budget.status()}): model {w / 'model'}, report {report}")
     return report
 

@@ -30,6 +30,10 @@ from nanosora.train.distributed import (
     wrap_model,
 )
 
+# Minimum seconds between the loss plots written at checkpoints; the trainers plot once more at
+# the end of a run.
+PLOT_SECONDS = 60.0
+
 
 def batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:
     """Indices of the clips in batch ``step``: epoch-wise permutations derived from the seed."""
@@ -258,12 +262,14 @@ def train(
     Per step: the lr, ``gradients(step)``, the NaN guard, the update and EMA. Every
     ``t.log_every`` steps a metrics line with ``log_fields(result, losses since the last line)``
     (called on every rank: it may reduce across ranks); every ``t.ckpt_every`` a checkpoint and
-    the ``plots`` of the metrics; every ``t.sample_every`` ``sample(step)`` (on every rank). All
+    the ``plots`` of the metrics (at most once per ``PLOT_SECONDS``: a plot costs ~0.5 s); every
+    ``t.sample_every`` ``sample(step)`` (on every rank). All
     ranks run this loop; rank 0 logs and shows progress. Ends with a checkpoint.
     """
     start_time, start_elapsed = time.time(), state["elapsed"]
     progress = Progress(name, t, state, d.is_main)
     losses: list[float] = []
+    last_plot = start_time
     w.model.train()
     while state["step"] < t.steps:
         step = state["step"]
@@ -288,8 +294,9 @@ def train(
             losses.clear()
         if state["step"] % t.ckpt_every == 0:
             run.save(w.model, w.ema, w.opt, state)
-            if d.is_main:
+            if d.is_main and time.time() - last_plot >= PLOT_SECONDS:
                 plot_metrics(run, plots)
+                last_plot = time.time()
         if t.sample_every and state["step"] % t.sample_every == 0:
             sample(state["step"])
     progress.close()

@@ -388,22 +388,24 @@ def gif_palette(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Otherwise: popularity quantisation, the 256 most frequent colours on a 5-bit-per-channel grid,
     each grid cell mapped to its nearest palette entry; O(pixels), good enough for previews.
     """
-    flat = frames.reshape(-1, 3)
-    colors, inverse = np.unique(flat, axis=0, return_inverse=True)
+    flat = frames.reshape(-1, 3).astype(np.int32)
+    packed = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]  # 1D: np.unique is fast on it
+    colors, inverse = np.unique(packed, return_inverse=True)
     if len(colors) <= 256:
         palette = np.zeros((256, 3), np.uint8)
-        palette[: len(colors)] = colors
+        palette[: len(colors)] = np.stack([colors >> 16, (colors >> 8) & 255, colors & 255], 1)
         return inverse.reshape(frames.shape[:3]).astype(np.uint8), palette
-    cell = (flat >> 3).astype(np.int32)
+    cell = flat >> 3
     cell_id = (cell[:, 0] << 10) | (cell[:, 1] << 5) | cell[:, 2]
     counts = np.bincount(cell_id, minlength=1 << 15)
     top = np.argsort(counts)[::-1][:256]
     palette = _cell_centres(top)
-    grid = _cell_centres(np.arange(1 << 15))
-    lut = np.empty(1 << 15, np.uint8)
-    for chunk in range(0, 1 << 15, 4096):  # chunked so the distance matrix stays ~12 MB
-        d = ((grid[chunk : chunk + 4096, None, :] - palette[None]) ** 2).sum(-1)
-        lut[chunk : chunk + 4096] = d.argmin(1)
+    used = np.flatnonzero(counts)  # only occupied cells need a palette entry
+    lut = np.zeros(1 << 15, np.uint8)
+    for chunk in range(0, len(used), 4096):  # chunked so the distance matrix stays ~12 MB
+        ids = used[chunk : chunk + 4096]
+        d = ((_cell_centres(ids)[:, None, :] - palette[None]) ** 2).sum(-1)
+        lut[ids] = d.argmin(1)
     return lut[cell_id].reshape(frames.shape[:3]), palette.astype(np.uint8)
 
 
