@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PROMPT ?= a red circle moving left
+# pytest-xdist workers of `make test` (each computes on one thread: tests/conftest.py)
+TEST_WORKERS ?= 2
 
 .PHONY: demo test install browser lint bench clean
 
@@ -40,7 +42,7 @@ demo: install
 	$(BIN)/nanosora generate "$(PROMPT)" -o demo.mp4 --seed 0
 
 test: install browser
-	$(BIN)/python -m pytest -q -x --durations=10 tests
+	$(BIN)/python -m pytest -q -x -n $(TEST_WORKERS) --durations=10 tests
 
 lint: install
 	$(BIN)/ruff check src tests bench
