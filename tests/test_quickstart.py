@@ -19,8 +19,7 @@ def test_quickstart_tiny_budget(tmp_path):
     for key in ("adherence_in_distribution", "adherence_heldout"):
         assert data["metrics"][key]["n"] in (24, 8)
         assert 0.0 <= data["metrics"][key]["joint"] <= 1.0
-    assert "vae_heldout_psnr" in data["metrics"]
-    assert "vae_heldout_psnr_before_decoder_tuning" in data["metrics"]
+    assert "vae_heldout_psnr" in data["metrics"] and "vae_probe" in data["metrics"]
     html = report.read_text()
     assert html.count("data:image/gif;base64") == 32  # one video per eval prompt
     assert "data:image/png;base64" in html  # loss curves
@@ -28,35 +27,25 @@ def test_quickstart_tiny_budget(tmp_path):
     # The model samples with the quickstart's steps and the report was made with them.
     assert pipe.cfg.steps == data["metrics"]["steps"] == quickstart.QUICK_STEPS
     assert pipe.generate(["a red circle moving left"], steps=2).shape == (1, 17, 64, 64, 3)
-    # The decoder stage changed the decoder only: the encoder and the latent statistics the
-    # cache was made with are the first stage's, and the model (float16) has the tuned decoder.
-    first = load_vae(tmp_path / "runs/vae").state_dict()
-    tuned = load_vae(tmp_path / "runs/vae_decoder").state_dict()
-    for k, v in first.items():
-        if not k.startswith("decoder."):  # encoder weights, latent_mean, latent_std
-            assert torch.equal(tuned[k], v), k
-    decoder = [k for k in tuned if k.startswith("decoder.")]
-    changed = [
-        k for k in decoder if tuned[k].is_floating_point() and not torch.equal(tuned[k], first[k])
-    ]
-    assert changed, "the decoder stage changed nothing"
-    # ... on whole 17-frame clips (the first stage trains on 9-frame windows).
-    decoder_cfg = yaml.safe_load((tmp_path / "runs/vae_decoder/config.yaml").read_text())
-    assert decoder_cfg["data"]["num_frames"] == 17 and decoder_cfg["init_from"].endswith("vae")
+    # The model (float16) decodes with the VAE stage's weights, the ones the cache encoded with.
+    trained = load_vae(tmp_path / "runs/vae").state_dict()
     shipped = pipe.vae.state_dict()
-    for k in decoder:
-        assert torch.allclose(shipped[k].float(), tuned[k].float(), atol=1e-2), k
+    assert set(shipped) == set(trained)
+    for k, v in trained.items():
+        assert torch.allclose(shipped[k].float(), v.float(), atol=1e-2), k
+    meta = json.loads((tmp_path / "cache/meta.json").read_text())
+    assert meta["latent_mean"] == trained["latent_mean"].tolist()
     # The run recorded its stages' minutes, and a second call finds every stage complete,
     # the report included, and keeps those minutes.
     first_run = json.loads((tmp_path / "timings.json").read_text())
-    assert first_run["skipped"] == [] and set(first_run["minutes"]) == {"vae", "decoder", "dit"}
+    assert first_run["skipped"] == [] and set(first_run["minutes"]) == {"vae", "dit"}
     assert (
         yaml.safe_load((tmp_path / "runs/dit/config.yaml").read_text())["train"]["minutes"]
         == (first_run["minutes"]["dit"])
     )
     quickstart.main(tmp_path, budget_minutes=0.15, num_clips=16, eval_seeds=1)
     again = json.loads((tmp_path / "timings.json").read_text())
-    assert again["skipped"] == ["data", "vae", "decoder", "cache", "dit", "eval"]
+    assert again["skipped"] == ["data", "vae", "cache", "dit", "eval"]
     assert again["minutes"] == first_run["minutes"]
     # The report is redone for other seeds or a model newer than it.
     assert quickstart._reported(tmp_path, 1) and not quickstart._reported(tmp_path, 2)
@@ -67,32 +56,33 @@ def test_quickstart_tiny_budget(tmp_path):
 
 
 def test_budget_splits_the_time_left_after_the_overheads_to_come(tmp_path):
-    overhead = {"vae": 10.0, "decoder": 10.0, "cache": 30.0, "dit": 5.0, "eval": 25.0}
+    overhead = {"vae": 10.0, "cache": 30.0, "dit": 5.0, "eval": 25.0}
     budget = quickstart.Budget(tmp_path / "plan.json", 900.0, overhead, start=time.time() - 100)
-    # 800 s left, 80 s of overheads to come: the VAE gets its 0.4 share of 720 s.
-    vae = budget.minutes("vae", ["decoder", "cache", "dit", "eval"])
-    assert abs(vae - 0.4 * 720 / 60) < 0.01
-    # Later stages split what is left between themselves.
+    # 800 s left, 70 s of overheads to come: the VAE gets its 0.4 share of 730 s.
+    vae = budget.minutes("vae", ["cache", "dit", "eval"])
+    assert abs(vae - 0.4 * 730 / 60) < 0.01
+    # The last training stage gets all that is left after its own and the eval's overheads.
     budget.start = time.time() - 500
-    decoder = budget.minutes("decoder", ["cache", "dit", "eval"])
-    assert abs(decoder - (0.1 / 0.6) * (400 - 70) / 60) < 0.01
+    dit = budget.minutes("dit", ["eval"])
+    assert abs(dit - (400 - 30) / 60) < 0.01
     # A stage already planned keeps its minutes (a resumed run keeps its schedule).
     budget.start = time.time() - 850
-    assert budget.minutes("vae", []) == vae
+    assert budget.minutes("vae", []) == vae and budget.minutes("dit", ["eval"]) == dit
     # Past the deadline a stage still trains for a sliver of its share.
-    assert budget.minutes("dit", ["eval"]) == round(0.05 * 0.5 * 900 / 60, 4)
+    late = quickstart.Budget(tmp_path / "late.json", 900.0, overhead, start=time.time() - 950)
+    assert late.minutes("vae", ["cache", "dit", "eval"]) == round(0.05 * 0.4 * 900 / 60, 4)
 
 
 def test_budget_scales_the_overheads_to_come_by_the_measured_slowdown(tmp_path):
-    overhead = {"data": 10.0, "vae": 10.0, "decoder": 10.0, "cache": 30.0, "dit": 5.0, "eval": 25}
+    overhead = {"data": 10.0, "vae": 10.0, "cache": 30.0, "dit": 5.0, "eval": 25}
     budget = quickstart.Budget(tmp_path / "plan.json", 900.0, overhead, start=time.time() - 30)
     budget.observe("data", 30.0)  # three times the estimate: a slow or busy machine
     assert budget.slowdown() == 3.0
-    vae = budget.minutes("vae", ["decoder", "cache", "dit", "eval"])
-    assert abs(vae - 0.4 * (870 - 3 * 80) / 60) < 0.01
+    vae = budget.minutes("vae", ["cache", "dit", "eval"])
+    assert abs(vae - 0.4 * (870 - 3 * 70) / 60) < 0.01
     budget.observe("vae", 2.0)  # (30 + 2) / (10 + 10)
     assert budget.slowdown() == 1.6
-    budget.observe("decoder", 100.0)
+    budget.observe("cache", 200.0)
     assert budget.slowdown() == 4.0  # bounded
 
 
