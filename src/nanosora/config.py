@@ -345,6 +345,11 @@ class VAELossConfig:
         "extra weight on non-black pixels and their edges: for the shapes world, whose small "
         "objects sit on a black background (its configs set 4); 0 for real video",
     )
+    gradient: float = doc(
+        0.0,
+        "weight of the gradient-difference loss: L1 error of the horizontal and vertical pixel "
+        "differences (Mathieu et al. 2016), which blurred edges and rounded corners pay for",
+    )
     colour: float = doc(
         0.0,
         "weight of the L1 error of each frame's mean object colour (non-black pixels, shapes "

@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 
 from nanosora.config import TrainConfig, VAELossConfig, VAETrainConfig
-from nanosora.train.vae import colour_schedule, object_colour_error, object_frames, vae_loss
+from nanosora.train.vae import (
+    colour_schedule,
+    gradient_error,
+    object_colour_error,
+    object_frames,
+    object_weights,
+    vae_loss,
+)
 
 
 def clips_with_objects() -> torch.Tensor:
@@ -35,6 +42,29 @@ def test_colour_error_is_the_mean_object_colour_difference():
     assert object_colour_error(empty + 0.5, empty).item() == 0.0
 
 
+def test_gradient_error_charges_blur_at_edges_not_offsets():
+    x = clips_with_objects()
+    w = object_weights(x, 4.0)
+    assert gradient_error(x, x, w, w.mean()).item() == 0.0
+    # a uniform offset leaves every neighbouring difference as it was: no gradient error
+    assert gradient_error(x + 0.3, x, w, w.mean()).item() < 1e-6
+    # a box blur over H and W keeps the object's total but smears its edges and corners
+    blurred = torch.nn.functional.avg_pool3d(
+        x, (1, 3, 3), stride=1, padding=(0, 1, 1), count_include_pad=False
+    )
+    blur_err = gradient_error(blurred, x, w, w.mean()).item()
+    assert blur_err > 0.05
+    # the term joins the loss (and its logged parts) only when weighted
+    mean, logvar = torch.zeros(4, 8, 2, 2, 2), torch.zeros(4, 8, 2, 2, 2)
+    plain, parts = vae_loss(blurred, x, mean, logvar, VAELossConfig(object_weight=4.0))
+    assert "gradient" not in parts
+    weighted, parts = vae_loss(
+        blurred, x, mean, logvar, VAELossConfig(object_weight=4.0, gradient=2.0)
+    )
+    assert abs(parts["gradient"] - blur_err) < 1e-6
+    assert torch.allclose(weighted, plain + 2.0 * blur_err, rtol=1e-5)
+
+
 def test_shares_of_a_batch_average_to_the_whole_batch_loss():
     """Ranks and micro-batches see equal shares; with the global normalisers, the mean of the
     shares' losses is the batch's loss, so data parallelism stays exact with the colour term."""
@@ -45,8 +75,6 @@ def test_shares_of_a_batch_average_to_the_whole_batch_loss():
     cfg = VAELossConfig(object_weight=4.0, colour=2.0)
     whole, parts = vae_loss(rec, x, mean, logvar, cfg)
     assert parts["colour"] > 0
-    from nanosora.train.vae import object_weights
-
     w_mean = object_weights(x, cfg.object_weight).mean().item()
     f_mean = object_frames(x).mean().item()
     halves = [
