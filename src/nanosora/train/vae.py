@@ -104,11 +104,9 @@ def gradient_error(
     loss): a blur that keeps each pixel's mean error small still pays at every edge and corner.
     ``w``: the pixel weights of ``vae_loss``, ``norm`` their mean (each difference takes the
     weight of its second pixel)."""
-    err = rec.new_zeros((), dtype=torch.float32)
-    for dim in (-1, -2):
-        diff = rec.float().diff(dim=dim) - x.diff(dim=dim)
-        err = err + (w.narrow(dim, 1, w.shape[dim] - 1) * diff.abs()).mean()
-    return err / norm
+    err = rec.float() - x  # differences of the error = error of the differences
+    per_dim = [(w.narrow(d, 1, w.shape[d] - 1) * err.diff(dim=d).abs()).mean() for d in (-1, -2)]
+    return sum(per_dim) / norm
 
 
 def vae_loss(
