@@ -16,6 +16,8 @@ bf16 means what training does: bf16 autocast with float32 weights and optimizer.
 
     python bench/mfu.py [--presets tiny shapes small] [--dtypes fp32 bf16] [--batch 16]
                         [--frames 17 --size 64] [--steps 3] [--profile small]
+    python bench/mfu.py --device cuda --compile --presets small --batch 256 \
+                        --latent 16 17 8 8 --patch 2 1     # configs/gpu_scenes_dit.yaml's shapes
     python bench/mfu.py --estimate      # GPU-hours per epoch from FLOPs and an *assumed* MFU
 """
 
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
+from types import SimpleNamespace
 
 import torch
 
@@ -35,6 +39,7 @@ from nanosora.train.loop import build_adamw, optimizer_step
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 TEXT_LEN = 32  # text tokens L (the default text encoder's max_length)
+CPU = torch.device("cpu")
 
 
 def dit_flops(cfg: DiTConfig, batch: int, grid: tuple[int, int, int], text_len: int) -> int:
@@ -73,59 +78,84 @@ def counted_flops(fn) -> int:
     return counter.get_total_flops()
 
 
-def peak_matmul(dtype: torch.dtype, sizes=(1024, 2048, 3072), repeats: int = 3) -> float:
-    """Best FLOP/s of square matmuls at ``dtype`` on this machine, now."""
-    best = 0.0
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so that wall-clock timings cover it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_matmul(dtype: torch.dtype, device: torch.device = CPU, repeats: int = 3) -> float:
+    """Best FLOP/s of square matmuls at ``dtype`` on this device, now."""
+    sizes, best = (4096, 8192) if device.type == "cuda" else (1024, 2048, 3072), 0.0
     for n in sizes:
-        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
         a @ b  # warm-up
-        for _ in range(repeats):
+        for _ in range(repeats if device.type == "cpu" else 10):
+            sync(device)
             t0 = time.perf_counter()
             a @ b
+            sync(device)
             best = max(best, 2 * n**3 / (time.perf_counter() - t0))
     return best
 
 
-def make_step(cfg: DiTConfig, batch: int, latent: tuple[int, int, int, int], bf16: bool):
-    """One real training step (loss, backward, clip, AdamW, EMA) on random latents and text."""
+def make_step(
+    cfg: DiTConfig,
+    batch: int,
+    latent: tuple[int, int, int, int],
+    bf16: bool,
+    device: torch.device = CPU,
+    compile: bool = False,
+):
+    """One real training step (loss, backward, clip, AdamW, EMA) on random latents and text.
+
+    As in training, the batch and its noise start on the CPU and ``flow_loss`` moves them to the
+    model's device; ``compile`` wraps the model in ``torch.compile`` like ``train.compile``.
+    """
     torch.manual_seed(0)
-    model = VideoDiT(cfg)
+    model = VideoDiT(cfg).to(device)
     opt = build_adamw(model.parameters(), DiTTrainConfig().optim)
     ema = EMA(model, 0.999)
     tcfg = DiTTrainConfig(dit=cfg, train=TrainConfig(bf16=bf16))
     x0 = torch.randn(batch, *latent)
     text, mask = torch.randn(batch, TEXT_LEN, cfg.text_dim), torch.ones(batch, TEXT_LEN, dtype=bool)
     gen = torch.Generator().manual_seed(0)
+    forward_model = torch.compile(model) if compile else model
 
     def step() -> None:
-        loss = flow_loss(model, x0, text, mask, tcfg, gen)
+        loss = flow_loss(forward_model, x0, text, mask, tcfg, gen)
         optimizer_step(loss, model, opt, ema, 1.0, 0)
 
     def forward() -> None:
         with torch.no_grad():
-            model(x0, torch.rand(batch), text, mask)
+            model(*(a.to(device) for a in (x0, torch.rand(batch), text, mask)))
 
     return model, step, forward
 
 
-def timed(step, steps: int) -> float:
-    step()  # warm-up: allocations, oneDNN kernel choice
+def timed(step, steps: int, device: torch.device = CPU) -> tuple[float, float]:
+    """(best seconds of ``steps`` timed calls, seconds of the first call: warm-up or compile)."""
+    t0 = time.perf_counter()
+    step()  # warm-up: allocations, oneDNN / cuBLAS kernel choice, torch.compile
+    sync(device)
+    first = time.perf_counter() - t0
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
         step()
+        sync(device)
         times.append(time.perf_counter() - t0)
-    return min(times)  # best of, like the peak: on a shared machine both are "when undisturbed"
+    return min(times), first  # best of, like the peak: on a shared machine both are "undisturbed"
 
 
-def fits(cfg: DiTConfig, batch: int, tokens: int) -> tuple[bool, str]:
+def fits(cfg: DiTConfig, batch: int, tokens: int, device: torch.device = CPU) -> tuple[bool, str]:
     """Rough memory need: weights + grads + Adam + EMA (5 x fp32) plus activations."""
     d, hidden = cfg.dim, int(cfg.dim * cfg.mlp_ratio)
     per_block = 4 * d * d + 2 * d * d + cfg.text_dim * 2 * d + 2 * d * hidden + 6 * d * d
     n_params = cfg.depth * per_block
     acts = cfg.depth * batch * tokens * (14 * d + 2 * hidden) * 4  # saved tensors per block
     need = 5 * 4 * n_params + acts
-    avail = _available_memory()
+    avail = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else _available_memory()
     return need < 0.7 * avail, f"needs ~{need / 2**30:.1f} GiB of {avail / 2**30:.1f} GiB free"
 
 
@@ -135,29 +165,40 @@ def _available_memory() -> int:
     return int(info["MemAvailable"].split()[0]) * 1024
 
 
-def profile(step, top: int = 12) -> None:
-    """Where a step's time goes: ops by self CPU time, and shares by kind."""
+def profile(step, top: int = 12, device: torch.device = CPU) -> None:
+    """Where a step's time goes: ops (CPU) or kernels (GPU) by self time, and shares by kind."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
+    gpu = device.type == "cuda"
     step()
-    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+    sync(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
+    with torch_profile(activities=activities) as prof:
         step()
+        sync(device)
     events = prof.key_averages()
-    total = sum(e.self_cpu_time_total for e in events)
-    kinds = {
-        "matmul": ("mm", "addmm", "bmm", "linear", "matmul", "_mkldnn"),
-        "attention": ("attention", "softmax", "_efficient", "_flash"),
-        "optimizer+EMA": ("adam", "lerp", "foreach", "norm_", "clip"),
+    self_time = (lambda e: e.self_device_time_total) if gpu else (lambda e: e.self_cpu_time_total)
+    # On the GPU both an op and its kernels carry the kernels' time: keep the kernels (no CPU time).
+    events = [e for e in events if self_time(e) > 0 and not (gpu and e.self_cpu_time_total > 0)]
+    total = sum(self_time(e) for e in events)
+    kinds = {  # op names on the CPU, kernel names on the GPU (cuBLAS: gemm, nvjet, xmma)
+        "matmul": ("mm", "addmm", "bmm", "linear", "matmul", "_mkldnn", "gemm", "nvjet", "xmma"),
+        "attention": ("attention", "softmax", "_efficient", "_flash", "fmha", "flash"),
+        "optimizer+EMA": ("adam", "lerp", "foreach", "norm_", "clip", "multi_tensor"),
     }
     share = dict.fromkeys([*kinds, "other (elementwise, norms, copies)"], 0.0)
     for e in events:
         name = e.key.lower()
         kind = next((k for k, keys in kinds.items() if any(s in name for s in keys)), None)
-        share[kind or "other (elementwise, norms, copies)"] += e.self_cpu_time_total
-    print("  time by kind: " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in share.items()))
-    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
-        print(f"    {e.key:<48} {100 * e.self_cpu_time_total / total:5.1f}%  x{e.count}")
+        share[kind or "other (elementwise, norms, copies)"] += self_time(e)
+    where = "GPU kernel" if gpu else "CPU op"
+    print(
+        f"  {where} time {total / 1e3:.1f} ms by kind: "
+        + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in share.items())
+    )
+    for e in sorted(events, key=lambda e: -self_time(e))[:top]:
+        print(f"    {e.key[:72]:<72} {100 * self_time(e) / total:5.1f}%  x{e.count}")
 
 
 def estimate(args: argparse.Namespace) -> None:
@@ -193,6 +234,15 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=64, help="pixel height = width")
     ap.add_argument("--steps", type=int, default=3, help="timed steps (best of) after 1 warm-up")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument(
+        "--compile", action="store_true", help="torch.compile the model (train.compile)"
+    )
+    ap.add_argument(
+        "--latent", nargs=4, type=int, metavar=("C", "T", "H", "W"),
+        help="latent shape instead of the preset's channels and a 4x8x8 VAE's grid",
+    )  # fmt: skip
+    ap.add_argument("--patch", nargs=2, type=int, metavar=("T", "HW"), help="patch_t, patch_hw")
     ap.add_argument("--profile", nargs="*", default=[], help="presets to profile")
     ap.add_argument("--estimate", action="store_true", help="GPU-hours/epoch table and exit")
     ap.add_argument("--gpu-peak-tflops", type=float, default=989.0)
@@ -202,36 +252,58 @@ def main() -> None:
         return estimate(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"{torch.get_num_threads()} threads, batch {args.batch}, {args.frames}x{args.size}px")
+    device = torch.device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(
+        f"{where}, {torch.get_num_threads()} threads, batch {args.batch}, "
+        f"{args.frames}x{args.size}px, torch {torch.__version__}"
+        + (", torch.compile" if args.compile else "")
+    )
     for preset in args.presets:
         cfg = DIT_PRESETS[preset]
         latent = (cfg.in_channels, 1 + (args.frames - 1) // 4, args.size // 8, args.size // 8)
-        grid = (latent[1] // cfg.patch_t, latent[2] // cfg.patch_hw, latent[3] // cfg.patch_hw)
-        ok, why = fits(cfg, args.batch, grid[0] * grid[1] * grid[2])
+        if args.latent:
+            latent = tuple(args.latent)
+            cfg = replace(cfg, in_channels=latent[0])
+        if args.patch:
+            cfg = replace(cfg, patch_t=args.patch[0], patch_hw=args.patch[1])
+        grid = VideoDiT.grid(SimpleNamespace(cfg=cfg), *latent[1:])  # time padded to patches
+        tokens = grid[0] * grid[1] * grid[2]
+        ok, why = fits(cfg, args.batch, tokens, device)
         if not ok:
             print(f"{preset}: skipped, {why}")
             continue
         analytic = 3 * dit_flops(cfg, args.batch, grid, TEXT_LEN)
         for dtype in args.dtypes:
-            if dtype == "bf16" and not bf16_fast("cpu"):
-                print(f"{preset:<6} bf16 skipped: this CPU emulates bf16 (training runs float32)")
+            if dtype == "bf16" and not bf16_fast(device.type):
+                print(
+                    f"{preset:<6} bf16 skipped: this device emulates bf16 (training runs float32)"
+                )
                 continue
-            model, step, forward = make_step(cfg, args.batch, latent, dtype == "bf16")
-            fwd = dit_flops(cfg, args.batch, grid, TEXT_LEN) / counted_flops(forward)
-            counted = counted_flops(step)
+            model, step, forward = make_step(
+                cfg, args.batch, latent, dtype == "bf16", device, args.compile
+            )
             # The peak is measured right before the step, under the same load (a shared machine
             # changes speed from minute to minute).
-            peak = peak_matmul(DTYPES[dtype])
-            seconds = timed(step, args.steps)
+            peak = peak_matmul(DTYPES[dtype], device)
+            seconds, first = timed(step, args.steps, device)
+            fwd = dit_flops(cfg, args.batch, grid, TEXT_LEN) / counted_flops(forward)
+            # The counter sees the compiled step's graph only through a recompile: count eager.
+            # Its math-backend attention holds every (N x N) score matrix: it may not fit.
+            try:
+                counted = counted_flops(step) if not args.compile else float("nan")
+            except torch.OutOfMemoryError:
+                counted = float("nan")
             achieved = analytic / seconds
             print(
-                f"{preset:<6} {dtype} {model.num_params() / 1e6:6.1f}M params, "
+                f"{preset:<6} {dtype} {model.num_params() / 1e6:6.1f}M params, {tokens} tokens, "
                 f"{analytic / 1e9:8.1f} GFLOP/step (analytic / flop_counter: forward "
-                f"{fwd:.3f}, step {analytic / counted:.3f}), {seconds:6.2f} s/step, "
-                f"{achieved / 1e9:6.1f} GFLOP/s of {peak / 1e9:.1f} peak, MFU {100 * achieved / peak:5.1f}%"
+                f"{fwd:.3f}, step {analytic / counted:.3f}), {seconds * 1e3:8.1f} ms/step "
+                f"(first {first:.1f} s), {achieved / 1e9:8.1f} GFLOP/s of {peak / 1e9:.1f} peak, "
+                f"MFU {100 * achieved / peak:5.1f}%"
             )
             if preset in args.profile:
-                profile(step)
+                profile(step, device=device)
 
 
 if __name__ == "__main__":

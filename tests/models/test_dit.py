@@ -103,6 +103,17 @@ def test_rope_is_relative():
     torch.testing.assert_close(a, b)
 
 
+def test_rope_is_the_complex_rotation_of_channel_pairs():
+    """The real-arithmetic rotation equals (a + ib) e^(i angle) per channel pair."""
+    rotation = rope_3d(3, 2, 2, 12)  # (N, 6, 2) cosines and sines
+    x = torch.randn(2, 4, 12, 12)
+    angle = torch.atan2(rotation[..., 1], rotation[..., 0])
+    pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)).contiguous())
+    expected = torch.view_as_real(pairs * torch.polar(torch.ones_like(angle), angle)).flatten(-2)
+    torch.testing.assert_close(apply_rope(x, rotation), expected)
+    torch.testing.assert_close(rotation.pow(2).sum(-1), torch.ones(12, 6))  # unit modulus
+
+
 def test_preset_sizes():
     """From a few M parameters (CPU) to ~700M (GPU); built on the meta device, no memory used."""
     with torch.device("meta"):

@@ -46,8 +46,9 @@ def rope_axis_dims(head_dim: int) -> tuple[int, int, int]:
 
 
 def rope_3d(t: int, h: int, w: int, head_dim: int, device: torch.device | None = None) -> Tensor:
-    """Rotations for a (t, h, w) token grid: complex (N, head_dim // 2) of unit modulus whose
-    angles are position x frequency per axis, N = t*h*w (t-major)."""
+    """Rotations for a (t, h, w) token grid: (N, head_dim // 2, 2) cosines and sines of angles
+    position x frequency per axis, N = t*h*w (t-major). Real, not complex: torch.compile's
+    code generation has no complex kernels."""
     angles = []
     for size, d in zip((t, h, w), rope_axis_dims(head_dim)):
         freqs = 1.0 / (10000.0 ** (torch.arange(0, d, 2, device=device).float() / d))
@@ -61,14 +62,15 @@ def rope_3d(t: int, h: int, w: int, head_dim: int, device: torch.device | None =
         ],
         dim=-1,
     ).reshape(t * h * w, -1)
-    return torch.polar(torch.ones_like(grid), grid)
+    return torch.stack((grid.cos(), grid.sin()), dim=-1)
 
 
 def apply_rope(x: Tensor, rotation: Tensor) -> Tensor:
-    """Rotate channel pairs of x (..., N, hd) by the complex (N, hd/2) ``rotation``: one complex
-    product per pair, (a + ib)(cos + i sin)."""
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
-    return torch.view_as_real(pairs * rotation).flatten(-2).type_as(x)
+    """Rotate channel pairs of x (..., N, hd) by the (N, hd/2, 2) cosines and sines of
+    ``rotation``: the complex product (a + ib)(cos + i sin) per pair, in real arithmetic."""
+    a, b = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    cos, sin = rotation.unbind(-1)
+    return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2).type_as(x)
 
 
 def per_frame(x: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
@@ -298,7 +300,10 @@ class VideoDiT(nn.Module):
         return TextContext(text, self.text_pool(pooled)[:, None], mask[:, None, None, :], kv)
 
     def rotation(self, grid: tuple[int, int, int], device: torch.device) -> Tensor:
-        """The RoPE table of a token grid, computed once per grid and device."""
+        """The RoPE table of a token grid, computed once per grid and device (in a compiled graph,
+        where the cache's lookups would cost a recompile, it is computed in the graph)."""
+        if torch.compiler.is_compiling():
+            return rope_3d(*grid, self.cfg.dim // self.cfg.heads, device=device)
         key = (grid, device)
         if key not in self._rotations:
             self._rotations[key] = rope_3d(*grid, self.cfg.dim // self.cfg.heads, device=device)
