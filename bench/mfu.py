@@ -18,6 +18,7 @@ bf16 means what training does: bf16 autocast with float32 weights and optimizer.
                         [--frames 17 --size 64] [--steps 3] [--profile small]
     python bench/mfu.py --device cuda --compile --presets small --batch 256 \
                         --latent 16 17 8 8 --patch 2 1     # configs/gpu_scenes_dit.yaml's shapes
+    python bench/mfu.py --device cuda --vae video-4x8x8 --batch 2 --size 256 --dtypes bf16
     python bench/mfu.py --estimate      # GPU-hours per epoch from FLOPs and an *assumed* MFU
 """
 
@@ -30,12 +31,21 @@ from types import SimpleNamespace
 
 import torch
 
-from nanosora.config import DIT_PRESETS, DiTConfig, DiTTrainConfig, TrainConfig
+from nanosora.config import (
+    DIT_PRESETS,
+    VAE_PRESETS,
+    DiTConfig,
+    DiTTrainConfig,
+    TrainConfig,
+    VAELossConfig,
+)
 from nanosora.models.dit import VideoDiT
-from nanosora.precision import bf16_fast
+from nanosora.models.vae import VideoVAE
+from nanosora.precision import bf16_autocast, bf16_fast
 from nanosora.train.checkpoint import EMA
 from nanosora.train.dit import flow_loss
 from nanosora.train.loop import build_adamw, optimizer_step
+from nanosora.train.vae import vae_loss
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 TEXT_LEN = 32  # text tokens L (the default text encoder's max_length)
@@ -201,6 +211,46 @@ def profile(step, top: int = 12, device: torch.device = CPU) -> None:
         print(f"    {e.key[:72]:<72} {100 * self_time(e) / total:5.1f}%  x{e.count}")
 
 
+def make_vae_step(preset: str, batch: int, frames: int, size: int, bf16: bool, device):
+    """A VAE training step (forward with posterior noise, loss, backward, clipping, fused AdamW)
+    on random clips."""
+    torch.manual_seed(0)
+    vae = VideoVAE(VAE_PRESETS[preset]).to(device)
+    opt = build_adamw(vae.parameters(), DiTTrainConfig().optim)
+    x = torch.rand(batch, 3, frames, size, size, device=device) * 2 - 1
+    noise = torch.randn(batch, *vae.latent_shape(frames, size, size)).to(device)
+    loss_cfg = VAELossConfig(object_weight=0.0)
+
+    def step() -> None:
+        with bf16_autocast(device.type, bf16):
+            rec, mean, logvar = vae(x, noise=noise)
+        loss, _ = vae_loss(rec, x, mean, logvar, loss_cfg)
+        optimizer_step(loss, vae, opt, None, 1.0, 0)
+
+    return vae, step
+
+
+def vae_mfu(args: argparse.Namespace, device: torch.device) -> None:
+    """Time, peak memory and MFU of a VAE's training step (FLOPs from torch's counter)."""
+    for dtype in args.dtypes:
+        vae, step = make_vae_step(
+            args.vae, args.batch, args.frames, args.size, dtype == "bf16", device
+        )
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        peak = peak_matmul(DTYPES[dtype], device)
+        seconds, first = timed(step, args.steps, device)
+        memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0
+        flops = counted_flops(step)
+        print(
+            f"VAE {args.vae} {dtype} {sum(p.numel() for p in vae.parameters()) / 1e6:.1f}M "
+            f"params, {args.batch} x {args.frames}x{args.size}x{args.size}: "
+            f"{seconds * 1e3:.1f} ms/step (first {first:.1f} s), {args.batch / seconds:.1f} clips/s, "
+            f"{flops / 1e9:.1f} GFLOP/step, MFU {100 * flops / seconds / peak:.1f}%"
+            + (f", peak memory {memory:.1f} GiB" if memory else "")
+        )
+
+
 def estimate(args: argparse.Namespace) -> None:
     """GPU-hours per epoch from analytic FLOPs and an assumed MFU (no GPU step time measured)."""
     peak, mfu = args.gpu_peak_tflops * 1e12, args.assume_mfu
@@ -244,6 +294,7 @@ def main() -> None:
     )  # fmt: skip
     ap.add_argument("--patch", nargs=2, type=int, metavar=("T", "HW"), help="patch_t, patch_hw")
     ap.add_argument("--profile", nargs="*", default=[], help="presets to profile")
+    ap.add_argument("--vae", choices=list(VAE_PRESETS), help="time this VAE's step instead")
     ap.add_argument("--estimate", action="store_true", help="GPU-hours/epoch table and exit")
     ap.add_argument("--gpu-peak-tflops", type=float, default=989.0)
     ap.add_argument("--assume-mfu", type=float, default=0.35)
@@ -259,6 +310,8 @@ def main() -> None:
         f"{args.frames}x{args.size}px, torch {torch.__version__}"
         + (", torch.compile" if args.compile else "")
     )
+    if args.vae:
+        return vae_mfu(args, device)
     for preset in args.presets:
         cfg = DIT_PRESETS[preset]
         latent = (cfg.in_channels, 1 + (args.frames - 1) // 4, args.size // 8, args.size // 8)

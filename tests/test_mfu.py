@@ -39,3 +39,10 @@ def test_training_step_flops_are_three_forwards_minus_data_input_gradients() -> 
     skipped = 2 * batch * (n * 16 * d + cfg.depth * L * e * 2 * d + 256 * d + e * d)
     three_forwards = 3 * mfu.dit_flops(cfg, batch, (3, 2, 2), L)
     assert mfu.counted_flops(step) == three_forwards - skipped
+
+
+def test_vae_step_trains_and_its_flops_are_counted():
+    vae, step = mfu.make_vae_step("shapes-4x8x8", 1, 5, 16, bf16=False, device=mfu.CPU)
+    before = [p.detach().clone() for p in vae.parameters()]
+    assert mfu.counted_flops(step) > 0  # the convolutions, forward and backward
+    assert any(not torch.equal(a, b) for a, b in zip(before, vae.parameters()))
