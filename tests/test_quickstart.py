@@ -4,10 +4,13 @@ import json
 import os
 import time
 
+import pytest
 import torch
 import yaml
+from typer.testing import CliRunner
 
 from nanosora import quickstart
+from nanosora.cli import app
 from nanosora.generate import Pipeline
 from nanosora.pipeline import load_vae
 
@@ -58,9 +61,10 @@ def test_quickstart_tiny_budget(tmp_path):
 def test_budget_splits_the_time_left_after_the_overheads_to_come(tmp_path):
     overhead = {"vae": 10.0, "cache": 30.0, "dit": 5.0, "eval": 25.0}
     budget = quickstart.Budget(tmp_path / "plan.json", 900.0, overhead, start=time.time() - 100)
-    # 800 s left, 70 s of overheads to come: the VAE gets its 0.4 share of 730 s.
+    # 800 s left, 70 s of overheads to come: the VAE gets its share of 730 s.
+    share = quickstart.SHARES["vae"] / sum(quickstart.SHARES.values())
     vae = budget.minutes("vae", ["cache", "dit", "eval"])
-    assert abs(vae - 0.4 * 730 / 60) < 0.01
+    assert abs(vae - share * 730 / 60) < 0.01
     # The last training stage gets all that is left after its own and the eval's overheads.
     budget.start = time.time() - 500
     dit = budget.minutes("dit", ["eval"])
@@ -70,7 +74,28 @@ def test_budget_splits_the_time_left_after_the_overheads_to_come(tmp_path):
     assert budget.minutes("vae", []) == vae and budget.minutes("dit", ["eval"]) == dit
     # Past the deadline a stage still trains for a sliver of its share.
     late = quickstart.Budget(tmp_path / "late.json", 900.0, overhead, start=time.time() - 950)
-    assert late.minutes("vae", ["cache", "dit", "eval"]) == round(0.05 * 0.4 * 900 / 60, 4)
+    late_vae = late.minutes("vae", ["cache", "dit", "eval"])
+    assert late_vae == round(0.05 * quickstart.SHARES["vae"] * 900 / 60, 4)
+
+
+def test_vae_share_replaces_the_default_split(tmp_path):
+    assert quickstart.shares_with(quickstart.SHARES, None) == quickstart.SHARES
+    shares = quickstart.shares_with(quickstart.SHARES, 0.55)
+    assert shares == {"vae": 0.55, "dit": pytest.approx(0.45)}
+    overhead = {"vae": 10.0, "cache": 30.0, "dit": 5.0, "eval": 25.0}
+    budget = quickstart.Budget(
+        tmp_path / "plan.json", 900.0, overhead, start=time.time() - 100, shares=shares
+    )
+    assert abs(budget.minutes("vae", ["cache", "dit", "eval"]) - 0.55 * 730 / 60) < 0.01
+    for bad in (0.0, 1.0, -0.2):
+        with pytest.raises(ValueError, match="vae_share"):
+            quickstart.shares_with(quickstart.SHARES, bad)
+    # The command line fails cleanly, before any stage runs.
+    result = CliRunner().invoke(
+        app, ["quickstart", "--workdir", str(tmp_path / "q"), "--vae-share", "1.5"]
+    )
+    assert result.exit_code != 0 and "vae_share" in result.output
+    assert not (tmp_path / "q" / "data").exists()
 
 
 def test_budget_scales_the_overheads_to_come_by_the_measured_slowdown(tmp_path):
@@ -79,7 +104,7 @@ def test_budget_scales_the_overheads_to_come_by_the_measured_slowdown(tmp_path):
     budget.observe("data", 30.0)  # three times the estimate: a slow or busy machine
     assert budget.slowdown() == 3.0
     vae = budget.minutes("vae", ["cache", "dit", "eval"])
-    assert abs(vae - 0.4 * (870 - 3 * 70) / 60) < 0.01
+    assert abs(vae - quickstart.SHARES["vae"] * (870 - 3 * 70) / 60) < 0.01
     budget.observe("vae", 2.0)  # (30 + 2) / (10 + 10)
     assert budget.slowdown() == 1.6
     budget.observe("cache", 200.0)

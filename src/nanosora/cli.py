@@ -274,10 +274,17 @@ def quickstart(
             "world; a subset of its benchmark)"
         ),
     ] = "shapes",
+    vae_share: Annotated[
+        float | None,
+        typer.Option(
+            help="share of the training time for the VAE stage, the rest for the DiT "
+            "(default: shapes 0.5, scenes 0.3)"
+        ),
+    ] = None,
 ) -> None:
     """Data -> VAE -> cache -> DiT -> evaluation, end to end on a CPU, within a time budget."""
     try:
-        qs.main(workdir, budget_minutes, num_clips, seed, world=world)
+        qs.main(workdir, budget_minutes, num_clips, seed, world=world, vae_share=vae_share)
     except USER_ERRORS as e:
         _fail(e)
 
