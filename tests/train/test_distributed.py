@@ -244,8 +244,14 @@ def test_gpu_recipes_load_and_match_the_presets() -> None:
         micro_batches(
             cfg.train.batch_size, Dist(world_size=8, parallel="ddp"), cfg.train.grad_accum
         )
-    vae = load_config(VAETrainConfig, root / "gpu_vae.yaml", ["train.parallel=fsdp"])
-    micro_batches(vae.train.batch_size, Dist(world_size=8, parallel="fsdp"), vae.train.grad_accum)
+    # Micro-batches of 2 clips (8 do not fit one GPU): on one GPU, and on 8 as its header says.
+    vae = load_config(VAETrainConfig, root / "gpu_vae.yaml")
+    parts = micro_batches(vae.train.batch_size, Dist(), vae.train.grad_accum)
+    assert {p.stop - p.start for p in parts} == {2}
+    overrides = ["train.parallel=fsdp", "train.batch_size=64"]
+    vae = load_config(VAETrainConfig, root / "gpu_vae.yaml", overrides)
+    parts = micro_batches(64, Dist(world_size=8, parallel="fsdp"), vae.train.grad_accum)
+    assert {p.stop - p.start for p in parts} == {2}
     with pytest.raises(ConfigError, match="train.parallel"):
         load_config(VAETrainConfig, root / "gpu_vae.yaml", ["train.parallel=zero"])
 
