@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
-from types import SimpleNamespace
 
 import torch
 
@@ -119,8 +118,9 @@ def make_step(
 ):
     """One real training step (loss, backward, clip, AdamW, EMA) on random latents and text.
 
-    As in training, the batch and its noise start on the CPU and ``flow_loss`` moves them to the
-    model's device; ``compile`` wraps the model in ``torch.compile`` like ``train.compile``.
+    As in training, the batch starts on the CPU and ``flow_loss`` moves it to the model's device
+    and draws its noise there; ``compile`` wraps the model in ``torch.compile`` like
+    ``train.compile``.
     """
     torch.manual_seed(0)
     model = VideoDiT(cfg).to(device)
@@ -236,9 +236,9 @@ def vae_mfu(args: argparse.Namespace, device: torch.device) -> None:
         vae, step = make_vae_step(
             args.vae, args.batch, args.frames, args.size, dtype == "bf16", device
         )
+        peak = peak_matmul(DTYPES[dtype], device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        peak = peak_matmul(DTYPES[dtype], device)
         seconds, first = timed(step, args.steps, device)
         memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0
         flops = counted_flops(step)
@@ -320,7 +320,8 @@ def main() -> None:
             cfg = replace(cfg, in_channels=latent[0])
         if args.patch:
             cfg = replace(cfg, patch_t=args.patch[0], patch_hw=args.patch[1])
-        grid = VideoDiT.grid(SimpleNamespace(cfg=cfg), *latent[1:])  # time padded to patches
+        t, h, w = latent[1:]  # time is padded to whole patches, as VideoDiT.grid does
+        grid = (-(-t // cfg.patch_t), h // cfg.patch_hw, w // cfg.patch_hw)
         tokens = grid[0] * grid[1] * grid[2]
         ok, why = fits(cfg, args.batch, tokens, device)
         if not ok:
@@ -341,8 +342,8 @@ def main() -> None:
             peak = peak_matmul(DTYPES[dtype], device)
             seconds, first = timed(step, args.steps, device)
             fwd = dit_flops(cfg, args.batch, grid, TEXT_LEN) / counted_flops(forward)
-            # The counter sees the compiled step's graph only through a recompile: count eager.
-            # Its math-backend attention holds every (N x N) score matrix: it may not fit.
+            # A compiled step is not counted (the counter would force a recompile), and the
+            # counter's math-backend attention holds every (N x N) score matrix: it may not fit.
             try:
                 counted = counted_flops(step) if not args.compile else float("nan")
             except torch.OutOfMemoryError:

@@ -44,8 +44,8 @@ from nanosora.shapes.world import generate_dataset
 from nanosora.train import dit as train_dit
 from nanosora.train import vae as train_vae
 
-# Shares of the training time (VAE, DiT). Half for the VAE: over four seeds it beat 0.4 on mean
-# and worst-seed adherence (the DiT draws squares rounder still on a less-trained VAE's latents).
+# Shares of the training time (VAE, DiT). Half for the VAE: over five seeds it beat 0.4 on mean
+# and worst-seed in-distribution adherence, held-out equal (docs/results.md#quickstart).
 SHARES = {"vae": 0.5, "dit": 0.5}
 # Seconds besides training that each stage takes on an idle 2-core CPU at 3,000 clips and 4 eval
 # seeds (writing the clips, decoding them and evaluating the VAE stages, the cache, saving the
