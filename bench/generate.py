@@ -72,8 +72,28 @@ def latte_like(dit_cfg, latent_shape: tuple[int, ...], params: int):
     return build(min(sizes, key=lambda hd: abs(sizes[hd] - params)))
 
 
-def denoiser_loops(pipe: Pipeline, shape, steps: int, repeats: int) -> tuple[float, float, int]:
-    """Seconds of our and Latte's 25-step CFG loops on (2, *shape) latents; Latte's size."""
+def interleaved(fns: tuple, repeats: int) -> tuple[list[float], float]:
+    """Median seconds of each function and the median of the per-round ratios second / first,
+    the functions timed in alternation, so that the machine's drift hits both alike."""
+    for fn in fns:
+        fn()  # warm-up
+    rounds = []
+    for _ in range(repeats):
+        times = []
+        for fn in fns:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        rounds.append(times)
+    medians = [statistics.median(r[i] for r in rounds) for i in range(len(fns))]
+    return medians, statistics.median(r[1] / r[0] for r in rounds)
+
+
+def denoiser_loops(
+    pipe: Pipeline, shape, steps: int, repeats: int
+) -> tuple[float, float, float, int]:
+    """Seconds of our and Latte's 25-step CFG loops on (2, *shape) latents (timed in
+    alternation), the median per-round ratio Latte / ours, and Latte's size."""
     latte = latte_like(pipe.dit.cfg, shape, count(pipe.dit))
     text, mask = pipe.text_encoder(["a red circle moving left", ""])
     z = torch.randn(2, *shape)
@@ -94,7 +114,8 @@ def denoiser_loops(pipe: Pipeline, shape, steps: int, repeats: int) -> tuple[flo
             s = torch.full((2,), 1.0 - i / steps)
             x = x - pipe.dit(x, s, context) / steps
 
-    return timed(ours_loop, repeats), timed(latte_loop, repeats), count(latte)
+    (ours, peer), ratio = interleaved((ours_loop, latte_loop), repeats)
+    return ours, peer, ratio, count(latte)
 
 
 def profile_forward(pipe: Pipeline, label: str, scale: int) -> None:
@@ -212,12 +233,12 @@ def main() -> None:
             )
         for label, scale in (("shipped tokens", 1), ("4x tokens", 2)):
             shape = pipe.vae.latent_shape(c.num_frames, c.height * scale, c.width * scale)
-            ours, peer, n_peer = denoiser_loops(pipe, shape, args.steps, args.repeats)
+            ours, peer, ratio, n_peer = denoiser_loops(pipe, shape, args.steps, args.repeats)
             tokens = shape[1] * (shape[2] // pipe.dit.cfg.patch_hw) ** 2
             print(
                 f"{label} ({tokens} per clip), {args.steps} CFG steps: nanosora {ours:.3f} s, "
                 f"Latte ({n_peer / 1e6:.2f}M) {peer:.3f} s, ratio Latte / nanosora "
-                f"{peer / ours:.2f}x"
+                f"{ratio:.2f}x (median of {args.repeats} alternating rounds)"
             )
         if args.profile:
             for label, scale in (("shipped tokens", 1), ("4x tokens", 2)):

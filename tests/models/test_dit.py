@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from nanosora.config import DIT_PRESETS, DiTConfig
-from nanosora.models.dit import VideoDiT, apply_rope, attention, rope_3d
+from nanosora.models.dit import TanhGELU, VideoDiT, apply_rope, attention, rope_3d
 
 TINY = DiTConfig(in_channels=4, dim=32, depth=2, heads=2, text_dim=16)
 
@@ -57,6 +57,34 @@ def test_shapes_and_padding_invariance(attention):
     text2 = torch.cat([text, pad], 1)
     mask2 = torch.cat([mask, torch.zeros(2, 3, dtype=torch.bool)], 1)
     torch.testing.assert_close(m(z, s, text2, mask2), out, atol=1e-5, rtol=1e-5)
+
+
+def test_padding_every_prompt_shares_is_dropped_and_the_rest_kept():
+    m = make()
+    z, s, text, _ = inputs(L=8)
+    mask = torch.zeros(2, 8, dtype=torch.bool)
+    mask[0, :5], mask[1, :2] = True, True
+    ctx = m.encode_text(text, mask)
+    assert ctx.text.shape[1] == 5 and ctx.mask.shape[-1] == 5 and len(ctx.kv[0][0][0, 0]) == 5
+    with torch.no_grad():
+        both = m(z, s, ctx)
+        # Each prompt alone (its own padding dropped further) gives its row of the batch.
+        for i in range(2):
+            alone = m(z[i : i + 1], s[i : i + 1], text[i : i + 1], mask[i : i + 1])
+            torch.testing.assert_close(alone, both[i : i + 1], atol=1e-5, rtol=1e-5)
+
+
+def test_tanh_gelu_fast_path_is_the_same_function():
+    gelu, x = TanhGELU(), torch.linspace(-12, 12, 100_001)
+    ref = F.gelu(x, approximate="tanh")
+    with torch.no_grad():
+        fast = gelu(x)
+    torch.testing.assert_close(fast, ref, atol=2e-6, rtol=1e-5)
+    assert torch.equal(x, torch.linspace(-12, 12, 100_001))  # the input is not modified
+    y = x.clone().requires_grad_()
+    assert torch.equal(gelu(y), ref)  # with autograd: PyTorch's own kernel
+    with torch.no_grad():
+        assert torch.equal(gelu(x.bfloat16()), F.gelu(x.bfloat16(), approximate="tanh"))
 
 
 def test_text_and_timestep_matter():
