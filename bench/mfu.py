@@ -38,7 +38,7 @@ from nanosora.config import (
     TrainConfig,
     VAELossConfig,
 )
-from nanosora.models.dit import VideoDiT
+from nanosora.models.dit import VideoDiT, token_grid
 from nanosora.models.vae import VideoVAE
 from nanosora.precision import bf16_autocast, bf16_fast
 from nanosora.train.checkpoint import EMA
@@ -320,8 +320,7 @@ def main() -> None:
             cfg = replace(cfg, in_channels=latent[0])
         if args.patch:
             cfg = replace(cfg, patch_t=args.patch[0], patch_hw=args.patch[1])
-        t, h, w = latent[1:]  # time is padded to whole patches, as VideoDiT.grid does
-        grid = (-(-t // cfg.patch_t), h // cfg.patch_hw, w // cfg.patch_hw)
+        grid = token_grid(cfg, *latent[1:])
         tokens = grid[0] * grid[1] * grid[2]
         ok, why = fits(cfg, args.batch, tokens, device)
         if not ok:

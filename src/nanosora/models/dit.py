@@ -107,6 +107,17 @@ def qk_norm_rope(qk: Tensor, q_norm: nn.Module, k_norm: nn.Module, rotation: Ten
     return apply_rope(qk, rotation)
 
 
+def token_grid(cfg: DiTConfig, t: int, h: int, w: int) -> tuple[int, int, int]:
+    """Token grid of a (t, h, w) latent for a DiT of ``cfg``; time is front-padded to whole
+    temporal patches (see ``VideoDiT.forward``), errors name the size that does not divide."""
+    pt, ph = cfg.patch_t, cfg.patch_hw
+    if h % ph or w % ph:
+        raise ValueError(
+            f"latent (t, h, w)=({t}, {h}, {w}) is not divisible by patch ({pt}, {ph}, {ph})"
+        )
+    return -(-t // pt), h // ph, w // ph
+
+
 class TanhGELU(nn.GELU):
     """GELU with the tanh approximation. Without autograd, on float32 CPU tensors, computed as
     x * sigmoid(2u) (u the tanh argument; 0.5 (1 + tanh u) = sigmoid(2u), the same function) in
@@ -290,14 +301,8 @@ class VideoDiT(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def grid(self, t: int, h: int, w: int) -> tuple[int, int, int]:
-        """Token grid of a (t, h, w) latent; time is front-padded to whole temporal patches
-        (see ``forward``), errors name the spatial axis that does not divide."""
-        pt, ph = self.cfg.patch_t, self.cfg.patch_hw
-        if h % ph or w % ph:
-            raise ValueError(
-                f"latent (t, h, w)=({t}, {h}, {w}) is not divisible by patch ({pt}, {ph}, {ph})"
-            )
-        return -(-t // pt), h // ph, w // ph
+        """Token grid of a (t, h, w) latent (``token_grid`` of this model's config)."""
+        return token_grid(self.cfg, t, h, w)
 
     def patchify(self, z: Tensor) -> Tensor:
         """(B, c, t, h, w) -> (B, N, c*pt*ph*ph)."""
