@@ -211,6 +211,10 @@ class PipelineConfig:
         "sampling at this many steps or fewer uses the distilled few-step transformer "
         "(transformer_fewstep/, guidance built in) for text-to-video; 0: the pipeline has none",
     )
+    few_step_shift: float = doc(
+        0.0,
+        "sampling shift of the few-step transformer at base_tokens tokens (0: shift)",
+    )
 
     def __post_init__(self) -> None:
         _check_eta(self.eta, "eta")
@@ -470,6 +474,11 @@ class DistillConfig:
         (2, 4),
         "step counts trained for: their schedules' noise levels are drawn with grid_prob, and "
         "the pipeline uses the student at up to max(few_steps) steps",
+    )
+    few_step_shift: float = doc(
+        0.0,
+        "sampling shift of the student's schedules at the teacher's base_tokens (0: the "
+        "teacher's shift); written to the pipeline as few_step_shift",
     )
     grid_prob: float = doc(0.5, "share of training levels drawn from the few-step schedules")
     object_weight: float = doc(

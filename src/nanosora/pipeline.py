@@ -206,9 +206,10 @@ class Pipeline:
         interval = tuple(c.cfg_interval if cfg_interval is None else cfg_interval)
         guidance_active(1.0, interval)  # validates the interval before any work
         eta = c.eta if eta is None else eta
-        dit = self.dit
+        dit, base_shift = self.dit, c.shift
         if self.few_step is not None and steps <= c.few_step_max and prefix is None:
             dit, scale, eta = self.few_step, 1.0, 0.0
+            base_shift = c.few_step_shift or c.shift
         num_frames = num_frames or c.num_frames
         for p in prompts:
             check_prompt(p)
@@ -230,7 +231,7 @@ class Pipeline:
         cond = dit.encode_text(cond_text, cond_mask)
         both = dit.encode_text(torch.cat([cond_text, null_text]), torch.cat([cond_mask, null_mask]))
         grid = dit.grid(*shape[1:])
-        shift = resolution_shift(c.shift, grid[0] * grid[1] * grid[2], c.base_tokens)
+        shift = resolution_shift(base_shift, grid[0] * grid[1] * grid[2], c.base_tokens)
 
         def velocity(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
             if given:  # the given frames sit at level 0 and do not move

@@ -99,10 +99,31 @@ def test_reflow_paths_are_straight():
 
 def test_few_step_levels_are_the_schedules():
     pipe = Pipeline.load(None)
-    levels = distill.few_step_levels(pipe, (2, 4))
+    levels = distill.few_step_levels(pipe, (2, 4), 3.0)
     assert levels.max().item() == 1.0 and levels.min().item() > 0.0
     # shift 3 at the base token count: 2 steps visit 1 and 0.75; 4 steps add 0.9 and 0.5.
     torch.testing.assert_close(levels, torch.tensor([0.5, 0.75, 0.9, 1.0]))
+    # shift 1: evenly spaced, so the last step starts at 0.25 rather than at 0.5.
+    levels = distill.few_step_levels(pipe, (2, 4), 1.0)
+    torch.testing.assert_close(levels, torch.tensor([0.25, 0.5, 0.75, 1.0]))
+
+
+@pytest.mark.shipped_model
+def test_few_step_transformer_samples_with_its_own_shift():
+    """few_step_shift sets the student's schedule and leaves the teacher's alone."""
+    base = Pipeline.load(None)
+    student = VideoDiT(base.dit.cfg).eval()
+    student.load_state_dict(base.dit.state_dict())
+    pipe = Pipeline(base.vae, base.dit, base.text_encoder, base.cfg, student)
+    seen = {"teacher": [], "student": []}
+    for name, dit in (("teacher", base.dit), ("student", student)):
+        dit.register_forward_hook(lambda m, a, out, n=name: seen[n].append(a[1][0].item()))
+    replace_cfg(pipe, few_step_max=4, few_step_shift=1.0).sample_latents(["a red ball"], steps=4)
+    assert seen["student"] == pytest.approx([1.0, 0.75, 0.5, 0.25])
+    replace_cfg(pipe, few_step_max=4).sample_latents(["a red ball"], steps=4)  # 0: the shift
+    assert seen["student"][4:] == pytest.approx([1.0, 0.9, 0.75, 0.5])
+    replace_cfg(pipe, few_step_max=2, few_step_shift=1.0).sample_latents(["a red ball"], steps=3)
+    assert seen["teacher"][:2] == pytest.approx([1.0, 6 / 7])  # the shift 3 schedule
 
 
 def test_bad_distill_config_is_named():

@@ -141,11 +141,12 @@ def load_pairs(out: Path) -> dict[str, torch.Tensor]:
     return {k: v[keep] for k, v in cat.items()}
 
 
-def few_step_levels(pipe: Pipeline, steps: tuple[int, ...]) -> torch.Tensor:
-    """Every noise level (but the final 0) that sampling at ``steps`` steps visits."""
+def few_step_levels(pipe: Pipeline, steps: tuple[int, ...], base_shift: float) -> torch.Tensor:
+    """Every noise level (but the final 0) that sampling at ``steps`` steps with shift
+    ``base_shift`` (at the pipeline's base_tokens) visits."""
     c = pipe.cfg
     grid = pipe.dit.grid(*pipe.vae.latent_shape(c.num_frames, c.height, c.width)[1:])
-    shift = resolution_shift(c.shift, int(np.prod(grid)), c.base_tokens)
+    shift = resolution_shift(base_shift, int(np.prod(grid)), c.base_tokens)
     return torch.cat([sample_schedule(n, shift)[:-1] for n in steps]).unique()
 
 
@@ -175,10 +176,13 @@ def reflow_loss(
     return err.mean()
 
 
-def with_student(teacher: Pipeline, student: VideoDiT, few_steps: tuple[int, ...]) -> Pipeline:
-    """The teacher's pipeline with ``student`` as its few-step transformer."""
+def with_student(
+    teacher: Pipeline, student: VideoDiT, few_steps: tuple[int, ...], shift: float = 0.0
+) -> Pipeline:
+    """The teacher's pipeline with ``student`` as its few-step transformer, sampled with
+    ``shift`` (0: the teacher's)."""
     fast = Pipeline(teacher.vae, teacher.dit, teacher.text_encoder, teacher.cfg, student)
-    return replace_cfg(fast, few_step_max=max(few_steps))
+    return replace_cfg(fast, few_step_max=max(few_steps), few_step_shift=shift)
 
 
 def write_samples(pipe: Pipeline, cfg: DistillConfig, path: Path) -> None:
@@ -202,7 +206,7 @@ def main(cfg: DistillConfig, resume: bool = False) -> Path:
     student = VideoDiT(teacher.dit.cfg)
     student.load_state_dict(teacher.dit.state_dict())
     w, state = prepare(student, cfg.optim, cfg.train, d, run, resume)
-    levels = few_step_levels(teacher, cfg.few_steps)
+    levels = few_step_levels(teacher, cfg.few_steps, cfg.few_step_shift or teacher.cfg.shift)
     t = cfg.train
 
     def gradients(step: int) -> StepResult:
@@ -218,7 +222,7 @@ def main(cfg: DistillConfig, resume: bool = False) -> Path:
         if w.ema is not None:
             snapshot = VideoDiT(teacher.dit.cfg)
             snapshot.load_state_dict(w.ema.state_dict())
-            pipe = with_student(teacher, snapshot, cfg.few_steps)
+            pipe = with_student(teacher, snapshot, cfg.few_steps, cfg.few_step_shift)
             write_samples(pipe, cfg, run.path / "samples" / f"step{step:06d}.gif")
 
     train(
@@ -228,7 +232,7 @@ def main(cfg: DistillConfig, resume: bool = False) -> Path:
     )  # fmt: skip
     final = VideoDiT(teacher.dit.cfg)
     final.load_state_dict(load_weights(run.path))
-    pipe = with_student(teacher, final, cfg.few_steps)
+    pipe = with_student(teacher, final, cfg.few_steps, cfg.few_step_shift)
     out = run.path / "pipeline"
     if out.exists():
         shutil.rmtree(out)
