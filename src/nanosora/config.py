@@ -218,6 +218,12 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         _check_eta(self.eta, "eta")
+        _check_shift(self.few_step_shift)
+
+
+def _check_shift(shift: float) -> None:
+    if shift < 0:
+        raise ConfigError(f"few_step_shift must be > 0, or 0 for the teacher's, got {shift}")
 
 
 def _check_eta(eta: float, name: str) -> None:
@@ -496,6 +502,7 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         _check_eta(self.teacher_eta, "teacher_eta")
+        _check_shift(self.few_step_shift)
         if not self.few_steps or min(self.few_steps) < 1:
             raise ConfigError(f"few_steps must be step counts >= 1, got {self.few_steps}")
 

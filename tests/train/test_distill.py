@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from nanosora.config import DistillConfig, OptimConfig, TrainConfig
+from nanosora.config import DistillConfig, OptimConfig, PipelineConfig, TrainConfig
 from nanosora.diffusion.flow import add_noise, sample_schedule, stochastic_sample
 from nanosora.models.dit import VideoDiT
 from nanosora.pipeline import FEW_STEP, Pipeline, replace_cfg
@@ -131,6 +131,10 @@ def test_bad_distill_config_is_named():
         DistillConfig(few_steps=(0,))
     with pytest.raises(ValueError, match="teacher_eta"):
         DistillConfig(teacher_eta=2.0)
+    with pytest.raises(ValueError, match="few_step_shift"):
+        DistillConfig(few_step_shift=-1.0)
+    with pytest.raises(ValueError, match="few_step_shift"):
+        PipelineConfig(few_step_shift=-1.0)
 
 
 def test_scenes_teacher_draws_and_grades_scenes_prompts():
