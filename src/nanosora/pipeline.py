@@ -163,6 +163,14 @@ class Pipeline:
         save_config(self.cfg, d / "pipeline.yaml")
         return d
 
+    def sampling_shift(self, latent_shape: tuple[int, ...], few_step: bool = False) -> float:
+        """The schedule's shift for latents of ``latent_shape``: ``shift`` (``few_step_shift``,
+        0 meaning ``shift``, for the few-step transformer) at base_tokens, grown with the tokens."""
+        c = self.cfg
+        base = (c.few_step_shift or c.shift) if few_step else c.shift
+        grid = self.dit.grid(*latent_shape[1:])
+        return resolution_shift(base, grid[0] * grid[1] * grid[2], c.base_tokens)
+
     def generate(self, prompts: list[str], *args, **kw) -> np.ndarray:
         """Prompts -> uint8 videos (B, T, H, W, C): ``sample_latents`` (same arguments), then
         the VAE decoder."""
@@ -206,10 +214,9 @@ class Pipeline:
         interval = tuple(c.cfg_interval if cfg_interval is None else cfg_interval)
         guidance_active(1.0, interval)  # validates the interval before any work
         eta = c.eta if eta is None else eta
-        dit, base_shift = self.dit, c.shift
+        dit, few = self.dit, False
         if self.few_step is not None and steps <= c.few_step_max and prefix is None:
-            dit, scale, eta = self.few_step, 1.0, 0.0
-            base_shift = c.few_step_shift or c.shift
+            dit, scale, eta, few = self.few_step, 1.0, 0.0, True
         num_frames = num_frames or c.num_frames
         for p in prompts:
             check_prompt(p)
@@ -230,8 +237,7 @@ class Pipeline:
         # The text's keys and values are computed once for all steps.
         cond = dit.encode_text(cond_text, cond_mask)
         both = dit.encode_text(torch.cat([cond_text, null_text]), torch.cat([cond_mask, null_mask]))
-        grid = dit.grid(*shape[1:])
-        shift = resolution_shift(base_shift, grid[0] * grid[1] * grid[2], c.base_tokens)
+        shift = self.sampling_shift(shape, few)
 
         def velocity(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
             if given:  # the given frames sit at level 0 and do not move

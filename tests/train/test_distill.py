@@ -99,12 +99,12 @@ def test_reflow_paths_are_straight():
 
 def test_few_step_levels_are_the_schedules():
     pipe = Pipeline.load(None)
-    levels = distill.few_step_levels(pipe, (2, 4), 3.0)
+    levels = distill.few_step_levels(replace_cfg(pipe, few_step_shift=3.0), (2, 4))
     assert levels.max().item() == 1.0 and levels.min().item() > 0.0
     # shift 3 at the base token count: 2 steps visit 1 and 0.75; 4 steps add 0.9 and 0.5.
     torch.testing.assert_close(levels, torch.tensor([0.5, 0.75, 0.9, 1.0]))
     # shift 1: evenly spaced, so the last step starts at 0.25 rather than at 0.5.
-    levels = distill.few_step_levels(pipe, (2, 4), 1.0)
+    levels = distill.few_step_levels(replace_cfg(pipe, few_step_shift=1.0), (2, 4))
     torch.testing.assert_close(levels, torch.tensor([0.25, 0.5, 0.75, 1.0]))
 
 

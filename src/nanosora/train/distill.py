@@ -32,7 +32,6 @@ from nanosora.config import DistillConfig
 from nanosora.diffusion.flow import (
     add_noise,
     object_weights,
-    resolution_shift,
     sample_schedule,
     velocity_target,
 )
@@ -141,12 +140,11 @@ def load_pairs(out: Path) -> dict[str, torch.Tensor]:
     return {k: v[keep] for k, v in cat.items()}
 
 
-def few_step_levels(pipe: Pipeline, steps: tuple[int, ...], base_shift: float) -> torch.Tensor:
-    """Every noise level (but the final 0) that sampling at ``steps`` steps with shift
-    ``base_shift`` (at the pipeline's base_tokens) visits."""
+def few_step_levels(pipe: Pipeline, steps: tuple[int, ...]) -> torch.Tensor:
+    """Every noise level (but the final 0) that the few-step transformer of ``pipe`` visits
+    when sampling at ``steps`` steps."""
     c = pipe.cfg
-    grid = pipe.dit.grid(*pipe.vae.latent_shape(c.num_frames, c.height, c.width)[1:])
-    shift = resolution_shift(base_shift, int(np.prod(grid)), c.base_tokens)
+    shift = pipe.sampling_shift(pipe.vae.latent_shape(c.num_frames, c.height, c.width), True)
     return torch.cat([sample_schedule(n, shift)[:-1] for n in steps]).unique()
 
 
@@ -206,7 +204,7 @@ def main(cfg: DistillConfig, resume: bool = False) -> Path:
     student = VideoDiT(teacher.dit.cfg)
     student.load_state_dict(teacher.dit.state_dict())
     w, state = prepare(student, cfg.optim, cfg.train, d, run, resume)
-    levels = few_step_levels(teacher, cfg.few_steps, cfg.few_step_shift or teacher.cfg.shift)
+    levels = few_step_levels(replace_cfg(teacher, few_step_shift=cfg.few_step_shift), cfg.few_steps)
     t = cfg.train
 
     def gradients(step: int) -> StepResult:
