@@ -215,15 +215,22 @@ class PipelineConfig:
         0.0,
         "sampling shift of the few-step transformer at base_tokens tokens (0: shift)",
     )
+    few_step_eta: float = doc(
+        1.0,
+        "share of the noise renewed at each step of the few-step transformer (1: each step "
+        "predicts the clip and noises it afresh to the next level, the multistep sampling of "
+        "consistency models; 0: deterministic Euler)",
+    )
 
     def __post_init__(self) -> None:
         _check_eta(self.eta, "eta")
+        _check_eta(self.few_step_eta, "few_step_eta")
         _check_shift(self.few_step_shift)
 
 
-def _check_shift(shift: float) -> None:
+def _check_shift(shift: float, name: str = "few_step_shift") -> None:
     if shift < 0:
-        raise ConfigError(f"few_step_shift must be > 0, or 0 for the teacher's, got {shift}")
+        raise ConfigError(f"{name} must be > 0, or 0 for the default, got {shift}")
 
 
 def _check_eta(eta: float, name: str) -> None:
@@ -483,17 +490,21 @@ class DistillConfig:
     )
     few_step_shift: float = doc(
         0.0,
-        "sampling shift of the student's schedules at the teacher's base_tokens (0: the "
-        "teacher's shift); written to the pipeline as few_step_shift",
+        "sampling shift of the student at the teacher's base_tokens (0: the teacher's shift); "
+        "written to the pipeline as few_step_shift",
     )
     grid_prob: float = doc(0.5, "share of training levels drawn from the few-step schedules")
+    grid_shift: float = doc(
+        0.0,
+        "shift of the few-step schedules whose levels the student trains on (0: few_step_shift)",
+    )
     object_weight: float = doc(
         0.0, "extra loss weight on the latents' object cells (flow.object_weights; shapes world)"
     )
     optim: OptimConfig = doc(OptimConfig(lr=1e-4, warmup_steps=50), "optimizer")
     train: TrainConfig = doc(
         TrainConfig(out_dir="runs/distill", batch_size=32, steps=3000, sample_every=0),
-        "loop (the pairs count toward minutes too)",
+        "loop (minutes count training only; the pairs are drawn before it)",
     )
     sample_prompts: tuple[str, ...] = doc(
         ("a red circle moving left", "a blue square moving up", "a green triangle moving right"),
@@ -503,6 +514,7 @@ class DistillConfig:
     def __post_init__(self) -> None:
         _check_eta(self.teacher_eta, "teacher_eta")
         _check_shift(self.few_step_shift)
+        _check_shift(self.grid_shift, "grid_shift")
         if not self.few_steps or min(self.few_steps) < 1:
             raise ConfigError(f"few_steps must be step counts >= 1, got {self.few_steps}")
 

@@ -206,8 +206,9 @@ class Pipeline:
         ``callback(i, x0)``: called at sampling step i with the latent data estimate (see
         ``stochastic_sample``); ``decode_latents`` turns it into frames.
 
-        At ``few_step_max`` steps or fewer, text-to-video uses the few-step transformer when the
-        pipeline has one: deterministic, guidance built in (``cfg_scale`` and ``eta`` unused).
+        At ``few_step_max`` steps or fewer, text-to-video of ``num_frames`` frames uses the
+        few-step transformer when the pipeline has one, guidance built in and ``few_step_eta``
+        its noise share (``cfg_scale`` and ``eta`` do not apply); other lengths use the teacher.
         """
         c = self.cfg
         steps, scale = steps or c.steps, c.cfg_scale if cfg_scale is None else cfg_scale
@@ -215,9 +216,11 @@ class Pipeline:
         guidance_active(1.0, interval)  # validates the interval before any work
         eta = c.eta if eta is None else eta
         dit, few = self.dit, False
-        if self.few_step is not None and steps <= c.few_step_max and prefix is None:
-            dit, scale, eta, few = self.few_step, 1.0, 0.0, True
         num_frames = num_frames or c.num_frames
+        # The student was distilled on text-to-video clips of the pipeline's length only.
+        if self.few_step is not None and steps <= c.few_step_max and prefix is None:
+            if num_frames == c.num_frames:
+                dit, scale, eta, few = self.few_step, 1.0, c.few_step_eta, True
         for p in prompts:
             check_prompt(p)
         shape = self.vae.latent_shape(num_frames, c.height, c.width)  # validates 4k+1

@@ -18,8 +18,9 @@ from nanosora.shapes.scenes import is_held_out, near_misses, render, sample_scen
 from nanosora.train import distill
 
 
-def small_run(out, steps=2):
+def small_run(out, steps=2, **fields):
     return DistillConfig(
+        **fields,
         pairs=3,
         pair_batch=2,
         teacher_steps=3,
@@ -30,8 +31,18 @@ def small_run(out, steps=2):
 
 
 @pytest.mark.shipped_model
-def test_distill_run_exports_a_few_step_pipeline_and_resumes(tmp_path):
-    run = distill.main(small_run(tmp_path / "run"))
+def test_distill_run_exports_a_few_step_pipeline_and_resumes(tmp_path, monkeypatch):
+    levels_seen = []
+    reflow_loss = distill.reflow_loss
+
+    def spy(student, pairs, indices, levels, *rest):
+        levels_seen.append(levels)
+        return reflow_loss(student, pairs, indices, levels, *rest)
+
+    monkeypatch.setattr(distill, "reflow_loss", spy)
+    run = distill.main(small_run(tmp_path / "run", grid_shift=1.0))
+    # It trains on the evenly spaced grid of grid_shift 1 and samples at the teacher's shift.
+    torch.testing.assert_close(levels_seen[0], torch.tensor([0.25, 0.5, 0.75, 1.0]))
     pairs = sorted((run / "pairs").glob("pairs_*.safetensors"))
     assert len(pairs) == 2  # ceil(3 / 2) chunks
     chunk = load_file(str(pairs[0]))
@@ -42,11 +53,12 @@ def test_distill_run_exports_a_few_step_pipeline_and_resumes(tmp_path):
     # The starting noise is the seed's, as the pipeline draws it.
     pipe = Pipeline.load(run / "pipeline")
     assert pipe.cfg.few_step_max == 4 and (run / "pipeline" / FEW_STEP).is_dir()
+    assert pipe.cfg.few_step_shift == 0.0 and pipe.cfg.few_step_eta == 1.0
     assert not torch.equal(pipe.few_step.out.weight, pipe.dit.out.weight)  # it trained
     assert (run / "samples" / "final.gif").stat().st_size > 0
     # Resuming for more steps keeps the pairs and continues from the saved step.
     stamp = pairs[0].stat().st_mtime_ns
-    distill.main(small_run(tmp_path / "run", steps=3), resume=True)
+    distill.main(small_run(tmp_path / "run", steps=3, grid_shift=1.0), resume=True)
     assert pairs[0].stat().st_mtime_ns == stamp
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
@@ -72,6 +84,8 @@ def test_few_step_transformer_serves_few_steps_only():
     first = pipe.generate(["a red circle moving left"], steps=3)[0, :1]
     pipe.sample_latents(["a red circle moving left"], steps=2, prefix=first)
     assert calls["teacher"] == 7 and calls["student"] == 4 + 3
+    pipe.sample_latents(["a red circle moving left"], steps=2, num_frames=1)  # an image
+    assert calls["teacher"] == 9 and calls["student"] == 7
 
 
 def test_reflow_paths_are_straight():
@@ -126,6 +140,36 @@ def test_few_step_transformer_samples_with_its_own_shift():
     assert seen["teacher"][:2] == pytest.approx([1.0, 6 / 7])  # the shift 3 schedule
 
 
+@pytest.mark.shipped_model
+def test_few_step_eta_renews_the_students_noise_only():
+    """few_step_eta is the student's share of fresh noise per step: 0 is Euler, 1 draws each
+    prompt's fresh noise from its seed (reproducible); the teacher keeps its own eta."""
+    base = Pipeline.load(None)
+    student = VideoDiT(base.dit.cfg).eval()
+    student.load_state_dict(base.dit.state_dict())
+    pipe = replace_cfg(
+        Pipeline(base.vae, base.dit, base.text_encoder, base.cfg, student), few_step_max=4
+    )
+    prompt = ["a red circle moving left"]
+    renewed = replace_cfg(pipe, few_step_eta=1.0).sample_latents(prompt, steps=4, seed=3)
+    again = replace_cfg(pipe, few_step_eta=1.0).sample_latents(prompt, steps=4, seed=3)
+    euler = replace_cfg(pipe, few_step_eta=0.0).sample_latents(prompt, steps=4, seed=3)
+    torch.testing.assert_close(renewed, again)
+    assert (renewed - euler).abs().max() > 1e-2
+    # Euler from the seed's noise, by hand: the student's velocity at the shifted schedule.
+    text, mask = pipe.text_encoder(prompt)
+    x = torch.randn(euler.shape[1:], generator=torch.Generator().manual_seed(3))[None]
+    shift = pipe.sampling_shift(tuple(x.shape[1:]), True)
+    with torch.no_grad():
+        by_hand = stochastic_sample(
+            lambda z, s: student(z, s, text, mask), x, sample_schedule(4, shift), 0.0
+        )
+    torch.testing.assert_close(euler, by_hand, rtol=1e-4, atol=1e-4)
+    # The teacher's samples (5 steps > few_step_max) do not depend on few_step_eta.
+    teacher = [replace_cfg(pipe, few_step_eta=e).sample_latents(prompt, steps=5) for e in (0, 1)]
+    torch.testing.assert_close(*teacher)
+
+
 def test_bad_distill_config_is_named():
     with pytest.raises(ValueError, match="few_steps"):
         DistillConfig(few_steps=(0,))
@@ -135,6 +179,10 @@ def test_bad_distill_config_is_named():
         DistillConfig(few_step_shift=-1.0)
     with pytest.raises(ValueError, match="few_step_shift"):
         PipelineConfig(few_step_shift=-1.0)
+    with pytest.raises(ValueError, match="grid_shift"):
+        DistillConfig(grid_shift=-1.0)
+    with pytest.raises(ValueError, match="few_step_eta"):
+        PipelineConfig(few_step_eta=1.5)
 
 
 def test_scenes_teacher_draws_and_grades_scenes_prompts():

@@ -11,8 +11,8 @@ construction, so a few Euler steps follow them. Here:
    samples that miss their prompt, so the student copies the teacher's successes only. Written
    in chunks; an interrupted run resumes;
 2. training: the student starts from the teacher's weights and regresses the straight velocity
-   z - x0 at x_s = (1 - s) x0 + s z; a share ``grid_prob`` of the levels s come from the
-   few-step schedules it will be sampled with, the rest uniform;
+   z - x0 at x_s = (1 - s) x0 + s z; a share ``grid_prob`` of the levels s come from few-step
+   schedules (of shift ``grid_shift``, by default the one it is sampled with), the rest uniform;
 3. export: the teacher's pipeline with the student as ``transformer_fewstep/`` and
    ``few_step_max`` set, so ``generate --steps 4`` uses it and 25 steps still use the teacher.
 """
@@ -204,7 +204,8 @@ def main(cfg: DistillConfig, resume: bool = False) -> Path:
     student = VideoDiT(teacher.dit.cfg)
     student.load_state_dict(teacher.dit.state_dict())
     w, state = prepare(student, cfg.optim, cfg.train, d, run, resume)
-    levels = few_step_levels(replace_cfg(teacher, few_step_shift=cfg.few_step_shift), cfg.few_steps)
+    grid = replace_cfg(teacher, few_step_shift=cfg.grid_shift or cfg.few_step_shift)
+    levels = few_step_levels(grid, cfg.few_steps)
     t = cfg.train
 
     def gradients(step: int) -> StepResult:
