@@ -234,7 +234,8 @@ def main() -> None:
         for label, scale in (("shipped tokens", 1), ("4x tokens", 2)):
             shape = pipe.vae.latent_shape(c.num_frames, c.height * scale, c.width * scale)
             ours, peer, ratio, n_peer = denoiser_loops(pipe, shape, args.steps, args.repeats)
-            tokens = shape[1] * (shape[2] // pipe.dit.cfg.patch_hw) ** 2
+            t, h, w = pipe.dit.grid(*shape[1:])
+            tokens = t * h * w
             print(
                 f"{label} ({tokens} per clip), {args.steps} CFG steps: nanosora {ours:.3f} s, "
                 f"Latte ({n_peer / 1e6:.2f}M) {peer:.3f} s, ratio Latte / nanosora "
