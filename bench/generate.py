@@ -7,9 +7,10 @@ What is timed:
    transformer per step) on the same latents, ours vs diffusers' ``LatteTransformer3DModel``
    sized to our parameter count (its head width is chosen so the counts match; both printed),
    at the shipped token count and at 4x the tokens (a 128x128 clip's latents). Latte patches
-   space only, so against a DiT with temporal patches it runs more tokens (both printed). Our loop encodes
-   the text once per clip (``VideoDiT.encode_text``) as the pipeline does; Latte's runs its
-   caption projection every step, as diffusers does. Same threads, float32, inference mode.
+   space only, so against a DiT with temporal patches it runs more tokens (both printed). Our
+   loop encodes the text once per clip (``VideoDiT.encode_text``) as the pipeline does; Latte's
+   runs its caption projection every step, as diffusers does. Same threads, float32, inference
+   mode.
 
 3. with ``--profile``: where one CFG forward's time goes, at the shipped and 4x token counts;
 4. with ``--compile``: the shipped-size loop with the DiT under ``torch.compile`` (inductor),
