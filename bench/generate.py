@@ -222,7 +222,7 @@ def main() -> None:
     c = pipe.cfg
     print(f"threads: {torch.get_num_threads()}; our DiT: {count(pipe.dit) / 1e6:.2f}M parameters")
     with torch.inference_mode():
-        few = [n for n in (4, 2) if n <= c.few_step_max]
+        few = [n for n in (4, 2) if pipe.serves_few_step(n)]
         for steps in [c.steps, *few]:
             clip = timed(
                 lambda n=steps: pipe.generate(["a red circle moving left"], seed=0, steps=n),

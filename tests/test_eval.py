@@ -159,7 +159,8 @@ def test_eval_model_adds_temporal_and_fsd(tmp_path):
     m = report["metrics"]
     assert m["steps"] == 2
     assert set(m["temporal"]) == {"flicker", "motion_smoothness", "object_persistence"}
-    assert m["eta"] == 0.8  # the shipped pipeline's sampling noise (pipeline.yaml)
+    # 2 steps are the shipped pipeline's few-step transformer's, with its noise share.
+    assert m["transformer"] == "few-step" and m["eta"] == 1.0 and m["cfg_scale"] is None
     assert np.isfinite(m["fsd"]) and m["fsd"] > 0 and np.isfinite(m["fsd_floor"])
     samples = report["tables"]["samples"]
     assert len(samples) == 32 and all(0 <= s["object_persistence"] <= 1 for s in samples)

@@ -163,6 +163,20 @@ class Pipeline:
         save_config(self.cfg, d / "pipeline.yaml")
         return d
 
+    def serves_few_step(
+        self, steps: int, num_frames: int | None = None, given: bool = False
+    ) -> bool:
+        """Whether sampling ``steps`` steps of ``num_frames`` frames (default: the pipeline's)
+        runs the few-step transformer: text-to-video (no ``given`` frames) at the clip length
+        it was distilled on, at ``few_step_max`` steps or fewer."""
+        c = self.cfg
+        return (
+            self.few_step is not None
+            and steps <= c.few_step_max
+            and not given
+            and (num_frames or c.num_frames) == c.num_frames
+        )
+
     def sampling_shift(self, latent_shape: tuple[int, ...], few_step: bool = False) -> float:
         """The schedule's shift for latents of ``latent_shape``: ``shift`` (``few_step_shift``,
         0 meaning ``shift``, for the few-step transformer) at base_tokens, grown with the tokens."""
@@ -217,10 +231,8 @@ class Pipeline:
         eta = c.eta if eta is None else eta
         dit, few = self.dit, False
         num_frames = num_frames or c.num_frames
-        # The student was distilled on text-to-video clips of the pipeline's length only.
-        if self.few_step is not None and steps <= c.few_step_max and prefix is None:
-            if num_frames == c.num_frames:
-                dit, scale, eta, few = self.few_step, 1.0, c.few_step_eta, True
+        if self.serves_few_step(steps, num_frames, given=prefix is not None):
+            dit, scale, eta, few = self.few_step, 1.0, c.few_step_eta, True
         for p in prompts:
             check_prompt(p)
         shape = self.vae.latent_shape(num_frames, c.height, c.width)  # validates 4k+1

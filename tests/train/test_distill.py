@@ -74,6 +74,9 @@ def test_few_step_transformer_serves_few_steps_only():
     pipe = replace_cfg(
         Pipeline(base.vae, base.dit, base.text_encoder, base.cfg, student), few_step_max=4
     )
+    assert pipe.serves_few_step(4) and not pipe.serves_few_step(5)
+    assert not pipe.serves_few_step(2, num_frames=1) and not pipe.serves_few_step(2, given=True)
+    assert not replace_cfg(pipe, few_step_max=0).serves_few_step(2)
     calls = {"teacher": 0, "student": 0}
     base.dit.register_forward_hook(lambda *a: calls.__setitem__("teacher", calls["teacher"] + 1))
     student.register_forward_hook(lambda *a: calls.__setitem__("student", calls["student"] + 1))

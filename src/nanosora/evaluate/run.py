@@ -142,6 +142,7 @@ def eval_model(
     """
     pipe = replace_cfg(Pipeline.load(model), steps=steps, eta=eta)
     steps = pipe.cfg.steps
+    few = pipe.serves_few_step(steps)
     adh = evaluate_adherence(pipe, seeds=seeds, steps=steps, cfg_scale=cfg_scale, keep_all=True)
     prompts = [s["prompt"] for s in adh["samples"]]
     vm = _set_metrics(adh["all_videos"], prompts, encoder, i3d, pipe.cfg.fps, reference)
@@ -155,8 +156,10 @@ def eval_model(
         **_distance_metrics(vm),
         "seeds": seeds,
         "steps": steps,
-        "cfg_scale": cfg_scale or pipe.cfg.cfg_scale,
-        "eta": pipe.cfg.eta,
+        # At few steps the distilled transformer samples: guidance built in, its own noise share.
+        "transformer": "few-step" if few else "main",
+        "cfg_scale": None if few else cfg_scale or pipe.cfg.cfg_scale,
+        "eta": pipe.cfg.few_step_eta if few else pipe.cfg.eta,
         "dit_params_m": round(pipe.dit.num_params() / 1e6, 2),
         "vae_params_m": round(sum(p.numel() for p in pipe.vae.parameters()) / 1e6, 2),
         **(extra_metrics or {}),
