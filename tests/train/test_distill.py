@@ -40,9 +40,19 @@ def test_distill_run_exports_a_few_step_pipeline_and_resumes(tmp_path, monkeypat
         return reflow_loss(student, pairs, indices, levels, *rest)
 
     monkeypatch.setattr(distill, "reflow_loss", spy)
+    teacher_calls = []
+    make_pairs = distill.make_pairs
+
+    def pairs_spy(pipe, *rest):
+        teacher_calls.append(pipe.serves_few_step(3))
+        return make_pairs(pipe, *rest)
+
+    monkeypatch.setattr(distill, "make_pairs", pairs_spy)
     run = distill.main(small_run(tmp_path / "run", grid_shift=1.0))
     # It trains on the evenly spaced grid of grid_shift 1 and samples at the teacher's shift.
     torch.testing.assert_close(levels_seen[0], torch.tensor([0.25, 0.5, 0.75, 1.0]))
+    # The shipped teacher carries a student, yet its 3-step pairs come from its main transformer.
+    assert teacher_calls == [False]
     pairs = sorted((run / "pairs").glob("pairs_*.safetensors"))
     assert len(pairs) == 2  # ceil(3 / 2) chunks
     chunk = load_file(str(pairs[0]))

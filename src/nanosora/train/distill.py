@@ -198,7 +198,8 @@ def main(cfg: DistillConfig, resume: bool = False) -> Path:
     if d.world_size > 1:
         raise ValueError("distillation runs in one process")
     teacher = Pipeline.load(cfg.teacher or None)
-    make_pairs(teacher, cfg, run.path / "pairs")
+    # The pairs come from the teacher's main transformer, whatever few-step one it carries.
+    make_pairs(replace_cfg(teacher, few_step_max=0), cfg, run.path / "pairs")
     pairs = load_pairs(run.path / "pairs")
     print(f"{len(pairs['noise'])} teacher pairs kept", flush=True)
     student = VideoDiT(teacher.dit.cfg)
