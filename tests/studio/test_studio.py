@@ -151,6 +151,10 @@ def test_settings_are_bounded_with_clear_messages(studio):
             studio.check(s)
     _, warnings = studio.check(Settings("a red circle"))
     assert warnings and "names no direction" in warnings[0]
+    # The shipped model's few-step transformer ignores guidance and eta: the user is told.
+    _, warnings = studio.check(Settings(RED_LEFT, steps=4))
+    assert len(warnings) == 1 and "guidance and eta do not apply" in warnings[0]
+    assert studio.check(Settings(RED_LEFT, steps=4, num_frames=1))[1] == []
     assert parse_steps("", 25) == [4, 8, 12, 17, 21, 25]
     with pytest.raises(StudioError, match="between 1 and 25"):
         parse_steps("0, 30", 25)

@@ -209,6 +209,13 @@ class Studio:
             num_frames=frames,
             model=s.model,
         )
+        c = self.configs[s.model]
+        if checked.steps <= c.few_step_max and frames == c.num_frames:
+            warnings.append(
+                f"at {checked.steps} steps, text-to-video comes from the model's distilled "
+                "few-step transformer: guidance and eta do not apply (image-to-video and "
+                "extension keep them)"
+            )
         return checked, warnings
 
     def read_upload(self, path: str | Path, name: str, model: str = SHIPPED) -> Upload:
