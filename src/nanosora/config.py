@@ -227,6 +227,18 @@ class PipelineConfig:
         _check_eta(self.few_step_eta, "few_step_eta")
         _check_shift(self.few_step_shift)
 
+    def serves_few_step(
+        self, steps: int, num_frames: int | None = None, given: bool = False
+    ) -> bool:
+        """Whether sampling ``steps`` steps of ``num_frames`` frames (default: the pipeline's)
+        runs the few-step transformer: text-to-video (no ``given`` frames) at the clip length
+        it was distilled on, at ``few_step_max`` steps or fewer (0: the pipeline has none)."""
+        return (
+            steps <= self.few_step_max
+            and not given
+            and (num_frames or self.num_frames) == self.num_frames
+        )
+
 
 def _check_shift(shift: float, name: str = "few_step_shift") -> None:
     if shift < 0:

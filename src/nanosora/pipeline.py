@@ -166,16 +166,8 @@ class Pipeline:
     def serves_few_step(
         self, steps: int, num_frames: int | None = None, given: bool = False
     ) -> bool:
-        """Whether sampling ``steps`` steps of ``num_frames`` frames (default: the pipeline's)
-        runs the few-step transformer: text-to-video (no ``given`` frames) at the clip length
-        it was distilled on, at ``few_step_max`` steps or fewer."""
-        c = self.cfg
-        return (
-            self.few_step is not None
-            and steps <= c.few_step_max
-            and not given
-            and (num_frames or c.num_frames) == c.num_frames
-        )
+        """``PipelineConfig.serves_few_step`` (a set ``few_step_max`` implies the transformer)."""
+        return self.few_step is not None and self.cfg.serves_few_step(steps, num_frames, given)
 
     def sampling_shift(self, latent_shape: tuple[int, ...], few_step: bool = False) -> float:
         """The schedule's shift for latents of ``latent_shape``: ``shift`` (``few_step_shift``,

@@ -209,8 +209,7 @@ class Studio:
             num_frames=frames,
             model=s.model,
         )
-        c = self.configs[s.model]
-        if checked.steps <= c.few_step_max and frames == c.num_frames:
+        if self.configs[s.model].serves_few_step(checked.steps, frames):
             warnings.append(
                 f"at {checked.steps} steps, text-to-video comes from the model's distilled "
                 "few-step transformer: guidance and eta do not apply (image-to-video and "
