@@ -33,9 +33,8 @@ stage data_heldout "$ROOT/scenes/heldout" \
     "$NANOSORA" scenes --out "$ROOT/scenes/heldout" --num 256 --split heldout --seed 1
 stage data_train40k "$ROOT/scenes/train40k" \
     "$NANOSORA" scenes --out "$ROOT/scenes/train40k" --num 40000 --split train
-train vae configs/scenes_vae_c16.yaml "$ROOT/scenes_vae_c16"
-train vae configs/scenes_vae_c16_t1.yaml "$ROOT/scenes_vae_c16_t1"
-stage cache "$ROOT/scenes/cache_c16_t1" "$NANOSORA" cache \
-    --manifest "$ROOT/scenes/train40k/manifest.parquet" --vae "$ROOT/scenes_vae_c16_t1" \
-    -o "$ROOT/scenes/cache_c16_t1"
+train vae configs/scenes_vae_s4.yaml "$ROOT/scenes_vae_s4"
+stage cache "$ROOT/scenes/cache_s4" "$NANOSORA" cache \
+    --manifest "$ROOT/scenes/train40k/manifest.parquet" --vae "$ROOT/scenes_vae_s4" \
+    -o "$ROOT/scenes/cache_s4"
 train dit configs/scenes_dit.yaml "$ROOT/scenes_dit" "$@"

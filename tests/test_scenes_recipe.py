@@ -26,11 +26,10 @@ def test_recipe_runs_every_stage_once_then_resumes_only_the_stopped_one(tmp_path
         "scenes",
         "scenes",
         "train vae",
-        "train vae",
         "cache",
         "train dit",
     ]
-    assert "configs/scenes_vae_c16.yaml" in first[3] and "c16_t1" in first[4]
+    assert "configs/scenes_vae_s4.yaml" in first[3] and "scenes_vae_s4" in first[4]
     assert first[-1].endswith("configs/scenes_dit.yaml train.steps=10")
     assert not any("--resume" in c for c in first)
     assert run_recipe(tmp_path) == []  # every stage finished
@@ -51,4 +50,4 @@ def test_a_failed_stage_stops_the_recipe_unmarked(tmp_path):
     done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True)
     assert done.returncode != 0
     assert calls.read_text().splitlines()[-1].startswith("cache")
-    assert not (tmp_path / "runs" / "scenes" / "cache_c16_t1" / ".recipe_done").exists()
+    assert not (tmp_path / "runs" / "scenes" / "cache_s4" / ".recipe_done").exists()
