@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/scenes_compute_plot.py RUN [RUN ...] [--out docs/scenes_compute.png]
 
-A RUN is a DiT run directory whose snapshots were exported and benchmarked:
+A RUN is a DiT run directory whose snapshots (kept with snapshot_every, or exported) were
+benchmarked:
 
     nanosora train export RUN                                  # -> RUN/snapshots/step_N
     nanosora bench-scenes --model RUN/snapshots/step_N -o RUN/snapshots/step_N/bench ...

@@ -38,3 +38,10 @@ stage cache "$ROOT/scenes/cache_s4" "$NANOSORA" cache \
     --manifest "$ROOT/scenes/train40k/manifest.parquet" --vae "$ROOT/scenes_vae_s4" \
     -o "$ROOT/scenes/cache_s4"
 train dit configs/scenes_dit.yaml "$ROOT/scenes_dit" "$@"
+# The benchmark subset of every snapshot the DiT kept (snapshot_every): the points of the
+# compute plot (scripts/scenes_compute_plot.py).
+for snap in "$ROOT"/scenes_dit/snapshots/step_*; do
+    [[ -d $snap ]] || continue
+    stage "bench_$(basename "$snap")" "$snap/bench" \
+        "$NANOSORA" bench-scenes --model "$snap" -o "$snap/bench" --per-group 8 --seeds 1
+done

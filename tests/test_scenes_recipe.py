@@ -1,5 +1,6 @@
 """scripts/scenes_recipe.sh: stages run in order, finished ones are skipped, a stopped
-training stage resumes (with a stand-in for the nanosora command)."""
+training stage resumes, kept snapshots are benchmarked (with a stand-in for the nanosora
+command)."""
 
 import os
 import subprocess
@@ -39,6 +40,14 @@ def test_recipe_runs_every_stage_once_then_resumes_only_the_stopped_one(tmp_path
     (dit / ".recipe_done").unlink()
     (dit / "state.pt").write_bytes(b"")
     assert run_recipe(tmp_path) == ["train dit --config configs/scenes_dit.yaml --resume"]
+
+    # Each snapshot the DiT kept is benchmarked once.
+    snap = dit / "snapshots" / "step_002000"
+    snap.mkdir(parents=True)
+    assert run_recipe(tmp_path) == [
+        f"bench-scenes --model {snap} -o {snap}/bench --per-group 8 --seeds 1"
+    ]
+    assert run_recipe(tmp_path) == []
 
 
 def test_a_failed_stage_stops_the_recipe_unmarked(tmp_path):

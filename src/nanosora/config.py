@@ -472,6 +472,11 @@ class DiTTrainConfig:
         ("a red circle moving left", "a blue square moving up", "a green triangle moving right"),
         "prompts rendered into sample GIFs during training",
     )
+    snapshot_every: int = doc(
+        0,
+        "steps between pipelines of the EMA weights kept as RUN/snapshots/step_N, to benchmark "
+        "a run's progress after the fact (0 = none)",
+    )
 
 
 @dataclass(frozen=True)

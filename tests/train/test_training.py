@@ -199,6 +199,24 @@ def test_dit_resume_after_kill_is_exact(cache, vae_run, tmp_path, monkeypatch):
     assert_same_weights(whole, resumed)
 
 
+def test_dit_keeps_snapshots_of_its_ema_weights(cache, vae_run, tmp_path):
+    cfg = apply_overrides(dit_cfg(cache, vae_run, tmp_path / "snap"), ["snapshot_every=2"])
+    run = train_dit.main(cfg)
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == [
+        "step_000002",
+        "step_000004",
+        "step_000006",
+    ]
+    last = load_file(str(run / "snapshots/step_000006/transformer/model.safetensors"))
+    final = load_file(str(run / "pipeline/transformer/model.safetensors"))
+    assert all(torch.equal(v, final[k]) for k, v in last.items())
+    first = load_file(str(run / "snapshots/step_000002/transformer/model.safetensors"))
+    assert any(not torch.equal(v, final[k]) for k, v in first.items())
+    assert (
+        Pipeline.load(run / "snapshots/step_000002").generate(["a red circle"], steps=1).ndim == 5
+    )
+
+
 def test_dit_loss_falls(cache, vae_run, tmp_path):
     run = train_dit.main(
         apply_overrides(

@@ -192,6 +192,7 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
         sample=functools.partial(write_step_samples, w, cache, run, cfg, d),
         name="dit",
         plots=("loss", "grad_norm"),
+        hooks=((cfg.snapshot_every, functools.partial(write_snapshot, w, cache, run, cfg, d)),),
     )  # fmt: skip
     # 4. Export the EMA weights (as saved, gathered) as a pipeline, samples and plots (rank 0).
     finish(d)
@@ -224,7 +225,6 @@ def export(
         if not (run_dir / "config.yaml").is_file():
             raise FileNotFoundError(f"{run_dir}/config.yaml: not a DiT run directory")
         cfg = load_config(DiTTrainConfig, run_dir / "config.yaml")
-    final = VideoDiT(cfg.dit)
     while True:  # a checkpoint written meanwhile would pair these weights with another step
         step = checkpoint_step(run_dir) if (run_dir / "state.pt").is_file() else None
         weights = load_weights(run_dir)
@@ -233,7 +233,21 @@ def export(
     if out is None:
         if step is None:
             raise FileNotFoundError(f"{run_dir}/state.pt: no checkpoint to name the snapshot by")
-        out = run_dir / "snapshots" / f"step_{step:06d}"
+        out = snapshot_dir(run_dir, step)
+    final = save_pipeline(weights, cfg, cache or LatentCache(cfg.cache), out)
+    return final, Path(out)
+
+
+def snapshot_dir(run_dir: str | Path, step: int) -> Path:
+    """Where a run's pipeline snapshot of ``step`` lives."""
+    return Path(run_dir) / "snapshots" / f"step_{step:06d}"
+
+
+def save_pipeline(
+    weights: dict[str, torch.Tensor], cfg: DiTTrainConfig, cache: LatentCache, out: str | Path
+) -> VideoDiT:
+    """A pipeline in ``out`` with a run's transformer weights (LoRA merged); returns the model."""
+    final = VideoDiT(cfg.dit)
     if cfg.lora.rank:
         adapted = apply_lora(VideoDiT(cfg.dit), cfg.lora)
         adapted.load_state_dict(weights)
@@ -241,8 +255,8 @@ def export(
     else:
         final.load_state_dict(weights)
     final.eval()
-    build_pipeline(final, cfg, cache or LatentCache(cfg.cache)).save(out)
-    return final, Path(out)
+    build_pipeline(final, cfg, cache).save(out)
+    return final
 
 
 def step_gradients(
@@ -284,3 +298,14 @@ def write_step_samples(
         sampler = VideoDiT(cfg.dit)
         sampler.load_state_dict(weights)
         write_samples(sampler.eval(), cfg, cache, run.path / "samples" / f"step{step:06d}.gif")
+
+
+def write_snapshot(
+    w: Trainee, cache: LatentCache, run: RunDir, cfg: DiTTrainConfig, d: Dist, step: int
+) -> None:
+    """``snapshot_every``: the EMA weights (the model's without EMA) as a pipeline in
+    RUN/snapshots/step_N; every rank calls it (FSDP gathers)."""
+    source = w.ema if w.ema is not None else w.model
+    weights = {k: full_tensor(v) for k, v in source.state_dict().items()}
+    if d.is_main:
+        save_pipeline(weights, cfg, cache, snapshot_dir(run.path, step))

@@ -256,6 +256,7 @@ def train(
     sample: Callable[[int], None],
     name: str,
     plots: tuple[str, ...],
+    hooks: tuple[tuple[int, Callable[[int], None]], ...] = (),
 ) -> None:
     """Optimise until ``t.steps`` or the wall-clock budget ``t.minutes``, whichever comes first.
 
@@ -263,8 +264,8 @@ def train(
     ``t.log_every`` steps a metrics line with ``log_fields(result, losses since the last line)``
     (called on every rank: it may reduce across ranks); every ``t.ckpt_every`` a checkpoint and
     the ``plots`` of the metrics (at most once per ``PLOT_SECONDS``: a plot costs ~0.5 s); every
-    ``t.sample_every`` ``sample(step)`` (on every rank). All
-    ranks run this loop; rank 0 logs and shows progress. Ends with a checkpoint.
+    ``t.sample_every`` ``sample(step)``, and every ``n`` steps ``hook(step)`` for each ``(n, hook)``
+    of ``hooks`` with ``n`` > 0 (both on every rank). All ranks run this loop; rank 0 logs and shows progress. Ends with a checkpoint.
     """
     start_time, start_elapsed = time.time(), state["elapsed"]
     progress = Progress(name, t, state, d.is_main)
@@ -299,5 +300,8 @@ def train(
                 last_plot = time.time()
         if t.sample_every and state["step"] % t.sample_every == 0:
             sample(state["step"])
+        for every, hook in hooks:
+            if every and state["step"] % every == 0:
+                hook(state["step"])
     progress.close()
     run.save(w.model, w.ema, w.opt, state)
