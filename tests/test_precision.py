@@ -20,6 +20,25 @@ def test_the_measurement_warns_exactly_when_bf16_is_slow() -> None:
     assert (not fast) == any(issubclass(w.category, RuntimeWarning) for w in caught)
 
 
+@pytest.mark.parametrize("bf16_seconds", [0.5e-3, 2e-3])
+def test_a_busy_machine_does_not_decide_the_measurement(monkeypatch, bf16_seconds) -> None:
+    # Every other bf16 timing is preempted (1 s): the best of each dtype still decides.
+    calls = iter(range(1000))
+
+    def timed(a, b):
+        i = next(calls)
+        if a.dtype != torch.bfloat16:
+            return 1e-3
+        return bf16_seconds if i % 4 == 3 else 1.0
+
+    monkeypatch.setattr(precision, "_seconds", timed)
+    precision.cpu_bf16_fast.cache_clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert precision.cpu_bf16_fast() == (bf16_seconds < 1e-3)
+    precision.cpu_bf16_fast.cache_clear()
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_autocast_follows_the_hardware_and_the_request(monkeypatch, fast: bool) -> None:
     monkeypatch.setattr(precision, "cpu_bf16_fast", lambda: fast)

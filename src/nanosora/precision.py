@@ -15,22 +15,25 @@ import warnings
 import torch
 
 
-def _best_seconds(a: torch.Tensor, b: torch.Tensor, repeats: int = 3) -> float:
-    a @ b  # warm-up: kernel selection, caches
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return best
+def _seconds(a: torch.Tensor, b: torch.Tensor) -> float:
+    start = time.perf_counter()
+    a @ b
+    return time.perf_counter() - start
 
 
 @functools.cache
-def cpu_bf16_fast() -> bool:
-    """Whether this CPU multiplies bf16 matrices at least as fast as float32 ones."""
+def cpu_bf16_fast(repeats: int = 10) -> bool:
+    """Whether this CPU multiplies bf16 matrices at least as fast as float32 ones.
+
+    The two dtypes are timed in alternation and each keeps its best time, so a busy machine
+    (another process preempting this one) slows both alike instead of deciding the answer."""
     a, b = torch.randn(256, 256), torch.randn(256, 256)
-    fp32 = _best_seconds(a, b)
-    bf16 = _best_seconds(a.bfloat16(), b.bfloat16())
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    a @ b, a16 @ b16  # warm-up: kernel selection, caches
+    fp32 = bf16 = float("inf")
+    for _ in range(repeats):
+        fp32 = min(fp32, _seconds(a, b))
+        bf16 = min(bf16, _seconds(a16, b16))
     fast = bf16 <= fp32
     if not fast:
         warnings.warn(
