@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The scenes recipe end to end (docs/training.md#the-scenes-recipe-stage-by-stage), resumable:
 # run it again after an interruption and it skips finished stages and resumes the one that
-# stopped. Each stage's log is in $ROOT/logs/. Usage: scripts/scenes_recipe.sh [extra DiT overrides]
+# stopped. Each stage's log is in $ROOT/logs/. Usage: scripts/scenes_recipe.sh [extra overrides of
+# the first DiT stage]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NANOSORA=${NANOSORA:-.venv/bin/nanosora}
@@ -38,6 +39,7 @@ stage cache "$ROOT/scenes/cache_s4" "$NANOSORA" cache \
     --manifest "$ROOT/scenes/train40k/manifest.parquet" --vae "$ROOT/scenes_vae_s4" \
     -o "$ROOT/scenes/cache_s4"
 train dit configs/scenes_dit.yaml "$ROOT/scenes_dit" "$@"
+train dit configs/scenes_dit_masks.yaml "$ROOT/scenes_dit_masks"
 # The benchmark subset of every snapshot the DiT kept (snapshot_every): the points of the
 # compute plot (scripts/scenes_compute_plot.py).
 for snap in "$ROOT"/scenes_dit/snapshots/step_*; do

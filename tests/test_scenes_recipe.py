@@ -29,9 +29,11 @@ def test_recipe_runs_every_stage_once_then_resumes_only_the_stopped_one(tmp_path
         "train vae",
         "cache",
         "train dit",
+        "train dit",
     ]
     assert "configs/scenes_vae_s4.yaml" in first[3] and "scenes_vae_s4" in first[4]
-    assert first[-1].endswith("configs/scenes_dit.yaml train.steps=10")
+    assert first[-2].endswith("configs/scenes_dit.yaml train.steps=10")
+    assert first[-1].endswith("configs/scenes_dit_masks.yaml")
     assert not any("--resume" in c for c in first)
     assert run_recipe(tmp_path) == []  # every stage finished
 

@@ -411,11 +411,12 @@ def test_frame_mask_loss_ignores_given_frames():
     assert loss(0.0, 100.0)[0] > 10 * loss(0.0, 0.0)[0]  # without masks it is
 
 
-def test_dit_trains_with_frame_masks_and_images(cache, vae_run, tmp_path):
+@pytest.mark.parametrize("patch_t", [1, 2])  # 2: frames paired in patches, as the scenes recipe's
+def test_dit_trains_with_frame_masks_and_images(cache, vae_run, tmp_path, patch_t):
     run = train_dit.main(
         apply_overrides(
             dit_cfg(cache, vae_run, tmp_path / "masks", steps=4),
-            ["flow.cond_prob=0.5", "flow.image_prob=0.5"],
+            ["flow.cond_prob=0.5", "flow.image_prob=0.5", f"dit.patch_t={patch_t}"],
         )
     )
     losses = [
