@@ -23,6 +23,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 from nanosora.config import DiTTrainConfig, load_config  # noqa: E402
 from nanosora.data.cache import LatentCache  # noqa: E402
@@ -78,15 +79,18 @@ def main() -> None:
     for ax, category in zip(axes.flat, CATEGORIES):
         ax.set_title(category)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_ylim(0, 100)
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, which="both")
     for ax in axes[1]:
         ax.set_xlabel("training compute (PFLOP)")
     for ax in axes[:, 0]:
         ax.set_ylabel("score (%)")
-    axes.flat[0].legend(fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", fontsize=8, frameon=False)
     fig.suptitle("scenes benchmark score per category against training compute")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.03 + 0.035 * len(labels), 1, 1))
     fig.savefig(args.out, dpi=80)
     print(f"wrote {args.out}")
 
