@@ -15,6 +15,8 @@ frozen ``init_from`` model) are the same loop by config (train/loop.py). Resumpt
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -304,8 +306,14 @@ def write_snapshot(
     w: Trainee, cache: LatentCache, run: RunDir, cfg: DiTTrainConfig, d: Dist, step: int
 ) -> None:
     """``snapshot_every``: the EMA weights (the model's without EMA) as a pipeline in
-    RUN/snapshots/step_N; every rank calls it (FSDP gathers)."""
+    RUN/snapshots/step_N, written beside it and renamed, so a killed run leaves no half of one;
+    every rank calls it (FSDP gathers)."""
     source = w.ema if w.ema is not None else w.model
     weights = {k: full_tensor(v) for k, v in source.state_dict().items()}
     if d.is_main:
-        save_pipeline(weights, cfg, cache, snapshot_dir(run.path, step))
+        out = snapshot_dir(run.path, step)
+        tmp = out.with_name(f".{out.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_pipeline(weights, cfg, cache, tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)

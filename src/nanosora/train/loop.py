@@ -264,8 +264,9 @@ def train(
     ``t.log_every`` steps a metrics line with ``log_fields(result, losses since the last line)``
     (called on every rank: it may reduce across ranks); every ``t.ckpt_every`` a checkpoint and
     the ``plots`` of the metrics (at most once per ``PLOT_SECONDS``: a plot costs ~0.5 s); every
-    ``t.sample_every`` ``sample(step)``, and every ``n`` steps ``hook(step)`` for each ``(n, hook)``
-    of ``hooks`` with ``n`` > 0 (both on every rank). All ranks run this loop; rank 0 logs and shows progress. Ends with a checkpoint.
+    ``t.sample_every`` ``sample(step)``, and every ``n`` steps ``hook(step)`` for each
+    ``(n, hook)`` of ``hooks`` with ``n`` > 0 (both on every rank). All ranks run this loop;
+    rank 0 logs and shows progress. Ends with a checkpoint.
     """
     start_time, start_elapsed = time.time(), state["elapsed"]
     progress = Progress(name, t, state, d.is_main)
