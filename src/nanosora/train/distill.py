@@ -228,7 +228,7 @@ def main(cfg: DistillConfig, resume: bool = False) -> Path:
     train(
         w, run, state, t, cfg.optim, d, gradients,
         log_fields=lambda result, losses: {"loss": float(np.mean(losses))},
-        sample=sample, name="distill", plots=("loss", "grad_norm"),
+        name="distill", plots=("loss", "grad_norm"), hooks=((t.sample_every, sample),),
     )  # fmt: skip
     final = VideoDiT(teacher.dit.cfg)
     final.load_state_dict(load_weights(run.path))

@@ -15,14 +15,13 @@ frozen ``init_from`` model) are the same loop by config (train/loop.py). Resumpt
 from __future__ import annotations
 
 import functools
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from nanosora.atomic import atomic_path
 from nanosora.config import DiTTrainConfig, PipelineConfig, load_config
 from nanosora.data.buckets import TokenBudgetBatchSampler
 from nanosora.data.cache import LatentCache
@@ -191,10 +190,12 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
         w, run, state, t, cfg.optim, d,
         gradients=functools.partial(step_gradients, w, cache, buckets, cfg, d),
         log_fields=lambda result, losses: {"loss": float(np.mean(losses))},
-        sample=functools.partial(write_step_samples, w, cache, run, cfg, d),
         name="dit",
         plots=("loss", "grad_norm"),
-        hooks=((cfg.snapshot_every, functools.partial(write_snapshot, w, cache, run, cfg, d)),),
+        hooks=(
+            (t.sample_every, functools.partial(write_step_samples, w, cache, run, cfg, d)),
+            (cfg.snapshot_every, functools.partial(write_snapshot, w, cache, run, cfg, d)),
+        ),
     )  # fmt: skip
     # 4. Export the EMA weights (as saved, gathered) as a pipeline, samples and plots (rank 0).
     finish(d)
@@ -306,14 +307,10 @@ def write_snapshot(
     w: Trainee, cache: LatentCache, run: RunDir, cfg: DiTTrainConfig, d: Dist, step: int
 ) -> None:
     """``snapshot_every``: the EMA weights (the model's without EMA) as a pipeline in
-    RUN/snapshots/step_N, written beside it and renamed, so a killed run leaves no half of one;
-    every rank calls it (FSDP gathers)."""
+    RUN/snapshots/step_N, written atomically, so a killed run leaves no half of one; every rank
+    calls it (FSDP gathers)."""
     source = w.ema if w.ema is not None else w.model
     weights = {k: full_tensor(v) for k, v in source.state_dict().items()}
     if d.is_main:
-        out = snapshot_dir(run.path, step)
-        tmp = out.with_name(f".{out.name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_pipeline(weights, cfg, cache, tmp)
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
+        with atomic_path(snapshot_dir(run.path, step)) as tmp:
+            save_pipeline(weights, cfg, cache, tmp)

@@ -253,7 +253,6 @@ def train(
     d: Dist,
     gradients: Callable[[int], StepResult],
     log_fields: Callable[[StepResult, list[float]], dict[str, float]],
-    sample: Callable[[int], None],
     name: str,
     plots: tuple[str, ...],
     hooks: tuple[tuple[int, Callable[[int], None]], ...] = (),
@@ -264,9 +263,9 @@ def train(
     ``t.log_every`` steps a metrics line with ``log_fields(result, losses since the last line)``
     (called on every rank: it may reduce across ranks); every ``t.ckpt_every`` a checkpoint and
     the ``plots`` of the metrics (at most once per ``PLOT_SECONDS``: a plot costs ~0.5 s); every
-    ``t.sample_every`` ``sample(step)``, and every ``n`` steps ``hook(step)`` for each
-    ``(n, hook)`` of ``hooks`` with ``n`` > 0 (both on every rank). All ranks run this loop;
-    rank 0 logs and shows progress. Ends with a checkpoint.
+    ``n`` steps ``hook(step)`` for each ``(n, hook)`` of ``hooks`` with ``n`` > 0 (sample GIFs,
+    snapshots; on every rank). All ranks run this loop; rank 0 logs and shows progress. Ends with
+    a checkpoint.
     """
     start_time, start_elapsed = time.time(), state["elapsed"]
     progress = Progress(name, t, state, d.is_main)
@@ -299,8 +298,6 @@ def train(
             if d.is_main and time.time() - last_plot >= PLOT_SECONDS:
                 plot_metrics(run, plots)
                 last_plot = time.time()
-        if t.sample_every and state["step"] % t.sample_every == 0:
-            sample(state["step"])
         for every, hook in hooks:
             if every and state["step"] % every == 0:
                 hook(state["step"])

@@ -237,9 +237,10 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
         w, run, state, cfg.train, cfg.optim, dp,
         gradients=functools.partial(step_gradients, vae, w, data, cfg, state, dp),
         log_fields=functools.partial(log_fields, d=dp),
-        sample=functools.partial(write_samples, vae, data, run, cfg, dp),
         name="vae",
         plots=("loss", "psnr", "kl"),
+        hooks=((cfg.train.sample_every,
+                functools.partial(write_samples, vae, data, run, cfg, dp)),),
     )  # fmt: skip
     # 4. Final: EMA weights with calibrated latent statistics, saved; then (rank 0) metrics, plots.
     final = final_weights(vae, w.ema, data.view, cfg, dp)
