@@ -6,7 +6,8 @@ per category, both ways).
    against the clip's composition), both, and both in 2 processes (as `nanosora grade
    --workers 2`); peer: today's one-object probe on single clips;
 2. ``--validate N``: `shapes.validate` on N clips per category (one mp4 file per clip, as the
-   tests do with fewer): pass rate on ground truth and rejection rate of near misses.
+   tests do with fewer): pass rate on ground truth, rejection rate of near misses, and how many
+   rejections name the failure kind their change implies.
 
     OMP_NUM_THREADS=1 python bench/grade.py [--clips 800] [--validate 1000 --workers 2]
 """
@@ -81,9 +82,10 @@ def validate(num: int, workers: int) -> None:
     for c, v in merged.items():
         print(
             f"  {c:<13} ground truth passes {v.passed}/{v.clips} ({v.pass_rate:.2%}); "
-            f"near misses rejected {v.rejected}/{v.near_misses} ({v.reject_rate:.2%})"
+            f"near misses rejected {v.rejected}/{v.near_misses} ({v.reject_rate:.2%}), "
+            f"named with their kind {v.kinds_agreed}/{v.rejected} ({v.kind_rate:.2%})"
         )
-        for line in v.failures[:2] + v.accepted[:2]:
+        for line in v.failures[:2] + v.accepted[:2] + v.misnamed[:2]:
             print(f"      {line}")
 
 

@@ -49,14 +49,18 @@ def test_grade_a_folder_with_a_prompt_manifest(tmp_path: Path) -> None:
     assert [c["passed"] for c in clips] == [True, True, True, True, False]
     assert [c["group"] for c in clips] == ["heldout_composition", "trained", "trained", "heldout_phrasing", "trained"]  # fmt: skip
     assert clips[4]["reason"] == "count 3 in 17/17 frames, expected 2"
+    assert [c["kind"] for c in clips] == ["", "", "", "", "count"]
     assert report["summary"]["numeracy"]["all"] == {"score": 0.5, "passed": 1, "n": 2}
     assert report["summary"]["all"]["trained"]["n"] == 3
+    # Failures by kind: per category present (empty where nothing failed), and over all.
+    assert report["failures"] == {"numeracy": {"count": 1}, "spatial": {}, "actions": {}, "all": {"count": 1}}  # fmt: skip
     page = (tmp_path / "out/report.html").read_text()
     # The score table, then per category a grid: one figure per prompt, clip, verdict, reason.
     assert page.count("<figure") == 5 and page.count('<video src="data:video/mp4;base64,') == 5
     assert re.findall(r'<h2 id="(\w+)">', page) == ["numeracy", "spatial", "actions"]
     assert page.count("<b>FAIL</b>") == 1 and "count 3 in 17/17 frames, expected 2" in page
     assert "held-out compositions" in page and "held-out phrasings" in page
+    assert "<h2>What failed</h2>" in page and "<th>count</th>" in page
 
 
 def test_grade_a_folder_with_a_text_prompt_file(tmp_path: Path) -> None:
@@ -80,6 +84,7 @@ def test_unreadable_and_missing_videos(tmp_path: Path) -> None:
     prompts.write_text("".join(json.dumps({"path": r["path"], "text": r["text"]}) + "\n" for r in rows[:3]))  # fmt: skip
     clips = json.loads(grade_videos(videos, prompts, tmp_path / "out").read_text())["clips"]
     assert not clips[1]["passed"] and clips[1]["reason"].startswith("unreadable video")
+    assert clips[1]["kind"] == "unreadable"
     prompts.write_text(json.dumps({"path": "nope.mp4", "text": rows[0]["text"]}) + "\n")
     with pytest.raises(FileNotFoundError, match="row 0: video .*nope.mp4 not found"):
         grade_videos(videos, prompts, tmp_path / "out")

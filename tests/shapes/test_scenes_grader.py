@@ -48,6 +48,8 @@ def test_grader_rejects_near_misses(validations: dict[str, Validation], category
     v = validations[category]
     assert v.near_misses >= 5 * CLIPS
     assert v.reject_rate >= 0.98, (v.reject_rate, v.accepted)
+    # A rejection names the kind of failure its one change implies (a colour: "wrong colour").
+    assert v.kind_rate >= 0.98, (v.kind_rate, v.misnamed)
 
 
 def _scene(comp: Composition, seed: int = 0) -> scenes.Scene:
@@ -63,39 +65,62 @@ RED_CIRCLE, BLUE_SQUARE, GREEN_SQUARE = Thing("red", "circle"), Thing("blue", "s
 
 
 @pytest.mark.parametrize(
-    ("shown", "prompt", "reason"),
+    ("shown", "prompt", "reason", "kind"),
     [
-        ("two green squares", "three green squares", "count 2 in 17/17 frames, expected 3"),
+        ("two green squares", "three green squares", "count 2 in 17/17 frames, expected 3", "count"),
+        ("two green squares", "two blue squares", "count 0 in 17/17 frames, expected 2", "wrong colour"),
         ("a small red circle, a big blue square and a small green triangle",
-         "a small red circle and a big blue square", "unnamed small green triangle"),
-        ("a small red circle and a big blue square", "a big red circle and a big blue square", "no big red circle"),
+         "a small red circle and a big blue square", "unnamed small green triangle", "extra"),
+        ("a small red circle and a big blue square", "a big red circle and a big blue square", "no big red circle", "wrong size"),
+        ("a small red circle and a big blue square", "a small red circle and a big blue triangle", "no big blue triangle", "wrong shape"),
+        ("a small red circle and a big blue square", "a small yellow circle and a big blue square", "no small yellow circle", "wrong colour"),
         ("a red circle above a blue square", "a red circle below a blue square",
-         "the red circle is above the blue square in 17/17 frames, expected below"),
+         "the red circle is above the blue square in 17/17 frames, expected below", "reversed"),
+        ("a red circle above a blue square", "a red circle to the left of a blue square",
+         "the red circle is above the blue square in 17/17 frames, expected left of", "wrong direction"),
         ("a red circle moves left while a blue square moves up",
-         "a red circle moves left while a blue square moves down", "blue square moves up, expected down"),
-        ("a square turns from red to blue", "a square turns from red to green", "colour red -> blue, expected red -> green"),
-        ("a red circle grows", "a red circle shrinks", "expected it to shrink"),
-        ("a red square spins", "a red square jumps", "rises 0 px"),
-        ("a red circle bounces off the left wall", "a red circle bounces off the right wall", "never reaches the right wall"),
+         "a red circle moves left while a blue square moves down", "blue square moves up, expected down", "reversed"),
+        ("a square turns from red to blue", "a square turns from red to green", "colour red -> blue, expected red -> green", "wrong change"),
+        ("a square turns from red to blue", "a square turns from blue to red", "colour red -> blue, expected blue -> red", "reversed"),
+        ("a square turns from red to blue", "a circle turns from red to blue", "no circle", "wrong shape"),
+        ("a red circle grows", "a red circle shrinks", "expected it to shrink", "reversed"),
+        ("a red circle grows", "a red circle turns blue", "colour red, expected red -> blue", "unchanged"),
+        ("a red square spins", "a red square jumps", "rises 0 px", "incomplete"),
+        ("a red circle bounces off the left wall", "a red circle bounces off the right wall", "never reaches the right wall", "incomplete"),
         ("a red circle hits a blue square and pushes it right", "a red circle hits a blue square and pushes it up",
-         "never touches the blue square from behind, going up"),
+         "never touches the blue square from behind, going up", "incomplete"),
         ("a red circle hits a blue square and pushes it right", "a blue square hits a red circle and pushes it right",
-         "the blue square never touches the red circle from behind, going right"),
-        ("a red circle passes behind a blue square", "a red circle passes in front of a blue square", "not in front of it"),
+         "the blue square never touches the red circle from behind, going right", "incomplete"),
+        ("a red circle passes behind a blue square", "a red circle passes in front of a blue square", "not in front of it", "incomplete"),
     ],
 )  # fmt: skip
-def test_failure_reasons(shown: str, prompt: str, reason: str) -> None:
+def test_failure_reasons(shown: str, prompt: str, reason: str, kind: str) -> None:
     frames = _frames(parse(shown)[0], seed=4)
-    assert grader.grade_prompt(frames, shown).passed
+    verdict = grader.grade_prompt(frames, shown)
+    assert verdict.passed and verdict.kind == ""
     verdict = grader.grade_prompt(frames, prompt)
     assert not verdict.passed and reason in verdict.reason, verdict
+    assert verdict.kind == kind and kind in grader.FAILURE_KINDS, verdict
+
+
+@pytest.mark.parametrize(
+    ("prompt", "kind"),
+    [("a red circle moving left", "still"), ("a red circle moves left while a blue square moves up", "still"),
+     ("a red circle grows", "unchanged"), ("a red circle bounces off the left wall", "incomplete")],
+)  # fmt: skip
+def test_a_frozen_clip_is_still_or_unchanged(prompt: str, kind: str) -> None:
+    """The first frame of a clip of ``prompt`` held for the whole clip."""
+    frames = _frames(parse(prompt)[0], seed=4)
+    assert grader.grade_prompt(frames, prompt).passed
+    verdict = grader.grade_prompt(np.repeat(frames[:1], len(frames), axis=0), prompt)
+    assert not verdict.passed and verdict.kind == kind, verdict
 
 
 def test_black_video_fails_everything() -> None:
     black = np.zeros((17, 64, 64, 3), np.uint8)
     for p in scenes.suite()[::7]:
         verdict = grader.grade(black, p.composition)
-        assert not verdict.passed and verdict.reason
+        assert not verdict.passed and verdict.reason and verdict.kind == "missing"
         assert verdict.seen == "nothing"
 
 

@@ -7,9 +7,10 @@
 - `grade_videos` (``nanosora grade --videos DIR --prompts FILE -o OUT``): reads each video,
   parses its prompt with the scenes grammar and grades it (`shapes.grader`); a prompt's group
   (trained composition, held-out composition, held-out phrasing) is read from the grammar unless
-  the file gives it. Writes ``report.json`` (scores per category and group, every clip's
-  verdict and reason) and a self-contained ``report.html`` (the scores, and per category a grid
-  of clips with their verdicts and failure reasons).
+  the file gives it. Writes ``report.json`` (scores per category and group, the failures per
+  category by kind, every clip's verdict, reason and failure kind) and a self-contained
+  ``report.html`` (the scores, the failure kinds, and per category a grid of clips with their
+  verdicts and failure reasons).
 """
 
 from __future__ import annotations
@@ -115,13 +116,13 @@ def grade_videos(
         clip = {
             "path": path, "prompt": row["text"], "category": comp.category, "group": group,
             "seed": row.get("seed"), "passed": verdict.passed, "reason": verdict.reason,
-            "seen": verdict.seen,
+            "kind": verdict.kind, "seen": verdict.seen,
         }  # fmt: skip
         clips.append(clip)
         same = [c for c, _ in shown[comp.category] if c["prompt"] == clip["prompt"]]
         if len(same) < grid and not verdict.reason.startswith("unreadable"):
             shown[comp.category].append((clip, _read(path)))
-    report = {"title": title, "summary": summarise(clips), "clips": clips}
+    report = {"title": title, "summary": summarise(clips), "failures": failure_kinds(clips), "clips": clips}  # fmt: skip
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "report.json", json.dumps(report, indent=2))
@@ -136,7 +137,7 @@ def _verdicts(jobs: list[tuple[str, scenes.Composition, str]]) -> list[grader.Ve
         try:
             out.append(grader.grade(_read(path), comp))
         except VideoError as e:
-            out.append(grader.Verdict(False, f"unreadable video: {e}", "nothing"))
+            out.append(grader.Verdict(False, f"unreadable video: {e}", "nothing", "unreadable"))
     return out
 
 
@@ -159,6 +160,17 @@ def summarise(clips: list[dict]) -> dict:
             if sel:
                 passed = sum(c["passed"] for c in sel)
                 out[cat][group] = {"score": round(passed / len(sel), 4), "passed": passed, "n": len(sel)}  # fmt: skip
+    return out
+
+
+def failure_kinds(clips: list[dict]) -> dict[str, dict[str, int]]:
+    """Failed clips per category (and over all) by failure kind, in `grader.FAILURE_KINDS`
+    order; kinds with no clip are left out."""
+    out: dict[str, dict[str, int]] = {}
+    for cat in [*CATEGORIES, "all"]:
+        failed = [c["kind"] for c in clips if not c["passed"] and cat in (c["category"], "all")]
+        if any(c["category"] == cat for c in clips) or (cat == "all" and clips):
+            out[cat] = {k: failed.count(k) for k in grader.FAILURE_KINDS if k in failed}
     return out
 
 
@@ -186,6 +198,7 @@ def _html(report: dict, shown: dict[str, list[tuple[dict, np.ndarray]]]) -> str:
     parts = [
         f"<h1>{html.escape(report['title'])}</h1>",
         f'<table class="scores"><tr><th>category</th>{head}</tr>{rows}</table>',
+        _failures_html(report["failures"]),
     ]
     for cat in CATEGORIES:
         if cat not in shown:
@@ -213,6 +226,19 @@ def _html(report: dict, shown: dict[str, list[tuple[dict, np.ndarray]]]) -> str:
         ".seen{color:#555}video{image-rendering:pixelated;display:block;background:#000}"
     )
     return f"<!doctype html><meta charset=utf-8><title>{html.escape(report['title'])}</title><style>{style}</style>{''.join(parts)}"  # fmt: skip
+
+
+def _failures_html(failures: dict[str, dict[str, int]]) -> str:
+    """The failed clips of each category by kind, as a table (nothing when none failed)."""
+    kinds = [k for k in grader.FAILURE_KINDS if any(k in f for f in failures.values())]
+    if not kinds:
+        return ""
+    head = "".join(f"<th>{k}</th>" for k in kinds)
+    rows = "".join(
+        f"<tr><th>{cat}</th>" + "".join(f"<td>{f.get(k) or ''}</td>" for k in kinds) + "</tr>"
+        for cat, f in failures.items()
+    )
+    return f'<h2>What failed</h2><table class="failures"><tr><th>category</th>{head}</tr>{rows}</table>'  # fmt: skip
 
 
 def suite_subset(categories: tuple[Category, ...], per_group: int | None) -> list:

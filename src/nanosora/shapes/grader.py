@@ -14,7 +14,8 @@ category's rule (docs/scenes.md states every threshold and why).
    frames (behind another object) keeps its prediction, with a gate that widens with the gap;
 3. read tracks: majority colour and shape and median side over the frames where the object
    stood clear of others; centroid per frame;
-4. grade: the category's rule on the tracks of the named objects; a failure says why.
+4. grade: the category's rule on the tracks of the named objects; a failure says why, and
+   names its kind (`FAILURE_KINDS`) so a benchmark can count what a model gets wrong.
 
 Single clips are graded with `probe.probe_frames`, today's rule, unchanged.
 """
@@ -52,6 +53,26 @@ MIN_TRACK = 3  # frames: shorter tracks are flicker
 BLEND_FRAMES = 2  # frames between a colour change's two colours that may read as neither
 SPIN_DEGREES = 90  # a spin turns this far one way (the world's spins: 190-380 degrees)
 _PALETTE = list(COLORS)
+
+# What a failed verdict got wrong, one kind each (the first thing the category's rule found wrong).
+FAILURE_KINDS = (
+    "missing",  # a named object is not there, nor one of its colour or its shape
+    "wrong colour",  # an object of the named shape (and size) stands there in another colour
+    "wrong shape",  # an object of the named colour stands there as another shape
+    "wrong size",  # the named colour and shape at the other size
+    "merged",  # the named object is only seen fused with another (one blob)
+    "extra",  # objects the prompt does not name
+    "count",  # the wrong number of the named object
+    "reversed",  # the opposite direction, relation, size change or colour order
+    "wrong direction",  # a direction or relation other than the asked one or its opposite
+    "still",  # no motion where a direction is asked
+    "unchanged",  # the colour or size does not change (or by less than the rule asks)
+    "wrong change",  # another change than the asked one (another colour, a change where none)
+    "incomplete",  # an action or interaction not carried through (bounce, spin, jump, push, pass)
+    "inconsistent",  # an object comes out of an interaction as another colour, shape or size
+    "unreadable",  # the video could not be decoded
+)
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up", "above": "below", "below": "above"}  # fmt: skip
 
 
 def _palette_lut() -> np.ndarray:
@@ -294,6 +315,7 @@ class Verdict:
     passed: bool
     reason: str  # "" when passed
     seen: str  # the objects read, in words
+    kind: str = ""  # one of FAILURE_KINDS; "" when passed
 
 
 def _seen(tracks: list[Track], size: bool = False) -> str:
@@ -314,11 +336,50 @@ def _find(
     return max(fits, key=lambda tr: len(tr.detections), default=None)
 
 
-def _absent(tracks: list[Track], thing: Thing, taken: list[Track], size: bool = False) -> str:
-    """Why ``thing`` was not found: not there, or only as part of a blob."""
-    if _find(tracks, thing, taken, apart=False) is not None:
-        return f"the {_thing(thing)} never stands apart from another object (one blob?)"
-    return f"no {_thing(thing)} (saw {_seen(tracks, size)})"
+def _absent(
+    tracks: list[Track],
+    thing: Thing,
+    found: list[Track],
+    size: bool = False,
+    apart: bool = True,
+    others: list[Track] | None = None,
+) -> tuple[str, str]:
+    """Why ``thing`` was not found among the tracks not ``found`` for earlier things, and the
+    kind: only as part of a blob, or a `_lookalike` among the tracks that neither ``found`` nor
+    ``others`` (the later things' tracks) account for."""
+    if apart and _find(tracks, thing, found, apart=False) is not None:
+        return f"the {_thing(thing)} never stands apart from another object (one blob?)", "merged"
+    reason = f"no {_thing(thing)} (saw {_seen(tracks, size)})"
+    return reason, _lookalike(tracks, thing, found + (others or []))
+
+
+def _lookalike(tracks: list[Track], thing: Thing, taken: list[Track]) -> str:
+    """The failure kind of a missing ``thing``, from what stands in its place among the tracks
+    not ``taken``: the same colour and shape at the other size (if a size is named), the same
+    colour, the same shape turning from or to its colour, the same shape, or nothing like it."""
+    free = [tr for tr in tracks if all(tr is not t for t in taken)]
+    if thing.size and any((tr.color, tr.shape) == (thing.color, thing.shape) for tr in free):
+        return "wrong size"
+    if any(tr.color == thing.color for tr in free):
+        return "wrong shape"
+    shaped = [tr for tr in free if tr.shape == thing.shape]
+    runs = [_runs([tr.detections[t].color for t in sorted(tr.detections)]) for tr in shaped]
+    if any(len(r) > 1 and thing.color in r for r in runs):
+        return "wrong change"
+    return "wrong colour" if shaped else "missing"
+
+
+def _not_found(tracks: list[Track], thing: Thing, seen: str) -> Verdict:
+    """The failed verdict of a clip without ``thing``."""
+    reason, kind = _absent(tracks, thing, [])
+    return Verdict(False, reason, seen, kind)
+
+
+def _direction_kind(got: str | None, want: str) -> str:
+    """The failure kind of a direction or relation ``got`` (None: still) for ``want``."""
+    if got is None:
+        return "still"
+    return "reversed" if OPPOSITE.get(want) == got else "wrong direction"
 
 
 def _thing(thing: Thing) -> str:
@@ -398,32 +459,47 @@ def _grade_single(r: ProbeResult, comp: Composition) -> Verdict:
     names = ("colour", "shape", "direction")
     wrong = [f"{n} {g}, expected {w}" for n, g, w in zip(names, got, want) if g != w]
     seen = f"{r.color} {r.shape} moving {r.direction}" if r.found_frames else "nothing"
-    return Verdict(not wrong, "; ".join(wrong), seen)
+    if not wrong:
+        return Verdict(True, "", seen)
+    if not r.found_frames:
+        kind = "missing"
+    elif r.color != want[0]:
+        kind = "wrong colour"
+    elif r.shape != want[1]:
+        kind = "wrong shape"
+    else:
+        kind = _direction_kind(r.direction, want[2])
+    return Verdict(False, "; ".join(wrong), seen, kind)
 
 
 def _missing(
     tracks: list[Track], things: tuple[Thing, ...], size: bool = False, apart: bool = True
-) -> tuple[list[Track], str]:
-    """The track of each thing in turn, or a reason naming the first one missing."""
+) -> tuple[list[Track], str, str]:
+    """The track of each thing in turn, or a reason naming the first one missing and its kind
+    (judged among the tracks that the other things do not account for)."""
     found: list[Track] = []
-    for thing in things:
+    for i, thing in enumerate(things):
         tr = _find(tracks, thing, found, apart)
         if tr is None:
-            return found, _absent(tracks, thing, found, size) if apart else f"no {_thing(thing)} (saw {_seen(tracks, size)})"  # fmt: skip
+            others: list[Track] = []
+            for other in things[i + 1 :]:
+                if (o := _find(tracks, other, found + others, apart)) is not None:
+                    others.append(o)
+            return found, *_absent(tracks, thing, found, size, apart, others)
         found.append(tr)
-    return found, ""
+    return found, "", ""
 
 
 def _grade_attributes(tracks: list[Track], comp: Composition, T: int) -> Verdict:
     """Each named object with its colour, shape and size; nothing else for most of the clip."""
     objects = [tr for tr in tracks if len(tr.detections) > T / 2]
     seen = _seen(objects, size=True)
-    found, reason = _missing(objects, comp.things, size=True)
+    found, reason, kind = _missing(objects, comp.things, size=True)
     if reason:
-        return Verdict(False, reason, seen)
+        return Verdict(False, reason, seen, kind)
     extra = [tr for tr in objects if all(tr is not f for f in found)]
     if extra:
-        return Verdict(False, f"unnamed {_seen(extra, size=True)}", seen)
+        return Verdict(False, f"unnamed {_seen(extra, size=True)}", seen, "extra")
     return Verdict(True, "", seen)
 
 
@@ -436,7 +512,8 @@ def _grade_numeracy(tracks: list[Track], comp: Composition, T: int) -> Verdict:
     seen = _seen(tracks)
     if counts[want] > T / 2:
         return Verdict(True, "", seen)
-    return Verdict(False, f"count {count} in {frames}/{T} frames, expected {want}", seen)
+    kind = "count" if count else _lookalike(tracks, thing, [])
+    return Verdict(False, f"count {count} in {frames}/{T} frames, expected {want}", seen, kind)
 
 
 def _relation(a: np.ndarray, b: np.ndarray) -> str:
@@ -450,9 +527,9 @@ def _relation(a: np.ndarray, b: np.ndarray) -> str:
 def _grade_spatial(tracks: list[Track], comp: Composition, T: int) -> Verdict:
     """Both objects found; the relation of their centroids holds in most frames."""
     seen = _seen(tracks)
-    found, reason = _missing(tracks, comp.things)
+    found, reason, kind = _missing(tracks, comp.things)
     if reason:
-        return Verdict(False, reason, seen)
+        return Verdict(False, reason, seen, kind)
     ta, tb = found
     pa, pb = ta.centroids(T), tb.centroids(T)
     both = ~np.isnan(pa[:, 0]) & ~np.isnan(pb[:, 0])
@@ -462,21 +539,23 @@ def _grade_spatial(tracks: list[Track], comp: Composition, T: int) -> Verdict:
         return Verdict(True, "", seen)
     got, n = relations.most_common(1)[0] if relations else ("none", 0)
     words = {"left": "left of", "right": "right of", "above": "above", "below": "below", "none": "nowhere near"}  # fmt: skip
-    return Verdict(False, f"the {_thing(comp.things[0])} is {words[got]} the {_thing(comp.things[1])} in {n}/{T} frames, expected {words[want]}", seen)  # fmt: skip
+    kind = _direction_kind(got, want) if got != "none" else "wrong direction"
+    return Verdict(False, f"the {_thing(comp.things[0])} is {words[got]} the {_thing(comp.things[1])} in {n}/{T} frames, expected {words[want]}", seen, kind)  # fmt: skip
 
 
 def _grade_motion(tracks: list[Track], comp: Composition, T: int) -> Verdict:
     """Each object's own direction (least-squares centroid line, as `probe`)."""
     seen = _seen(tracks)
-    found, reason = _missing(tracks, comp.things)
+    found, reason, kind = _missing(tracks, comp.things)
     if reason:
-        return Verdict(False, reason, seen)
-    wrong = []
+        return Verdict(False, reason, seen, kind)
+    wrong, kinds = [], []
     for thing, tr, want in zip(comp.things, found, comp.words):
         got, _ = _direction(tr.centroids(T))
         if got != want:
             wrong.append(f"{_thing(thing)} moves {got or 'nowhere'}, expected {want}")
-    return Verdict(not wrong, "; ".join(wrong), seen)
+            kinds.append(_direction_kind(got, want))
+    return Verdict(not wrong, "; ".join(wrong), seen, kinds[0] if kinds else "")
 
 
 def _runs(colors: list[str]) -> list[str]:
@@ -539,18 +618,24 @@ def _grade_dynamic(tracks: list[Track], comp: Composition, T: int) -> Verdict:
         want = [thing.color, comp.words[1]]
         shaped = [tr for tr in _chains(tracks) if tr.shape == thing.shape and tr.apart]
         if not shaped:
-            blob = any(tr.shape == thing.shape for tr in tracks)
-            reason = f"the {thing.shape} never stands apart from another object (one blob?)"
-            return Verdict(False, reason if blob else f"no {thing.shape} (saw {seen})", seen)
+            if any(tr.shape == thing.shape for tr in tracks):
+                reason = f"the {thing.shape} never stands apart from another object (one blob?)"
+                return Verdict(False, reason, seen, "merged")
+            kind = "wrong shape" if tracks else "missing"  # the shape is all a turn names
+            return Verdict(False, f"no {thing.shape} (saw {seen})", seen, kind)
         colors = [[tr.detections[t].color for t in sorted(tr.detections)] for tr in shaped]
         runs = [_runs(c) for c in colors]
         if want in runs or any(_blended(c, want) for c in colors):
             return Verdict(True, "", seen)
         best = next((r for r in runs if r[:1] == want[:1]), max(runs, key=len))
-        return Verdict(False, f"colour {' -> '.join(best) or 'unclear'}, expected {' -> '.join(want)}", seen)  # fmt: skip
+        if best == want[::-1] or len(best) < 2:
+            kind = "reversed" if best == want[::-1] else "unchanged"
+        else:  # a wrong first colour is the named object's colour; a wrong last, the change
+            kind = "wrong colour" if best[0] != want[0] and best[1:] == want[1:] else "wrong change"
+        return Verdict(False, f"colour {' -> '.join(best) or 'unclear'}, expected {' -> '.join(want)}", seen, kind)  # fmt: skip
     tr = _find(tracks, thing)
     if tr is None:
-        return Verdict(False, _absent(tracks, thing, []), seen)
+        return _not_found(tracks, thing, seen)
     dets = [tr.detections[t] for t in sorted(tr.detections)]
     sides = [d.side for d in dets]
     start, end = float(np.median(sides[:3])), float(np.median(sides[-3:]))
@@ -561,8 +646,10 @@ def _grade_dynamic(tracks: list[Track], comp: Composition, T: int) -> Verdict:
     if ratio >= 1.4 and trend >= 0.7 and runs == [thing.color]:
         return Verdict(True, "", seen)
     if runs != [thing.color]:
-        return Verdict(False, f"colour {' -> '.join(runs)}, expected {thing.color} throughout", seen)  # fmt: skip
-    return Verdict(False, f"side {start:.1f} -> {end:.1f} px (trend {trend:+.2f}), expected it to {comp.words[0][:-1]}", seen)  # fmt: skip
+        kind = "wrong change" if len(runs) > 1 else "wrong colour"
+        return Verdict(False, f"colour {' -> '.join(runs)}, expected {thing.color} throughout", seen, kind)  # fmt: skip
+    kind = "reversed" if ratio <= 1 / 1.4 and trend <= -0.7 else "unchanged" if ratio < 1.4 else "wrong change"  # fmt: skip
+    return Verdict(False, f"side {start:.1f} -> {end:.1f} px (trend {trend:+.2f}), expected it to {comp.words[0][:-1]}", seen, kind)  # fmt: skip
 
 
 def _edge_distance(d: Detection, wall: str, size: tuple[int, int]) -> int:
@@ -606,7 +693,7 @@ def _grade_actions(tracks: list[Track], comp: Composition, size: tuple[int, int]
     thing, action, seen = comp.things[0], comp.words[0], _seen(tracks)
     tr = _find(tracks, thing)
     if tr is None:
-        return Verdict(False, _absent(tracks, thing, []), seen)
+        return _not_found(tracks, thing, seen)
     dets = [tr.detections[t] for t in sorted(tr.detections)]
     pts = np.array([d.centroid for d in dets])
     spread = float(np.abs(pts - np.median(pts, axis=0)).max())
@@ -615,18 +702,22 @@ def _grade_actions(tracks: list[Track], comp: Composition, size: tuple[int, int]
         dist = np.array([_edge_distance(d, wall, size) for d in dets])
         k = int(dist.argmin())
         if dist[k] > 2:
-            return Verdict(False, f"never reaches the {wall} wall (closest {dist[k]} px)", seen)
+            return Verdict(
+                False, f"never reaches the {wall} wall (closest {dist[k]} px)", seen, "incomplete"
+            )
         if dist[0] - dist[k] < 6 or dist[-1] - dist[k] < 6:
-            return Verdict(False, f"does not come {'to' if dist[0] - dist[k] < 6 else 'back from'} the {wall} wall ({dist[0]} -> {dist[k]} -> {dist[-1]} px)", seen)  # fmt: skip
+            return Verdict(False, f"does not come {'to' if dist[0] - dist[k] < 6 else 'back from'} the {wall} wall ({dist[0]} -> {dist[k]} -> {dist[-1]} px)", seen, "incomplete")  # fmt: skip
         return Verdict(True, "", seen)
     if action == "spin":
         if spread > 3:
-            return Verdict(False, f"moves {spread:.0f} px, expected to spin in place", seen)
+            return Verdict(
+                False, f"moves {spread:.0f} px, expected to spin in place", seen, "incomplete"
+            )
         steps = _turns(dets)
         total = float(steps.sum())
         steady = float(np.mean(np.sign(steps) == np.sign(total))) if len(steps) else 0.0
         if abs(total) < SPIN_DEGREES or steady < 0.6:
-            return Verdict(False, f"turns {total:+.0f} degrees ({steady:.0%} of steps that way), expected {SPIN_DEGREES}+ one way", seen)  # fmt: skip
+            return Verdict(False, f"turns {total:+.0f} degrees ({steady:.0%} of steps that way), expected {SPIN_DEGREES}+ one way", seen, "incomplete")  # fmt: skip
         return Verdict(True, "", seen)
     y = pts[:, 1]
     start, end = float(np.median(y[:2])), float(np.median(y[-2:]))
@@ -634,11 +725,15 @@ def _grade_actions(tracks: list[Track], comp: Composition, size: tuple[int, int]
     top = min(d.box[1] for d in dets)
     drift = float(np.abs(pts[:, 0] - np.median(pts[:, 0])).max())
     if rise < 6:
-        return Verdict(False, f"rises {rise:.0f} px, expected a jump of 6 or more", seen)
+        return Verdict(
+            False, f"rises {rise:.0f} px, expected a jump of 6 or more", seen, "incomplete"
+        )
     if abs(end - start) > 3:
-        return Verdict(False, f"does not land where it took off ({end - start:+.0f} px)", seen)
+        return Verdict(
+            False, f"does not land where it took off ({end - start:+.0f} px)", seen, "incomplete"
+        )
     if top < 3 or drift > 3:
-        return Verdict(False, "touches the top wall" if top < 3 else f"drifts {drift:.0f} px sideways", seen)  # fmt: skip
+        return Verdict(False, "touches the top wall" if top < 3 else f"drifts {drift:.0f} px sideways", seen, "incomplete")  # fmt: skip
     return Verdict(True, "", seen)
 
 
@@ -675,21 +770,23 @@ def _grade_push(ta: Track, tb: Track, comp: Composition, T: int, seen: str) -> V
         None,
     )  # fmt: skip
     if contact is None:
-        return Verdict(False, f"the {_thing(a)} never touches the {_thing(b)} from behind, going {d}", seen)  # fmt: skip
+        return Verdict(False, f"the {_thing(a)} never touches the {_thing(b)} from behind, going {d}", seen, "incomplete")  # fmt: skip
     pa, pb = ta.centroids(T), tb.centroids(T)
     first_a, first_b = min(ta.detections), min(tb.detections)
     came = sign * (pa[contact, axis] - pa[first_a, axis])
     if came < 3:
-        return Verdict(False, f"the {_thing(a)} does not move {d} into the {_thing(b)} ({came:.0f} px)", seen)  # fmt: skip
+        return Verdict(False, f"the {_thing(a)} does not move {d} into the {_thing(b)} ({came:.0f} px)", seen, "incomplete")  # fmt: skip
     before = np.abs(pb[contact] - pb[first_b]).max()
     if before > 3:
-        return Verdict(False, f"the {_thing(b)} moves {before:.0f} px before it is hit", seen)
+        return Verdict(
+            False, f"the {_thing(b)} moves {before:.0f} px before it is hit", seen, "incomplete"
+        )
     last_b = max(tb.detections)
     move = pb[last_b] - pb[contact]
     along, across = sign * move[axis], abs(move[1 - axis])
     if last_b - contact < 3 or along < 5 or along <= across:
         got = _direction_name(float(move[0]), float(move[1])) or "nowhere"
-        return Verdict(False, f"after contact (frame {contact}) the {_thing(b)} moves {got}, expected {d}", seen)  # fmt: skip
+        return Verdict(False, f"after contact (frame {contact}) the {_thing(b)} moves {got}, expected {d}", seen, "incomplete")  # fmt: skip
     return Verdict(True, "", seen)
 
 
@@ -723,7 +820,7 @@ def _grade_pass(ta: Track, tb: Track, comp: Composition, T: int, seen: str) -> V
         if x0 <= pa[t, 0] < x1 and y0 <= pa[t, 1] < y1:
             over.append(t)
     if not over:
-        return Verdict(False, f"the {_thing(a)} never crosses the {_thing(b)}", seen)
+        return Verdict(False, f"the {_thing(a)} never crosses the {_thing(b)}", seen, "incomplete")
     # Where A is relative to B at its first and last sighting (B where it was seen nearest then).
     pb = tb.centroids(T)
     first, last = min(ta.detections), max(ta.detections)
@@ -731,25 +828,27 @@ def _grade_pass(ta: Track, tb: Track, comp: Composition, T: int, seen: str) -> V
     start, end = pa[first] - pb[b_first], pa[last] - pb[b_last]
     axis = int(np.argmax(np.abs(end - start)))
     if start[axis] * end[axis] >= 0:
-        return Verdict(False, f"the {_thing(a)} does not get past the {_thing(b)}", seen)
+        return Verdict(
+            False, f"the {_thing(a)} does not get past the {_thing(b)}", seen, "incomplete"
+        )
     moved_a = float(np.linalg.norm(pa[last] - pa[first]))
     moved_b = float(np.linalg.norm(pb[max(tb.detections)] - pb[min(tb.detections)]))
     if moved_a < 8 or moved_a < 2 * moved_b:
-        return Verdict(False, f"the {_thing(a)} moves {moved_a:.0f} px, the {_thing(b)} {moved_b:.0f} px: the {_thing(a)} is not the one passing", seen)  # fmt: skip
+        return Verdict(False, f"the {_thing(a)} moves {moved_a:.0f} px, the {_thing(b)} {moved_b:.0f} px: the {_thing(a)} is not the one passing", seen, "incomplete")  # fmt: skip
     full = float(np.median([d.area for d in ta.clear()]))
     shares = [ta.detections[t].area / full if t in ta.detections else 0.0 for t in over]
     hidden = sum(share <= 0.5 for share in shares)
     shown = sum(share >= 0.6 for share in shares)
     if verb == "behind" and hidden <= len(over) / 2:
-        return Verdict(False, f"the {_thing(a)} is hidden in {hidden}/{len(over)} frames over the {_thing(b)}: not behind it", seen)  # fmt: skip
+        return Verdict(False, f"the {_thing(a)} is hidden in {hidden}/{len(over)} frames over the {_thing(b)}: not behind it", seen, "incomplete")  # fmt: skip
     if verb == "front" and shown <= len(over) / 2:
-        return Verdict(False, f"the {_thing(a)} is whole in {shown}/{len(over)} frames over the {_thing(b)}: not in front of it", seen)  # fmt: skip
+        return Verdict(False, f"the {_thing(a)} is whole in {shown}/{len(over)} frames over the {_thing(b)}: not in front of it", seen, "incomplete")  # fmt: skip
     parts = [
         [d for t, d in ta.detections.items() if not d.touching and (t < over[0] if i == 0 else t > over[-1])]
         for i in range(2)
     ]  # fmt: skip
     if not parts[1]:
-        return Verdict(False, f"the {_thing(a)} does not come back out", seen)
+        return Verdict(False, f"the {_thing(a)} does not come back out", seen, "incomplete")
     readings = [
         (Counter(d.color for d in p).most_common(1)[0][0], Counter(d.shape for d in p).most_common(1)[0][0],
          float(np.median([d.side for d in p])))
@@ -757,15 +856,15 @@ def _grade_pass(ta: Track, tb: Track, comp: Composition, T: int, seen: str) -> V
     ]  # fmt: skip
     if len(readings) == 2 and (readings[0][:2] != readings[1][:2] or not 0.75 <= readings[1][2] / readings[0][2] <= 1.33):  # fmt: skip
         (c0, s0, z0), (c1, s1, z1) = readings
-        return Verdict(False, f"went in as a {c0} {s0} ({z0:.0f} px), came back as a {c1} {s1} ({z1:.0f} px)", seen)  # fmt: skip
+        return Verdict(False, f"went in as a {c0} {s0} ({z0:.0f} px), came back as a {c1} {s1} ({z1:.0f} px)", seen, "inconsistent")  # fmt: skip
     return Verdict(True, "", seen)
 
 
 def _grade_interactions(tracks: list[Track], comp: Composition, T: int) -> Verdict:
     seen = _seen(tracks)
-    found, reason = _missing(tracks, comp.things, apart=False)
+    found, reason, kind = _missing(tracks, comp.things, apart=False)
     if reason:
-        return Verdict(False, reason, seen)
+        return Verdict(False, reason, seen, kind)
     if comp.words[0].startswith("push_"):
         return _grade_push(*found, comp, T, seen)
     return _grade_pass(*found, comp, T, seen)
