@@ -9,7 +9,9 @@ benchmarked:
     nanosora bench-scenes --model RUN/snapshots/step_N -o RUN/snapshots/step_N/bench ...
 
 Compute is the analytic training FLOPs of the run's model (bench/mfu.py: forward and backward,
-3x the forward matmuls) times the clips it had seen at that step (step x batch size).
+3x the forward matmuls) times the clips it had seen at that step (step x batch size). It also
+prints, as a markdown table, what each snapshot's failed clips got wrong (the grader's failure
+kinds, over all categories).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from matplotlib import ticker  # noqa: E402
 from nanosora.config import DiTTrainConfig, load_config  # noqa: E402
 from nanosora.data.cache import LatentCache  # noqa: E402
 from nanosora.models.dit import VideoDiT  # noqa: E402
+from nanosora.shapes.grader import FAILURE_KINDS  # noqa: E402
 from nanosora.shapes.grammar import CATEGORIES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +65,23 @@ def run_points(run: Path) -> tuple[str, list[tuple[float, dict[str, float]]]]:
     return label, points
 
 
+def kinds_table(runs: list[Path]) -> str:
+    """A markdown table: per benchmarked snapshot, its failed clips by failure kind."""
+    rows = []
+    for run in runs:
+        for report in sorted(run.glob("snapshots/step_*/bench/report.json")):
+            data = json.loads(report.read_text())
+            if "failures" not in data:
+                raise SystemExit(f"{report} has no failure kinds: run its bench-scenes again")
+            rows.append((f"{run.name} {report.parents[1].name}", len(data["clips"]), data["failures"]["all"]))  # fmt: skip
+    kinds = [k for k in FAILURE_KINDS if any(f.get(k) for _, _, f in rows)]
+    lines = ["| snapshot | failed | " + " | ".join(kinds) + " |", "|---|---|" + "---|" * len(kinds)]
+    for name, n, f in rows:
+        counts = " | ".join(str(f.get(k, 0)) for k in kinds)
+        lines.append(f"| {name} | {sum(f.values())} of {n} | {counts} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
@@ -93,6 +113,7 @@ def main() -> None:
     fig.tight_layout(rect=(0, 0.03 + 0.035 * len(labels), 1, 1))
     fig.savefig(args.out, dpi=80)
     print(f"wrote {args.out}")
+    print(kinds_table(args.runs))
 
 
 if __name__ == "__main__":
