@@ -1,0 +1,63 @@
+"""The analysis scripts: scenes_compute_plot.py's table of failure kinds, read from snapshot
+reports, and text_similarity.py's cosines."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / f"scripts/{name}.py")  # fmt: skip
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+plot = _script("scenes_compute_plot")
+
+
+def _report(run: Path, step: int, failures: dict[str, int] | None, clips: int = 4) -> None:
+    d = run / f"snapshots/step_{step:06d}/bench"
+    d.mkdir(parents=True)
+    data = {"summary": {}, "clips": [{}] * clips}
+    if failures is not None:
+        data["failures"] = {"all": failures}
+    (d / "report.json").write_text(json.dumps(data))
+
+
+def test_kinds_table_counts_failures_per_snapshot_in_kind_order(tmp_path: Path) -> None:
+    run = tmp_path / "big"
+    _report(run, 4000, {"reversed": 1})
+    _report(run, 2000, {"wrong shape": 2, "reversed": 1})
+    lines = plot.kinds_table([run]).splitlines()
+    # Only kinds that occur, in FAILURE_KINDS order; snapshots in step order.
+    assert lines[0] == "| snapshot | failed | wrong shape | reversed |"
+    assert lines[2] == "| big step_002000 | 3 of 4 | 2 | 1 |"
+    assert lines[3] == "| big step_004000 | 1 of 4 | 0 | 1 |"
+
+
+def test_kinds_table_asks_for_a_regrade_of_an_old_report(tmp_path: Path) -> None:
+    _report(tmp_path / "old", 2000, None)
+    with pytest.raises(SystemExit, match="no failure kinds: run its bench-scenes again"):
+        plot.kinds_table([tmp_path / "old"])
+
+
+def test_text_similarity_of_prompts_one_word_apart() -> None:
+    from nanosora.config import TextEncoderConfig
+    from nanosora.models.text_encoder import load_text_encoder
+
+    sim = _script("text_similarity")
+    encoder = load_text_encoder(TextEncoderConfig())
+    tokens, pooled = sim.similarity(
+        encoder, "a red circle moving left", "a red circle moving right"
+    )
+    colour, _ = sim.similarity(encoder, "a red circle moving left", "a blue circle moving left")
+    assert 0.0 < colour < tokens < pooled < 1.0  # antonyms sit closer than colours
+    with pytest.raises(SystemExit, match="are the same tokens"):
+        sim.similarity(encoder, "a red circle", "a red circle")
+    with pytest.raises(SystemExit, match="tokenize to different lengths"):
+        sim.similarity(encoder, "a green circle grows", "a green circle shrinks")
