@@ -98,6 +98,16 @@ def test_vae_share_replaces_the_default_split(tmp_path):
     assert not (tmp_path / "q" / "data").exists()
 
 
+def test_vae_colour_sets_the_vae_stage_colour_loss(tmp_path):
+    assert quickstart.vae_config(tmp_path, 5.0, 0).loss.colour == 0.0
+    assert quickstart.vae_config(tmp_path, 5.0, 0, 0.5).loss.colour == 0.5
+    result = CliRunner().invoke(
+        app, ["quickstart", "--workdir", str(tmp_path / "q"), "--vae-colour", "-1"]
+    )
+    assert result.exit_code != 0 and "vae_colour" in result.output
+    assert not (tmp_path / "q" / "data").exists()
+
+
 def test_budget_scales_the_overheads_to_come_by_the_measured_slowdown(tmp_path):
     overhead = {"data": 10.0, "vae": 10.0, "cache": 30.0, "dit": 5.0, "eval": 25}
     budget = quickstart.Budget(tmp_path / "plan.json", 900.0, overhead, start=time.time() - 30)

@@ -281,10 +281,19 @@ def quickstart(
             "(default: shapes 0.5, scenes 0.3)"
         ),
     ] = None,
+    vae_colour: Annotated[
+        float,
+        typer.Option(
+            help="shapes: weight of the VAE stage's mean-object-colour loss (loss.colour)"
+        ),
+    ] = 0.0,
 ) -> None:
     """Data -> VAE -> cache -> DiT -> evaluation, end to end on a CPU, within a time budget."""
     try:
-        qs.main(workdir, budget_minutes, num_clips, seed, world=world, vae_share=vae_share)
+        qs.main(
+            workdir, budget_minutes, num_clips, seed, world=world, vae_share=vae_share,
+            vae_colour=vae_colour,
+        )  # fmt: skip
     except USER_ERRORS as e:
         _fail(e)
 

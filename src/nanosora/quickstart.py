@@ -80,7 +80,7 @@ SCENES_SAMPLE_PROMPTS = (
 )
 
 
-def vae_config(workdir: Path, minutes: float, seed: int) -> VAETrainConfig:
+def vae_config(workdir: Path, minutes: float, seed: int, colour: float = 0.0) -> VAETrainConfig:
     """The shapes VAE recipe (configs/shapes_vae.yaml) bounded by time, with two changes.
 
     - Object pixels weighted 16x instead of 4x: a short run sees too few object pixels to
@@ -91,9 +91,13 @@ def vae_config(workdir: Path, minutes: float, seed: int) -> VAETrainConfig:
       and better held-out reconstructions and probe reads where a step is slow (float32 on a
       CPU without bf16 units). Calibration and the final evaluation stay at 17 whole frames,
       the DiT's clips.
+
+    ``colour``: weight of the mean-object-colour term (``loss.colour``), off by default.
     """
+    if colour < 0:
+        raise ValueError(f"vae_colour must be >= 0, got {colour}")
     return VAETrainConfig(
-        loss=VAELossConfig(object_weight=16.0),
+        loss=VAELossConfig(object_weight=16.0, colour=colour),
         data=DataConfig(
             manifest=str(workdir / "data/train/manifest.parquet"), num_frames=9, window="random"
         ),
@@ -270,13 +274,15 @@ def main(
     world: str = "shapes",
     eval_per_group: int = SCENES_EVAL_PER_GROUP,
     vae_share: float | None = None,
+    vae_colour: float = 0.0,
 ) -> Path:
     """Run every stage into ``workdir`` within ``budget_minutes``; returns the report.
 
     ``world="shapes"``: the one-object world (3,000 clips, adherence over 4 seeds; report.html);
     ``world="scenes"``: the compositional world (`main_scenes`, report.json of its benchmark on
     the first ``eval_per_group`` prompts of each group). ``vae_share``: the VAE stage's share of
-    the training time instead of the world's default (the DiT gets the rest).
+    the training time instead of the world's default (the DiT gets the rest). ``vae_colour``:
+    the shapes VAE stage's ``loss.colour`` weight.
     """
     if world == "scenes":
         n = num_clips or SCENES_CLIPS
@@ -287,6 +293,7 @@ def main(
     if world != "shapes":
         raise ValueError(f"unknown world {world!r}; expected one of {WORLDS}")
     num_clips, eval_seeds = num_clips or 3000, eval_seeds or 4
+    vae_config(Path(workdir), 1.0, seed, vae_colour)  # a bad weight fails before any stage
     w = Path(workdir)
     w.mkdir(parents=True, exist_ok=True)
     overhead = {
@@ -307,7 +314,7 @@ def main(
         (w / "data/heldout/manifest.parquet").is_file(),
     )
     # 2. VAE, 3. cache, 4. DiT: each resumes its own run directory.
-    vcfg = vae_config(w, budget.minutes("vae", ["cache", "dit", "eval"]), seed)
+    vcfg = vae_config(w, budget.minutes("vae", ["cache", "dit", "eval"]), seed, vae_colour)
     stage.train("vae", vcfg)
     stage(
         "cache",
