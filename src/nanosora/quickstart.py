@@ -94,8 +94,6 @@ def vae_config(workdir: Path, minutes: float, seed: int, colour: float = 0.0) ->
 
     ``colour``: weight of the mean-object-colour term (``loss.colour``), off by default.
     """
-    if colour < 0:
-        raise ValueError(f"vae_colour must be >= 0, got {colour}")
     return VAETrainConfig(
         loss=VAELossConfig(object_weight=16.0, colour=colour),
         data=DataConfig(
@@ -293,7 +291,8 @@ def main(
     if world != "shapes":
         raise ValueError(f"unknown world {world!r}; expected one of {WORLDS}")
     num_clips, eval_seeds = num_clips or 3000, eval_seeds or 4
-    vae_config(Path(workdir), 1.0, seed, vae_colour)  # a bad weight fails before any stage
+    if vae_colour < 0:  # fails before any stage runs
+        raise ValueError(f"vae_colour must be >= 0, got {vae_colour}")
     w = Path(workdir)
     w.mkdir(parents=True, exist_ok=True)
     overhead = {

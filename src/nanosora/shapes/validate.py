@@ -95,7 +95,6 @@ def validate(category: Category, start: int, stop: int, seed: int = 0) -> Valida
 def expected_kind(truth: Composition, miss: Composition) -> str:
     """The failure kind (`grader.FAILURE_KINDS`) of a clip of ``truth`` graded as the near miss
     ``miss``, implied by their one difference."""
-    opposite = grader.OPPOSITE
     if miss.things != truth.things:
         if len(miss.things) != len(truth.things):
             return "count"
@@ -107,7 +106,7 @@ def expected_kind(truth: Composition, miss: Composition) -> str:
     match truth.category:
         case "single" | "motion" | "spatial":
             (want, got), *_ = [(m, t) for t, m in zip(truth.words, miss.words) if t != m]
-            return "reversed" if opposite[want] == got else "wrong direction"
+            return "reversed" if grader.OPPOSITE[want] == got else "wrong direction"
         case "dynamic":
             if truth.words[0] != "turns" and miss.words[0] != "turns":
                 return "reversed"  # grows <-> shrinks
