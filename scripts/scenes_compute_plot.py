@@ -10,8 +10,9 @@ benchmarked:
 
 Compute is the analytic training FLOPs of the run's model (bench/mfu.py: forward and backward,
 3x the forward matmuls) times the clips it had seen at that step (step x batch size). It also
-prints, as a markdown table, what each snapshot's failed clips got wrong (the grader's failure
-kinds, over all categories).
+prints, as markdown tables, what each snapshot's failed clips got wrong (the grader's failure
+kinds, over all categories), and how many of its wrong shapes are another named object's shape
+(one object's shape leaking onto another).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from nanosora.config import DiTTrainConfig, load_config  # noqa: E402
 from nanosora.data.cache import LatentCache  # noqa: E402
 from nanosora.models.dit import VideoDiT  # noqa: E402
 from nanosora.shapes.grader import FAILURE_KINDS  # noqa: E402
-from nanosora.shapes.grammar import CATEGORIES  # noqa: E402
+from nanosora.shapes.grammar import CATEGORIES, parse  # noqa: E402
+from nanosora.shapes.world import COLORS, SHAPES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,6 +84,50 @@ def kinds_table(runs: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def shape_leaks(clips: list[dict]) -> tuple[int, int, int, float]:
+    """(wrong-shape failures, those whose prompt names objects of different shapes, those where
+    every object in a named colour but a wrong shape shows the shape of another named object,
+    how many of those a wrong shape drawn at random would make) from a report's clips. A clip's
+    ``seen`` lists what the grader found as "[size] colour shape" items."""
+    wrong = distinct = leaked = 0
+    chance = 0.0
+    for clip in clips:
+        if clip.get("kind") != "wrong shape":
+            continue
+        wrong += 1
+        things = parse(clip["prompt"])[0].things
+        shapes = {t.shape for t in things}
+        if len(shapes) < 2:
+            continue
+        distinct += 1
+        seen = [item.split() for item in clip["seen"].split(", ")]
+        found = [
+            (next(w for w in words if w in COLORS), next(w for w in words if w in SHAPES))
+            for words in seen
+            if any(w in COLORS for w in words) and any(w in SHAPES for w in words)
+        ]
+        named = {(t.color, t.shape) for t in things}
+        colours = {t.color for t in things}
+        misdrawn = [s for c, s in found if c in colours and (c, s) not in named]
+        leaked += bool(misdrawn) and all(s in shapes for s in misdrawn)
+        # each misdrawn object has 2 wrong shapes, len(shapes) - 1 of them named for another
+        chance += ((len(shapes) - 1) / (len(SHAPES) - 1)) ** len(misdrawn) if misdrawn else 0.0
+    return wrong, distinct, leaked, chance
+
+
+def leak_table(runs: list[Path]) -> str:
+    """A markdown table: per benchmarked snapshot, its wrong shapes and how many leaked."""
+    lines = [
+        "| snapshot | wrong shape | prompt names different shapes | another named object's shape | by chance |",
+        "|---|---|---|---|---|",
+    ]
+    for run in runs:
+        for report in sorted(run.glob("snapshots/step_*/bench/report.json")):
+            wrong, distinct, leaked, chance = shape_leaks(json.loads(report.read_text())["clips"])
+            lines.append(f"| {run.name} {report.parents[1].name} | {wrong} | {distinct} | {leaked} | {chance:.1f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
@@ -114,6 +160,8 @@ def main() -> None:
     fig.savefig(args.out, dpi=80)
     print(f"wrote {args.out}")
     print(kinds_table(args.runs))
+    print()
+    print(leak_table(args.runs))
 
 
 if __name__ == "__main__":

@@ -47,3 +47,7 @@ for snap in "$ROOT"/scenes_dit/snapshots/step_*; do
     stage "bench_$(basename "$snap")" "$snap/bench" \
         "$NANOSORA" bench-scenes --model "$snap" -o "$snap/bench" --per-group 8 --seeds 1
 done
+# The finished model (stage 2's pipeline) on the same subset.
+stage bench_final "$ROOT/scenes_dit_masks/pipeline/bench" "$NANOSORA" bench-scenes \
+    --model "$ROOT/scenes_dit_masks/pipeline" -o "$ROOT/scenes_dit_masks/pipeline/bench" \
+    --per-group 8 --seeds 1
