@@ -104,6 +104,11 @@ class DiTConfig:
         "full", "full 3D self-attention over all tokens, or space then time in each block"
     )
     qk_norm: bool = doc(True, "RMS-normalise queries and keys (stabilises training)")
+    pooled_text: bool = doc(
+        True,
+        "add the mean-pooled text features (an MLP of them) to the timestep's conditioning; "
+        "false leaves the text to cross-attention alone",
+    )
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:

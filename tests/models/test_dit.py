@@ -95,6 +95,21 @@ def test_text_and_timestep_matter():
     assert not torch.allclose(m(z, 1 - s, text, mask), out)
 
 
+def test_without_pooled_text_the_text_enters_by_cross_attention_only():
+    m = make(dataclasses.replace(TINY, pooled_text=False))
+    assert m.text_pool is None
+    assert m.num_params() < make().num_params()
+    z, s, text, mask = inputs()
+    out = m(z, s, text, mask)
+    assert not torch.allclose(m(z, s, torch.randn_like(text), mask), out)
+    # Zero cross-attention output projections: the text has no other way in.
+    with torch.no_grad():
+        for block in m.blocks:
+            block.cross.proj.weight.zero_()
+            block.cross.proj.bias.zero_()
+    torch.testing.assert_close(m(z, s, torch.randn_like(text), mask), m(z, s, text, mask))
+
+
 def test_batch_elements_are_independent():
     m = make()
     z, s, text, mask = inputs(b=3)

@@ -5,7 +5,8 @@ Shape notation (README): B batch, c t h w latents, N tokens, D width, L text tok
 The model, in order:
 1. patchify: (B, c, t, h, w) -> (B, N, D) with N = t/pt * h/ph * w/ph (a linear map per patch);
 2. conditioning vector: sinusoidal timestep embedding -> MLP, plus the masked mean of the text
-   features -> MLP (a cheap global text signal, like SD3's pooled vector); one per clip, or one
+   features -> MLP (a cheap global text signal, like SD3's pooled vector; ``pooled_text``
+   switches it off); one per clip, or one
    per latent frame when frames carry their own noise level (clean frames given for
    image-to-video and extension have level 0);
 3. ``depth`` blocks, each: adaLN-modulated self-attention over all tokens (full 3D) or over space
@@ -277,7 +278,11 @@ class VideoDiT(nn.Module):
         d, p = cfg.dim, cfg.in_channels * cfg.patch_t * cfg.patch_hw**2
         self.patch_embed = nn.Linear(p, d)
         self.time_mlp = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
-        self.text_pool = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.text_pool = (
+            nn.Sequential(nn.Linear(cfg.text_dim, d), nn.SiLU(), nn.Linear(d, d))
+            if cfg.pooled_text
+            else None
+        )
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
         self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
@@ -326,10 +331,14 @@ class VideoDiT(nn.Module):
             valid = mask.any(0).nonzero()
             length = int(valid[-1]) + 1 if len(valid) else 1
             text, mask = text[:, :length], mask[:, :length]
-        m = mask.to(text.dtype)[..., None]
-        pooled = (text * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, E)
+        if self.text_pool is None:
+            pooled = text.new_zeros(text.shape[0], 1, self.cfg.dim)
+        else:
+            m = mask.to(text.dtype)[..., None]
+            mean = (text * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, E)
+            pooled = self.text_pool(mean)[:, None]
         kv = [block.cross.keys_values(text) for block in self.blocks] if keys else None
-        return TextContext(text, self.text_pool(pooled)[:, None], mask[:, None, None, :], kv)
+        return TextContext(text, pooled, mask[:, None, None, :], kv)
 
     def rotation(self, grid: tuple[int, int, int], device: torch.device) -> Tensor:
         """The RoPE table of a token grid, computed once per grid and device (in a compiled graph,
