@@ -11,8 +11,8 @@ benchmarked:
 Compute is the analytic training FLOPs of the run's model (bench/mfu.py: forward and backward,
 3x the forward matmuls) times the clips it had seen at that step (step x batch size). It also
 prints, as markdown tables, what each snapshot's failed clips got wrong (the grader's failure
-kinds, over all categories), and how many of its wrong shapes are another named object's shape
-(one object's shape leaking onto another).
+kinds, over all categories), and which shape its misdrawn objects took: another named object's
+(one object's shape leaking onto another) or one the prompt does not name.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+from collections import Counter
 from pathlib import Path
 
 import matplotlib
@@ -84,47 +85,45 @@ def kinds_table(runs: list[Path]) -> str:
     return "\n".join(lines)
 
 
-def shape_leaks(clips: list[dict]) -> tuple[int, int, int, float]:
-    """(wrong-shape failures, those whose prompt names objects of different shapes, those where
-    every object in a named colour but a wrong shape shows the shape of another named object,
-    how many of those a wrong shape drawn at random would make) from a report's clips. A clip's
-    ``seen`` lists what the grader found as "[size] colour shape" items."""
-    wrong = distinct = leaked = 0
-    chance = 0.0
+def misdrawn_shapes(clips: list[dict]) -> tuple[int, Counter]:
+    """(wrong-shape failures, misdrawn objects by (named shape, drawn shape, whether the drawn
+    shape is another named object's)) from a report's clips, counting the objects of prompts that
+    name exactly two shapes, where a wrong shape is either the other named one or the third. A
+    clip's ``seen`` lists what the grader found as "[size] colour shape" items."""
+    wrong, objects = 0, Counter()
     for clip in clips:
         if clip.get("kind") != "wrong shape":
             continue
         wrong += 1
         things = parse(clip["prompt"])[0].things
         shapes = {t.shape for t in things}
-        if len(shapes) < 2:
+        if len(shapes) != 2:
             continue
-        distinct += 1
-        seen = [item.split() for item in clip["seen"].split(", ")]
-        found = [
-            (next(w for w in words if w in COLORS), next(w for w in words if w in SHAPES))
-            for words in seen
-            if any(w in COLORS for w in words) and any(w in SHAPES for w in words)
-        ]
         named = {(t.color, t.shape) for t in things}
-        colours = {t.color for t in things}
-        misdrawn = [s for c, s in found if c in colours and (c, s) not in named]
-        leaked += bool(misdrawn) and all(s in shapes for s in misdrawn)
-        # each misdrawn object has 2 wrong shapes, len(shapes) - 1 of them named for another
-        chance += ((len(shapes) - 1) / (len(SHAPES) - 1)) ** len(misdrawn) if misdrawn else 0.0
-    return wrong, distinct, leaked, chance
+        own = {t.color: t.shape for t in things}
+        for item in clip["seen"].split(", "):
+            words = item.split()
+            colour = next((w for w in words if w in COLORS), None)
+            shape = next((w for w in words if w in SHAPES), None)
+            if colour in own and shape and (colour, shape) not in named:
+                objects[(own[colour], shape, shape in shapes)] += 1
+    return wrong, objects
 
 
 def leak_table(runs: list[Path]) -> str:
-    """A markdown table: per benchmarked snapshot, its wrong shapes and how many leaked."""
+    """A markdown table: per benchmarked snapshot, its misdrawn objects by the shape they took."""
     lines = [
-        "| snapshot | wrong shape | prompt names different shapes | another named object's shape | by chance |",
-        "|---|---|---|---|---|",
+        "| snapshot | wrong-shape clips | misdrawn objects (prompts of two shapes): as the other"
+        " named shape | as the third shape | leaving out circles drawn as squares: other named"
+        " | third |",
+        "|---|---|---|---|---|---|",
     ]
     for run in runs:
         for report in sorted(run.glob("snapshots/step_*/bench/report.json")):
-            wrong, distinct, leaked, chance = shape_leaks(json.loads(report.read_text())["clips"])
-            lines.append(f"| {run.name} {report.parents[1].name} | {wrong} | {distinct} | {leaked} | {chance:.1f} |")  # fmt: skip
+            wrong, objects = misdrawn_shapes(json.loads(report.read_text())["clips"])
+            not_round = Counter({k: n for k, n in objects.items() if k[:2] != ("circle", "square")})  # fmt: skip
+            counts = [sum(n for k, n in c.items() if k[2] is named) for c in (objects, not_round) for named in (True, False)]  # fmt: skip
+            lines.append(f"| {run.name} {report.parents[1].name} | {wrong} | " + " | ".join(map(str, counts)) + " |")  # fmt: skip
     return "\n".join(lines)
 
 

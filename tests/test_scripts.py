@@ -1,4 +1,4 @@
-"""The analysis scripts: scenes_compute_plot.py's tables of failure kinds and leaked shapes, read
+"""The analysis scripts: scenes_compute_plot.py's tables of failure kinds and misdrawn shapes, read
 from snapshot reports, and text_similarity.py's cosines."""
 
 from __future__ import annotations
@@ -46,20 +46,26 @@ def test_kinds_table_asks_for_a_regrade_of_an_old_report(tmp_path: Path) -> None
         plot.kinds_table([tmp_path / "old"])
 
 
-def test_shape_leaks_count_wrong_shapes_taken_from_another_named_object() -> None:
+def test_misdrawn_shapes_tell_the_other_named_shape_from_the_third() -> None:
     def clip(prompt: str, seen: str, kind: str = "wrong shape") -> dict:
         return {"prompt": prompt, "seen": seen, "kind": kind}
 
     clips = [
-        clip("a red circle above a blue square", "red square, blue square"),  # leaked
-        clip("a red circle above a blue square", "red triangle, blue square"),  # another shape
-        clip("one green circle", "green square"),  # one named shape: nothing to leak
+        clip("a red circle above a blue square", "red square, blue square"),  # the other's
+        clip("a red circle above a blue square", "red triangle, blue square"),  # the third
+        clip("a red circle above a blue triangle", "red triangle, blue circle"),  # both swap
+        clip("one green circle", "green square"),  # one named shape: not counted
         clip("a red circle above a blue square", "blue square, red square", kind="reversed"),
         clip("a red circle above a blue square", "red circle, blue square", kind=""),
     ]
-    wrong, distinct, leaked, chance = plot.shape_leaks(clips)
-    assert (wrong, distinct, leaked) == (3, 2, 1)
-    assert chance == pytest.approx(1.0)  # one of two wrong shapes is the other object's, twice
+    wrong, objects = plot.misdrawn_shapes(clips)
+    assert wrong == 4
+    assert objects == {
+        ("circle", "square", True): 1,
+        ("circle", "triangle", False): 1,
+        ("circle", "triangle", True): 1,
+        ("triangle", "circle", True): 1,
+    }
 
 
 def test_text_similarity_of_prompts_one_word_apart() -> None:
