@@ -1,6 +1,6 @@
 """scripts/scenes_recipe.sh: stages run in order, finished ones are skipped, a stopped
-training stage resumes, kept snapshots are benchmarked (with a stand-in for the nanosora
-command)."""
+training stage resumes, kept snapshots and the finished model are benchmarked (with a stand-in
+for the nanosora command)."""
 
 import os
 import subprocess
@@ -30,10 +30,13 @@ def test_recipe_runs_every_stage_once_then_resumes_only_the_stopped_one(tmp_path
         "cache",
         "train dit",
         "train dit",
+        "bench-scenes",
     ]
     assert "configs/scenes_vae_s4.yaml" in first[3] and "scenes_vae_s4" in first[4]
-    assert first[-2].endswith("configs/scenes_dit.yaml train.steps=10")
-    assert first[-1].endswith("configs/scenes_dit_masks.yaml")
+    assert first[-3].endswith("configs/scenes_dit.yaml train.steps=10")
+    assert first[-2].endswith("configs/scenes_dit_masks.yaml")
+    final = tmp_path / "runs" / "scenes_dit_masks" / "pipeline"
+    assert first[-1] == f"bench-scenes --model {final} -o {final}/bench --per-group 8 --seeds 1"
     assert not any("--resume" in c for c in first)
     assert run_recipe(tmp_path) == []  # every stage finished
 
