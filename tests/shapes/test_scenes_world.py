@@ -55,8 +55,11 @@ def test_single_dataset_matches_the_shapes_dataset(tmp_path: Path) -> None:
 
 
 def _same_video(a: np.ndarray, b: np.ndarray) -> None:
-    """Equal decoded frames: the encoder is deterministic (one x264 thread)."""
-    assert a.shape == b.shape and np.array_equal(a, b)
+    """The same frames, encoded twice: libx264 here sometimes writes one of two bitstreams for the
+    same frames (seen: 4 to 11 levels apart in under 3% of values, a mean under 0.1 level), so
+    the decoded clips must agree within half a level on average. Another clip, even the same
+    objects one pixel over, is more than a level apart on average."""
+    assert a.shape == b.shape and np.abs(a.astype(int) - b).mean() < 0.5
 
 
 def _scenes(category: str, num: int, seed: int = 0, split: str = "all") -> list[scenes.Scene]:

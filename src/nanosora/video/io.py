@@ -344,16 +344,11 @@ def write_video(
     crf: int = 12,
     codec: str = "libx264",
     pix_fmt: str = "yuv420p",
-    threads: int = 1,
 ) -> Path:
     """Encode uint8 `(T, H, W, 3)` RGB frames to `path` (H.264 mp4 by default); returns the path.
 
     Odd H or W is padded by one replicated row/column for yuv420p (see `pad_to_even`), so the file
     is `(H + H % 2, W + W % 2)`. crf 12 is visually lossless for our flat-coloured content.
-    One encoder thread (the default) makes the file a function of the frames: x264's frame
-    threads, on a loaded machine, encode the same frames to different bytes, and a dataset or a
-    graded clip would then depend on the load. ``threads=0`` lets x264 choose (faster on large
-    frames with idle cores).
     """
     p = os.fspath(path)
     _validate_frames(p, frames)
@@ -369,7 +364,7 @@ def write_video(
                 stream.width, stream.height = frames.shape[2], frames.shape[1]
                 stream.pix_fmt = pix_fmt
                 if codec in ("libx264", "libx265"):
-                    stream.options = {"crf": str(crf), "threads": str(threads)}
+                    stream.options = {"crf": str(crf)}
                 for i, rgb in enumerate(frames):
                     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
                     frame.pts = i
