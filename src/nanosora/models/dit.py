@@ -6,9 +6,8 @@ The model, in order:
 1. patchify: (B, c, t, h, w) -> (B, N, D) with N = t/pt * h/ph * w/ph (a linear map per patch);
 2. conditioning vector: sinusoidal timestep embedding -> MLP, plus the masked mean of the text
    features -> MLP (a cheap global text signal, like SD3's pooled vector; ``pooled_text``
-   switches it off); one per clip, or one
-   per latent frame when frames carry their own noise level (clean frames given for
-   image-to-video and extension have level 0);
+   switches it off); one per clip, or one per latent frame when frames carry their own noise
+   level (clean frames given for image-to-video and extension have level 0);
 3. ``depth`` blocks, each: adaLN-modulated self-attention over all tokens (full 3D) or over space
    then time (factorised), cross-attention to the text tokens, adaLN-modulated MLP. Gates start at
    zero (adaLN-Zero, DiT, Peebles & Xie 2023), so every block starts as the identity;
