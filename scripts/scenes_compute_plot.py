@@ -68,15 +68,22 @@ def run_points(run: Path) -> tuple[str, list[tuple[float, dict[str, float]]]]:
     return label, points
 
 
+def snapshot_reports(runs: list[Path]) -> list[tuple[str, Path, dict]]:
+    """("RUN step_N", path, contents) of every benchmarked snapshot's report.json, in step order."""
+    return [
+        (f"{run.name} {report.parents[1].name}", report, json.loads(report.read_text()))
+        for run in runs
+        for report in sorted(run.glob("snapshots/step_*/bench/report.json"))
+    ]
+
+
 def kinds_table(runs: list[Path]) -> str:
     """A markdown table: per benchmarked snapshot, its failed clips by failure kind."""
     rows = []
-    for run in runs:
-        for report in sorted(run.glob("snapshots/step_*/bench/report.json")):
-            data = json.loads(report.read_text())
-            if "failures" not in data:
-                raise SystemExit(f"{report} has no failure kinds: run its bench-scenes again")
-            rows.append((f"{run.name} {report.parents[1].name}", len(data["clips"]), data["failures"]["all"]))  # fmt: skip
+    for name, report, data in snapshot_reports(runs):
+        if "failures" not in data:
+            raise SystemExit(f"{report} has no failure kinds: run its bench-scenes again")
+        rows.append((name, len(data["clips"]), data["failures"]["all"]))
     kinds = [k for k in FAILURE_KINDS if any(f.get(k) for _, _, f in rows)]
     lines = ["| snapshot | failed | " + " | ".join(kinds) + " |", "|---|---|" + "---|" * len(kinds)]
     for name, n, f in rows:
@@ -118,12 +125,15 @@ def leak_table(runs: list[Path]) -> str:
         " | third |",
         "|---|---|---|---|---|---|",
     ]
-    for run in runs:
-        for report in sorted(run.glob("snapshots/step_*/bench/report.json")):
-            wrong, objects = misdrawn_shapes(json.loads(report.read_text())["clips"])
-            not_round = Counter({k: n for k, n in objects.items() if k[:2] != ("circle", "square")})  # fmt: skip
-            counts = [sum(n for k, n in c.items() if k[2] is named) for c in (objects, not_round) for named in (True, False)]  # fmt: skip
-            lines.append(f"| {run.name} {report.parents[1].name} | {wrong} | " + " | ".join(map(str, counts)) + " |")  # fmt: skip
+    for name, _, data in snapshot_reports(runs):
+        wrong, objects = misdrawn_shapes(data["clips"])
+        counts = [0, 0, 0, 0]  # other named, third; the same without circles drawn as squares
+        for (own, drawn, other_named), n in objects.items():
+            column = 0 if other_named else 1
+            counts[column] += n
+            if (own, drawn) != ("circle", "square"):
+                counts[2 + column] += n
+        lines.append(f"| {name} | {wrong} | " + " | ".join(map(str, counts)) + " |")
     return "\n".join(lines)
 
 
