@@ -36,3 +36,9 @@ def test_help_exits_zero(argv: tuple[str, ...]) -> None:
     result = CliRunner().invoke(app, [*argv, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output and "--help" in result.output
+
+
+def test_bench_scenes_cfg_interval_needs_two_numbers(tmp_path) -> None:
+    result = CliRunner().invoke(app, ["bench-scenes", "-o", str(tmp_path), "--cfg-interval", "0.5"])
+    assert result.exit_code == 2 and "--cfg-interval '0.5'" in result.output
+    assert not any(tmp_path.iterdir())  # refused before any work

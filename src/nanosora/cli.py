@@ -703,6 +703,17 @@ def scenes(
     typer.echo(f"wrote {num} clips to {path / 'manifest.parquet'} (ground truth: truth.jsonl)")
 
 
+def _interval(text: str | None) -> tuple[float, float] | None:
+    """``"LO,HI"`` -> (LO, HI); None stays None."""
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        _fail(ValueError(f"--cfg-interval {text!r}: expected two numbers LO,HI such as 0,1"))
+    return lo, hi
+
+
 @app.command("bench-scenes")
 def bench_scenes_cmd(
     out: Annotated[Path, typer.Option("-o", "--out", help="folder: videos, prompts, report")],
@@ -724,10 +735,24 @@ def bench_scenes_cmd(
             "clips instead (the most a DiT on its latents can reach)"
         ),
     ] = None,
+    cfg: Annotated[
+        float | None, typer.Option("--cfg", help="classifier-free guidance scale")
+    ] = None,
+    cfg_interval: Annotated[
+        str | None,
+        typer.Option(help="LO,HI: noise levels (LO, HI] where guidance applies (e.g. 0,1)"),
+    ] = None,
+    eta: Annotated[float | None, typer.Option(help="noise renewed per sampling step, 0-1")] = None,
 ) -> None:
-    """Generate the scenes suite with a model and grade it: OUT/report.json + report.html."""
+    """Generate the scenes suite with a model and grade it: OUT/report.json + report.html.
+
+    The sampler options default to the pipeline's settings; a folder keeps its finished clips,
+    so give each sampler setting its own OUT."""
     try:
-        path = bench_scenes(model, out, seeds, _categories(category), per_group, steps, vae=vae)
+        path = bench_scenes(
+            model, out, seeds, _categories(category), per_group, steps, vae=vae, cfg_scale=cfg,
+            cfg_interval=_interval(cfg_interval), eta=eta,
+        )  # fmt: skip
     except USER_ERRORS as e:
         _fail(e)
     typer.echo(f"report: {path}")

@@ -133,3 +133,24 @@ def test_bench_scenes_grades_a_vaes_reconstructions(tmp_path: Path, monkeypatch)
     report = json.loads(bench_scenes(None, tmp_path / "b", seeds=1, categories=("single",), per_group=2, vae=vae_dir).read_text())  # fmt: skip
     assert not any(c["passed"] for c in report["clips"])
     assert all(c["reason"] for c in report["clips"])
+
+
+def test_bench_scenes_sampler_overrides_reach_the_pipeline(tmp_path: Path, monkeypatch) -> None:
+    """--cfg, --cfg-interval, --eta and --steps replace the pipeline's sampler settings for the
+    run (the title names them); the VAE mode refuses them."""
+    seen = []
+    real = bench.Pipeline.generate
+
+    def spy(self, prompts, **kw):
+        seen.append(self.cfg)
+        return real(self, prompts, **kw)
+
+    monkeypatch.setattr(bench.Pipeline, "generate", spy)
+    sampler = {"steps": 3, "cfg_scale": 2.5, "cfg_interval": (0.0, 1.0), "eta": 0.0}
+    report = json.loads(bench_scenes(None, tmp_path / "b", seeds=1, categories=("single",), per_group=1, **sampler).read_text())  # fmt: skip
+    assert len(report["clips"]) == 3 and seen
+    for key, value in sampler.items():
+        assert all(getattr(cfg, key) == value for cfg in seen), key
+    assert "cfg_scale=2.5" in report["title"] and "eta=0.0" in report["title"]
+    with pytest.raises(ValueError, match="cfg_scale"):
+        bench_scenes(None, tmp_path / "c", seeds=1, categories=("single",), per_group=1, vae=SHIPPED_MODEL / "vae", cfg_scale=2.0)  # fmt: skip

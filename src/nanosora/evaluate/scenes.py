@@ -279,6 +279,9 @@ def bench_scenes(
     steps: int | None = None,
     batch_size: int = 16,
     vae: str | Path | None = None,
+    cfg_scale: float | None = None,
+    cfg_interval: tuple[float, float] | None = None,
+    eta: float | None = None,
 ) -> Path:
     """Generate the suite with a pipeline (default: the shipped model) and grade it.
 
@@ -286,10 +289,15 @@ def bench_scenes(
     the first N prompts of each group per category (a documented subset, when the whole suite
     costs too much). With ``vae`` (a VAE run or pipeline vae/ directory) no model generates:
     each clip is the world's own realisation of its prompt (drawn from the same seed) passed
-    through the VAE, so the scores are the most a DiT on those latents can reach. Returns the
-    report.json path.
+    through the VAE, so the scores are the most a DiT on those latents can reach.
+    ``steps``, ``cfg_scale``, ``cfg_interval`` and ``eta`` override the pipeline's sampler
+    (None keeps it); the report's title names the overrides. Returns the report.json path.
     """
     prompts = suite_subset(categories, per_group)
+    sampler = {"steps": steps, "cfg_scale": cfg_scale, "cfg_interval": cfg_interval, "eta": eta}
+    sampler = {k: v for k, v in sampler.items() if v is not None}
+    if sampler and vae is not None:
+        raise ValueError(f"sampler settings {sorted(sampler)} do not apply to VAE reconstructions")
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     jobs = [(i, k, f"{i:04d}_s{k}.mp4") for k in range(seeds) for i in range(len(prompts))]
@@ -298,7 +306,7 @@ def bench_scenes(
         if vae is not None:
             autoencoder, fps = load_vae(vae), float(scenes.FPS)
         else:
-            pipe = replace_cfg(Pipeline.load(model), steps=steps)
+            pipe = replace_cfg(Pipeline.load(model), **sampler)
             fps = pipe.cfg.fps
         for lo in range(0, len(todo), batch_size):
             chunk = todo[lo : lo + batch_size]
@@ -322,6 +330,8 @@ def bench_scenes(
     prompt_file = out / "prompts.jsonl"
     write_text_atomic(prompt_file, "".join(json.dumps(r) + "\n" for r in rows))
     what = f"reconstructions by the VAE {vae}" if vae else model or "the shipped shapes model"
+    if sampler:
+        what = f"{what} ({', '.join(f'{k}={v}' for k, v in sampler.items())})"
     return grade_videos(
         out / "videos", prompt_file, out, title=f"nanosora scenes benchmark: {what}"
     )
