@@ -42,3 +42,9 @@ def test_bench_scenes_cfg_interval_needs_two_numbers(tmp_path) -> None:
     result = CliRunner().invoke(app, ["bench-scenes", "-o", str(tmp_path), "--cfg-interval", "0.5"])
     assert result.exit_code == 2 and "--cfg-interval '0.5'" in result.output
     assert not any(tmp_path.iterdir())  # refused before any work
+
+
+def test_cache_text_layers_must_be_integers(tmp_path) -> None:
+    argv = ["cache", "--manifest", "m.parquet", "--vae", "v", "-o", str(tmp_path / "c"), "--text-layers", "last"]  # fmt: skip
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2 and "--text-layers 'last'" in result.output

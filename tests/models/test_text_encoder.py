@@ -39,6 +39,30 @@ def test_shapes_dtype_and_mask(encoder: TextEncoder) -> None:
     assert feats[mask].abs().sum(-1).gt(0).all()
 
 
+def test_layers_concatenate_hidden_states(encoder: TextEncoder) -> None:
+    """text.layers=(-1, 0): the last layer's features, then the embedding layer's, per token;
+    the word embeddings tell "left" from "right" apart more than the last layer does."""
+    both = TextEncoder(TextEncoderConfig(layers=(-1, 0)))
+    prompts = ["a red circle moving left", "a red circle moving right"]
+    feats, mask = both(prompts)
+    last, mask_last = encoder(prompts)
+    assert both.dim == 768 and feats.shape[-1] == 768 and torch.equal(mask, mask_last)
+    torch.testing.assert_close(feats[..., :384], last, rtol=0, atol=1e-6)
+    assert (feats[~mask] == 0).all()
+    word = int(mask[0].sum()) - 2  # the token before [SEP]
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(feats[0, word, 384:], feats[1, word, 384:], dim=0) < cos(last[0, word], last[1, word], dim=0) - 0.1  # fmt: skip
+
+
+def test_layers_out_of_range_or_repeated_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match=r"text.layers \(-1, 9\): minilm has hidden states 0..6"):
+        TextEncoder(TextEncoderConfig(layers=(-1, 9)))
+    with pytest.raises(ValueError, match="distinct"):
+        TextEncoderConfig(layers=(0, 0))
+    with pytest.raises(ValueError, match="distinct"):
+        TextEncoderConfig(layers=())
+
+
 def test_truncated_at_max_length() -> None:
     enc = TextEncoder(TextEncoderConfig(max_length=5))
     feats, mask = enc(["a very long prompt " * 20, "x"])

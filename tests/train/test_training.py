@@ -13,6 +13,7 @@ from nanosora.config import (
     ConfigError,
     DiTConfig,
     DiTTrainConfig,
+    TextEncoderConfig,
     VAEConfig,
     VAETrainConfig,
     apply_overrides,
@@ -177,6 +178,22 @@ def test_cache_resumes_missing_shard(cache, data, vae_run):
     build_cache(data, vae_run, cache, shard_size=5, **SIZE)
     after = load_file(str(cache / "shard-00001.safetensors"))
     torch.testing.assert_close(after["mean"], before["mean"])
+
+
+def test_text_layers_from_cache_to_pipeline(data, vae_run, tmp_path):
+    """A cache of two concatenated text layers trains a DiT only with the same text section
+    (same width is not enough), and its pipeline encodes prompts the same way."""
+    two = TextEncoderConfig(layers=(-1, 0))
+    cache = build_cache(data, vae_run, tmp_path / "cache", two, shard_size=12, **SIZE)
+    assert LatentCache(cache).text.shape[-1] == 768
+    assert json.loads((cache / "meta.json").read_text())["text"]["layers"] == [-1, 0]
+    cfg = apply_overrides(dit_cfg(cache, vae_run, tmp_path / "a", steps=1), ["dit.text_dim=768"])
+    with pytest.raises(ValueError, match="holds text features"):
+        train_dit.main(cfg)
+    run = train_dit.main(apply_overrides(cfg, ["text.layers=[-1,0]", f"train.out_dir={tmp_path / 'b'}"]))  # fmt: skip
+    pipe = Pipeline.load(run / "pipeline")
+    assert pipe.text_encoder.cfg.layers == (-1, 0) and pipe.text_encoder.dim == 768
+    assert pipe.generate(["a red circle moving left"], steps=2).shape[0] == 1
 
 
 def test_dit_resume_after_kill_is_exact(cache, vae_run, tmp_path, monkeypatch):

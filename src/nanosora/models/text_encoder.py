@@ -133,6 +133,10 @@ class TextEncoder(nn.Module):
         # Models with absolute positions (BERT, CLIP) cannot read past their position table.
         positions = getattr(self.model.config, "max_position_embeddings", None)
         self.max_length = min(cfg.max_length, positions) if positions else cfg.max_length
+        config = self.model.config
+        states = 1 + getattr(config, "num_hidden_layers", getattr(config, "num_layers", 0))
+        if not all(-states <= i < states for i in cfg.layers):
+            raise ValueError(f"text.layers {cfg.layers}: {cfg.kind} has hidden states 0..{states - 1}")  # fmt: skip
         self.train(False)
 
     def train(self, mode: bool = True) -> TextEncoder:
@@ -141,8 +145,8 @@ class TextEncoder(nn.Module):
 
     @property
     def dim(self) -> int:
-        """Feature width E."""
-        return int(self.model.config.hidden_size)
+        """Feature width E: the model's width times the number of ``layers``."""
+        return int(self.model.config.hidden_size) * len(self.cfg.layers)
 
     @property
     def device(self) -> torch.device:
@@ -173,7 +177,16 @@ class TextEncoder(nn.Module):
         ids = tokens["input_ids"].to(self.device)
         mask = tokens["attention_mask"].to(self.device).bool()
         # token_type_ids are not passed: T5/CLIP do not accept them and BERT's default is zeros.
-        feats = self.model(input_ids=ids, attention_mask=mask.long()).last_hidden_state.float()
+        layers = self.cfg.layers
+        out = self.model(
+            input_ids=ids, attention_mask=mask.long(), output_hidden_states=layers != (-1,)
+        )
+        if layers == (-1,):
+            feats = out.last_hidden_state
+        else:  # -1 is the model's output (after a final norm where it has one)
+            states = out.hidden_states
+            feats = torch.cat([out.last_hidden_state if i == -1 else states[i] for i in layers], -1)
+        feats = feats.float()
         return feats * mask[..., None], mask
 
 

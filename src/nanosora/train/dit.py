@@ -22,7 +22,14 @@ import pandas as pd
 import torch
 
 from nanosora.atomic import atomic_path
-from nanosora.config import DiTTrainConfig, PipelineConfig, load_config
+from nanosora.config import (
+    DiTTrainConfig,
+    PipelineConfig,
+    TextEncoderConfig,
+    from_dict,
+    load_config,
+    to_dict,
+)
 from nanosora.data.buckets import TokenBudgetBatchSampler
 from nanosora.data.cache import LatentCache
 from nanosora.diffusion.flow import (
@@ -163,6 +170,12 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
         raise ValueError(
             f"cache {cfg.cache} has {c} latent channels and text width {cache.text.shape[-1]}; "
             f"dit expects {cfg.dit.in_channels} and {cfg.dit.text_dim}"
+        )
+    cached_text = from_dict(TextEncoderConfig, cache.meta.get("text", {}), "cache text")
+    if cached_text != cfg.text:  # the pipeline would encode prompts unlike the training text
+        raise ValueError(
+            f"cache {cfg.cache} holds text features of {to_dict(cached_text)}; the config's text "
+            f"section is {to_dict(cfg.text)}: build the cache with the same encoder or change text"
         )
     # 2. Model, optimizer, EMA.
     torch.manual_seed(cfg.train.seed)
