@@ -64,6 +64,7 @@ def run_points(run: Path) -> tuple[str, list[tuple[float, dict[str, float]]]]:
     label = (
         f"{run.name}: {model.num_params() / 1e6:.1f}M params, {grid[0] * grid[1] * grid[2]} tokens"
         f" ({latent[1]} latent frames, patch {pt}x{ph}x{ph}), lr {cfg.optim.lr:g}"
+        + ("" if cfg.dit.pooled_text else ", no pooled text")
     )
     return label, points
 
