@@ -181,12 +181,9 @@ class TextEncoder(nn.Module):
         out = self.model(
             input_ids=ids, attention_mask=mask.long(), output_hidden_states=layers != (-1,)
         )
-        if layers == (-1,):
-            feats = out.last_hidden_state
-        else:  # -1 is the model's output (after a final norm where it has one)
-            states = out.hidden_states
-            feats = torch.cat([out.last_hidden_state if i == -1 else states[i] for i in layers], -1)
-        feats = feats.float()
+        # -1 is the model's output (after a final norm where it has one)
+        states = [out.last_hidden_state if i == -1 else out.hidden_states[i] for i in layers]
+        feats = torch.cat(states, -1).float()
         return feats * mask[..., None], mask
 
 
