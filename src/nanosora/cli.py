@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -50,7 +50,7 @@ train_app = typer.Typer(no_args_is_help=True, help="Train the VAE or the DiT fro
 app.add_typer(train_app, name="train")
 
 
-def _fail(e: Exception) -> None:
+def _fail(e: Exception) -> NoReturn:
     """Print a user error without a traceback and exit non-zero."""
     typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
