@@ -58,6 +58,9 @@ def _fail(e: Exception) -> NoReturn:
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError)
 
+# --cfg of every command that samples (generate, story, bench-scenes)
+CfgScale = Annotated[float | None, typer.Option("--cfg", help="classifier-free guidance scale")]
+
 
 @app.command()
 def generate(
@@ -72,9 +75,7 @@ def generate(
     steps: Annotated[
         int | None, typer.Option(help="sampling steps (default: the pipeline's)")
     ] = None,
-    cfg: Annotated[
-        float | None, typer.Option("--cfg", help="classifier-free guidance scale")
-    ] = None,
+    cfg: CfgScale = None,
     num_frames: Annotated[int | None, typer.Option(help="frames, 4k+1")] = None,
     eta: Annotated[
         float | None,
@@ -568,9 +569,7 @@ def story(
     steps: Annotated[
         int | None, typer.Option(help="sampling steps (default: the pipeline's)")
     ] = None,
-    cfg: Annotated[
-        float | None, typer.Option("--cfg", help="classifier-free guidance scale")
-    ] = None,
+    cfg: CfgScale = None,
     keyframes: Annotated[
         Path | None, typer.Option(help="folder of your keyframes, <shot id>.png/.jpg")
     ] = None,
@@ -753,9 +752,7 @@ def bench_scenes_cmd(
             "clips instead (the most a DiT on its latents can reach)"
         ),
     ] = None,
-    cfg: Annotated[
-        float | None, typer.Option("--cfg", help="classifier-free guidance scale")
-    ] = None,
+    cfg: CfgScale = None,
     cfg_interval: Annotated[
         str | None,
         typer.Option(help="LO,HI: noise levels (LO, HI] where guidance applies (e.g. 0,1)"),
