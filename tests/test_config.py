@@ -46,6 +46,7 @@ def test_partial_section_keeps_other_defaults(tmp_path):
         ("dit:\n  depth: two\n", "expected an integer"),
         ("dit:\n  attention: sparse\n", "not one of"),
         ("- 1\n- 2\n", "top level must be a mapping"),
+        ("train:\n  stop_at: -1\n", "stop_at=-1 must be >= 0"),
     ],
 )
 def test_bad_yaml_names_the_field(tmp_path, text, message):

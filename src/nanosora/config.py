@@ -339,6 +339,11 @@ class TrainConfig:
     out_dir: str = doc("runs/run", "run directory")
     steps: int = doc(1000, "optimizer steps (the run stops at whichever of steps/minutes is first)")
     minutes: float = doc(0.0, "wall-clock budget in minutes (0 = no limit)")
+    stop_at: int = doc(
+        0,
+        "pause after this step with a checkpoint (0 = run to the end); the lr schedule still "
+        "spans train.steps, so --resume continues the same run exactly",
+    )
     batch_size: int = doc(16, "clips per step")
     seed: int = doc(0, "seed for init, data order and noise")
     ema_decay: float = doc(0.999, "EMA decay per step (0 = no EMA)")
@@ -365,6 +370,8 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        if self.stop_at < 0:
+            raise ConfigError(f"train.stop_at={self.stop_at} must be >= 0 (0 = no pause)")
         if self.parallel not in ("none", "ddp", "fsdp"):
             raise ConfigError(f"train.parallel must be none, ddp or fsdp, got {self.parallel!r}")
         if self.grad_accum < 1 or self.batch_size % self.grad_accum:

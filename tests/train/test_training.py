@@ -216,6 +216,18 @@ def test_dit_resume_after_kill_is_exact(cache, vae_run, tmp_path, monkeypatch):
     assert_same_weights(whole, resumed)
 
 
+def test_dit_paused_at_stop_at_resumes_exactly(cache, vae_run, tmp_path):
+    """train.stop_at pauses with a checkpoint and no final export; the schedule still spans
+    train.steps, so resuming to the end gives the uninterrupted run's weights."""
+    whole = train_dit.main(dit_cfg(cache, vae_run, tmp_path / "whole"))
+    cfg = dit_cfg(cache, vae_run, tmp_path / "paused")
+    paused = train_dit.main(apply_overrides(cfg, ["train.stop_at=4"]))
+    assert train_dit.checkpoint_step(paused) == 4 and not (paused / "pipeline").exists()
+    resumed = train_dit.main(cfg, resume=True)
+    assert train_dit.checkpoint_step(resumed) == 6 and (resumed / "pipeline").is_dir()
+    assert_same_weights(whole, resumed)
+
+
 def test_dit_keeps_snapshots_of_its_ema_weights(cache, vae_run, tmp_path):
     cfg = apply_overrides(dit_cfg(cache, vae_run, tmp_path / "snap"), ["snapshot_every=2"])
     run = train_dit.main(cfg)

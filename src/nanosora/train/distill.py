@@ -225,11 +225,12 @@ def main(cfg: DistillConfig, resume: bool = False) -> Path:
             pipe = with_student(teacher, snapshot, cfg.few_steps, cfg.few_step_shift)
             write_samples(pipe, cfg, run.path / "samples" / f"step{step:06d}.gif")
 
-    train(
+    if not train(
         w, run, state, t, cfg.optim, d, gradients,
         log_fields=lambda result, losses: {"loss": float(np.mean(losses))},
         name="distill", plots=("loss", "grad_norm"), hooks=((t.sample_every, sample),),
-    )  # fmt: skip
+    ):  # fmt: skip
+        return run.path  # paused at train.stop_at
     final = VideoDiT(teacher.dit.cfg)
     final.load_state_dict(load_weights(run.path))
     pipe = with_student(teacher, final, cfg.few_steps, cfg.few_step_shift)

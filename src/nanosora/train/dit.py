@@ -199,7 +199,7 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     if buckets is not None:
         log(d, f"bucketed batches, {len(buckets)} per epoch:\n{buckets.summary()}")
     micro_batches(t.batch_size, d, t.grad_accum)  # a batch that does not split fails here
-    train(
+    done = train(
         w, run, state, t, cfg.optim, d,
         gradients=functools.partial(step_gradients, w, cache, buckets, cfg, d),
         log_fields=lambda result, losses: {"loss": float(np.mean(losses))},
@@ -212,7 +212,7 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     )  # fmt: skip
     # 4. Export the EMA weights (as saved, gathered) as a pipeline, samples and plots (rank 0).
     finish(d)
-    if not d.is_main:
+    if not d.is_main or not done:
         return run.path
     if cfg.lora.rank:  # save the adapter alone, export the merged model
         save_adapter(load_weights(run.path), cfg.lora, run.path / "lora")

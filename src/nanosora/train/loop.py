@@ -25,6 +25,7 @@ from nanosora.train.distributed import (
     Dist,
     any_rank,
     init_distributed,
+    log,
     mean_across,
     open_run,
     wrap_model,
@@ -225,8 +226,10 @@ class Progress:
                 "[{elapsed}<{remaining}{postfix}]",
             )
         else:
+            last = min(t.steps, t.stop_at) if t.stop_at else t.steps  # a pause ends the bar
+            desc = f"{name} (to pause at {last} of {t.steps})" if last < t.steps else name
             self.bar = tqdm(
-                total=t.steps, initial=state["step"], desc=name, unit="step", disable=not enabled
+                total=last, initial=state["step"], desc=desc, unit="step", disable=not enabled
             )
 
     def update(self, state: dict) -> None:
@@ -256,8 +259,9 @@ def train(
     name: str,
     plots: tuple[str, ...],
     hooks: tuple[tuple[int, Callable[[int], None]], ...] = (),
-) -> None:
-    """Optimise until ``t.steps`` or the wall-clock budget ``t.minutes``, whichever comes first.
+) -> bool:
+    """Optimise until ``t.steps`` or the wall-clock budget ``t.minutes``, whichever comes first
+    (or pause at ``t.stop_at``: the schedule is unchanged, so a resumed run is exact).
 
     Per step: the lr, ``gradients(step)``, the NaN guard, the update and EMA. Every
     ``t.log_every`` steps a metrics line with ``log_fields(result, losses since the last line)``
@@ -265,14 +269,16 @@ def train(
     the ``plots`` of the metrics (at most once per ``PLOT_SECONDS``: a plot costs ~0.5 s); every
     ``n`` steps ``hook(step)`` for each ``(n, hook)`` of ``hooks`` with ``n`` > 0 (sample GIFs,
     snapshots; on every rank). All ranks run this loop; rank 0 logs and shows progress. Ends with
-    a checkpoint.
+    a checkpoint; returns False when it paused at ``t.stop_at`` (the caller skips its final
+    export), True when the run is done.
     """
     start_time, start_elapsed = time.time(), state["elapsed"]
     progress = Progress(name, t, state, d.is_main)
     losses: list[float] = []
     last_plot = start_time
     w.model.train()
-    while state["step"] < t.steps:
+    last = min(t.steps, t.stop_at) if t.stop_at else t.steps
+    while state["step"] < last:
         step = state["step"]
         if t.minutes and any_rank(start_elapsed + time.time() - start_time > 60 * t.minutes, d):
             break
@@ -303,3 +309,8 @@ def train(
                 hook(state["step"])
     progress.close()
     run.save(w.model, w.ema, w.opt, state)
+    if t.stop_at and t.stop_at <= state["step"] < t.steps:
+        log(d, f"{name}: paused at step {state['step']} of {t.steps} (train.stop_at); continue "
+               f"with --resume and a later train.stop_at, or 0 to finish")  # fmt: skip
+        return False
+    return True

@@ -233,7 +233,7 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
     n_params = sum(p.numel() for p in vae.parameters())
     log(dp, f"VAE {n_params / 1e6:.2f}M params, {len(data.clips)} clips, {dp.world_size} rank(s)")
     # 3. Loop.
-    train(
+    done = train(
         w, run, state, cfg.train, cfg.optim, dp,
         gradients=functools.partial(step_gradients, vae, w, data, cfg, state, dp),
         log_fields=functools.partial(log_fields, d=dp),
@@ -242,6 +242,9 @@ def main(cfg: VAETrainConfig, resume: bool = False) -> Path:
         hooks=((cfg.train.sample_every,
                 functools.partial(write_samples, vae, data, run, cfg, dp)),),
     )  # fmt: skip
+    if not done:  # paused at train.stop_at: no final weights until the run ends
+        finish(dp)
+        return run.path
     # 4. Final: EMA weights with calibrated latent statistics, saved; then (rank 0) metrics, plots.
     final = final_weights(vae, w.ema, data.view, cfg, dp)
     run.save(vae, w.ema, w.opt, state)
