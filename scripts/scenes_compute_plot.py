@@ -1,6 +1,7 @@
 """Draw the scenes benchmark score of each category against training compute, one line per run.
 
     .venv/bin/python scripts/scenes_compute_plot.py RUN [RUN ...] [--out docs/scenes_compute.png]
+        [--bench bench_cfg3 bench]
 
 A RUN is a DiT run directory whose snapshots (kept with snapshot_every, or exported) were
 benchmarked:
@@ -46,7 +47,19 @@ def _mfu():
     return module
 
 
-def run_points(run: Path) -> tuple[str, list[tuple[float, dict[str, float]]]]:
+def reports(run: Path, bench: tuple[str, ...] = ("bench",)) -> list[Path]:
+    """The report.json of each benchmarked snapshot of a run, in step order: from the first of
+    the ``bench`` folders that the snapshot has."""
+    found = []
+    for snapshot in sorted(run.glob("snapshots/step_*")):
+        paths = [snapshot / name / "report.json" for name in bench]
+        found += [p for p in paths if p.is_file()][:1]
+    return found
+
+
+def run_points(
+    run: Path, bench: tuple[str, ...] = ("bench",)
+) -> tuple[str, list[tuple[float, dict[str, float]]]]:
     """(label, [(training FLOPs, {category: score})]) of a run's benchmarked snapshots."""
     mfu = _mfu()
     cfg = load_config(DiTTrainConfig, run / "config.yaml")
@@ -55,7 +68,7 @@ def run_points(run: Path) -> tuple[str, list[tuple[float, dict[str, float]]]]:
     grid = model.grid(*latent[1:])
     per_clip = 3 * mfu.dit_flops(cfg.dit, 1, grid, mfu.TEXT_LEN)
     points = []
-    for report in sorted(run.glob("snapshots/step_*/bench/report.json")):
+    for report in reports(run, bench):
         step = int(report.parents[1].name.removeprefix("step_"))
         summary = json.loads(report.read_text())["summary"]
         scores = {c: summary[c]["all"]["score"] for c in CATEGORIES if c in summary}
@@ -69,19 +82,21 @@ def run_points(run: Path) -> tuple[str, list[tuple[float, dict[str, float]]]]:
     return label, points
 
 
-def snapshot_reports(runs: list[Path]) -> list[tuple[str, Path, dict]]:
+def snapshot_reports(
+    runs: list[Path], bench: tuple[str, ...] = ("bench",)
+) -> list[tuple[str, Path, dict]]:
     """("RUN step_N", path, contents) of every benchmarked snapshot's report.json, in step order."""
     return [
         (f"{run.name} {report.parents[1].name}", report, json.loads(report.read_text()))
         for run in runs
-        for report in sorted(run.glob("snapshots/step_*/bench/report.json"))
+        for report in reports(run, bench)
     ]
 
 
-def kinds_table(runs: list[Path]) -> str:
+def kinds_table(runs: list[Path], bench: tuple[str, ...] = ("bench",)) -> str:
     """A markdown table: per benchmarked snapshot, its failed clips by failure kind."""
     rows = []
-    for name, report, data in snapshot_reports(runs):
+    for name, report, data in snapshot_reports(runs, bench):
         if "failures" not in data:
             raise SystemExit(f"{report} has no failure kinds: run its bench-scenes again")
         rows.append((name, len(data["clips"]), data["failures"]["all"]))
@@ -118,7 +133,7 @@ def misdrawn_shapes(clips: list[dict]) -> tuple[int, Counter]:
     return wrong, objects
 
 
-def leak_table(runs: list[Path]) -> str:
+def leak_table(runs: list[Path], bench: tuple[str, ...] = ("bench",)) -> str:
     """A markdown table: per benchmarked snapshot, its misdrawn objects by the shape they took."""
     lines = [
         "| snapshot | wrong-shape clips | misdrawn objects (prompts of two shapes): as the other"
@@ -126,7 +141,7 @@ def leak_table(runs: list[Path]) -> str:
         " | third |",
         "|---|---|---|---|---|---|",
     ]
-    for name, _, data in snapshot_reports(runs):
+    for name, _, data in snapshot_reports(runs, bench):
         wrong, objects = misdrawn_shapes(data["clips"])
         counts = [0, 0, 0, 0]  # other named, third; the same without circles drawn as squares
         for (own, drawn, other_named), n in objects.items():
@@ -142,12 +157,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=ROOT / "docs/scenes_compute.png")
+    ap.add_argument(
+        "--bench",
+        nargs="+",
+        default=["bench"],
+        help="report folders of a snapshot, the first found is read (e.g. bench_cfg3 bench)",
+    )
     args = ap.parse_args()
     fig, axes = plt.subplots(2, 4, figsize=(13, 5.6), sharex=True, sharey=True)
     for run in args.runs:
-        label, points = run_points(run)
+        label, points = run_points(run, tuple(args.bench))
         if not points:
-            raise SystemExit(f"{run}: no snapshots/step_*/bench/report.json")
+            raise SystemExit(f"{run}: no snapshots/step_*/{{{','.join(args.bench)}}}/report.json")
         for ax, category in zip(axes.flat, CATEGORIES):
             xs = [flops / 1e15 for flops, s in points if category in s]
             ys = [100 * s[category] for _, s in points if category in s]
@@ -169,9 +190,9 @@ def main() -> None:
     fig.tight_layout(rect=(0, 0.03 + 0.035 * len(labels), 1, 1))
     fig.savefig(args.out, dpi=80)
     print(f"wrote {args.out}")
-    print(kinds_table(args.runs))
+    print(kinds_table(args.runs, tuple(args.bench)))
     print()
-    print(leak_table(args.runs))
+    print(leak_table(args.runs, tuple(args.bench)))
 
 
 if __name__ == "__main__":

@@ -20,8 +20,10 @@ def _script(name: str):
 plot = _script("scenes_compute_plot")
 
 
-def _report(run: Path, step: int, failures: dict[str, int] | None, clips: int = 4) -> None:
-    d = run / f"snapshots/step_{step:06d}/bench"
+def _report(
+    run: Path, step: int, failures: dict[str, int] | None, clips: int = 4, bench: str = "bench"
+) -> None:
+    d = run / f"snapshots/step_{step:06d}/{bench}"
     d.mkdir(parents=True)
     data = {"summary": {}, "clips": [{}] * clips}
     if failures is not None:
@@ -38,6 +40,21 @@ def test_kinds_table_counts_failures_per_snapshot_in_kind_order(tmp_path: Path) 
     assert lines[0] == "| snapshot | failed | wrong shape | reversed |"
     assert lines[2] == "| big step_002000 | 3 of 4 | 2 | 1 |"
     assert lines[3] == "| big step_004000 | 1 of 4 | 0 | 1 |"
+
+
+def test_each_snapshot_reads_the_first_report_folder_it_has(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _report(run, 1000, {"reversed": 1})
+    _report(run, 1000, {"missing": 3}, bench="bench_cfg3")
+    _report(run, 2000, {"count": 2})
+    _report(run, 3000, {"count": 1}, bench="other")
+    found = plot.reports(run, ("bench_cfg3", "bench"))
+    assert [p.parent.name for p in found] == ["bench_cfg3", "bench"]  # step 3000 has neither
+    lines = plot.kinds_table([run], ("bench_cfg3", "bench")).splitlines()
+    assert lines[2:] == [
+        "| run step_001000 | 3 of 4 | 3 | 0 |",
+        "| run step_002000 | 2 of 4 | 0 | 2 |",
+    ]
 
 
 def test_kinds_table_asks_for_a_regrade_of_an_old_report(tmp_path: Path) -> None:
