@@ -496,6 +496,19 @@ class DiTTrainConfig:
         "steps between pipelines of the EMA weights kept as RUN/snapshots/step_N, to benchmark "
         "a run's progress after the fact (0 = none)",
     )
+    val_cache: str = doc(
+        "",
+        "cache of clips the run does not train on (`nanosora cache` of other clips): the EMA "
+        "weights' loss on it at fixed noise levels is logged as val_loss (empty = none)",
+    )
+    val_clips: int = doc(256, "clips of val_cache that the validation loss averages over")
+    val_every: int = doc(1000, "steps between validation losses (and one at the end)")
+
+    def __post_init__(self) -> None:
+        if self.val_clips < 1 or self.val_every < 0:
+            raise ConfigError(
+                f"val_clips={self.val_clips} must be >= 1 and val_every={self.val_every} >= 0"
+            )
 
 
 @dataclass(frozen=True)

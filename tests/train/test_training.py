@@ -228,6 +228,23 @@ def test_dit_paused_at_stop_at_resumes_exactly(cache, vae_run, tmp_path):
     assert_same_weights(whole, resumed)
 
 
+def test_dit_logs_a_validation_loss_that_its_pipeline_reproduces(cache, vae_run, tmp_path):
+    cfg = dit_cfg(cache, vae_run, tmp_path / "val")
+    run = train_dit.main(apply_overrides(cfg, [f"val_cache={cache}", "val_every=4", "val_clips=7"]))
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in records if "val_loss" in r]
+    assert [r["step"] for r in val] == [4, 6]  # every 4 steps and once at the end
+    levels = [f"val_loss_s{s:g}" for s in train_dit.VAL_LEVELS]
+    assert all(0 < r[k] < 10 for r in val for k in ["val_loss", *levels])
+    # The logged loss is the final EMA weights' (the pipeline's) on the same seeded inputs.
+    again = train_dit.level_losses(Pipeline.load(run / "pipeline").dit, LatentCache(cache), 7)
+    got, logged = [again[s] for s in train_dit.VAL_LEVELS], [val[-1][k] for k in levels]
+    assert got == pytest.approx(logged, rel=1e-4)  # float rounding only
+    assert abs(val[0]["val_loss"] - val[1]["val_loss"]) > 1e-3  # the weights changed between
+    with pytest.raises(ConfigError, match="val_clips=0"):
+        apply_overrides(cfg, ["val_clips=0"])
+
+
 def test_dit_keeps_snapshots_of_its_ema_weights(cache, vae_run, tmp_path):
     cfg = apply_overrides(dit_cfg(cache, vae_run, tmp_path / "snap"), ["snapshot_every=2"])
     run = train_dit.main(cfg)

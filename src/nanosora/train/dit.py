@@ -158,25 +158,32 @@ def write_samples(dit: VideoDiT, cfg: DiTTrainConfig, cache: LatentCache, path: 
     write_gif(path, np.concatenate(list(videos), axis=1), fps=pipe.cfg.fps)
 
 
+def open_cache(path: str, cfg: DiTTrainConfig) -> LatentCache:
+    """A latent cache that fits the config's model and text encoder (else a clear error)."""
+    cache = LatentCache(path)
+    c = cache.latent_shape[0]
+    if c != cfg.dit.in_channels or cache.text.shape[-1] != cfg.dit.text_dim:
+        raise ValueError(
+            f"cache {path} has {c} latent channels and text width {cache.text.shape[-1]}; "
+            f"dit expects {cfg.dit.in_channels} and {cfg.dit.text_dim}"
+        )
+    cached_text = from_dict(TextEncoderConfig, cache.meta.get("text", {}), "cache text")
+    if cached_text != cfg.text:  # the pipeline would encode prompts unlike the training text
+        raise ValueError(
+            f"cache {path} holds text features of {to_dict(cached_text)}; the config's text "
+            f"section is {to_dict(cfg.text)}: build the cache with the same encoder or change text"
+        )
+    return cache
+
+
 def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     """Train the DiT from ``cfg.cache``; returns the run directory (with ``pipeline/`` inside)."""
     # 1. Run directory, data.
     d, run = start_run(cfg, cfg.train, resume)
     if not cfg.cache:
         raise ValueError("cache is empty: build one with `nanosora cache` and pass cache=DIR")
-    cache = LatentCache(cfg.cache)
-    c = cache.latent_shape[0]
-    if c != cfg.dit.in_channels or cache.text.shape[-1] != cfg.dit.text_dim:
-        raise ValueError(
-            f"cache {cfg.cache} has {c} latent channels and text width {cache.text.shape[-1]}; "
-            f"dit expects {cfg.dit.in_channels} and {cfg.dit.text_dim}"
-        )
-    cached_text = from_dict(TextEncoderConfig, cache.meta.get("text", {}), "cache text")
-    if cached_text != cfg.text:  # the pipeline would encode prompts unlike the training text
-        raise ValueError(
-            f"cache {cfg.cache} holds text features of {to_dict(cached_text)}; the config's text "
-            f"section is {to_dict(cfg.text)}: build the cache with the same encoder or change text"
-        )
+    cache = open_cache(cfg.cache, cfg)
+    val = open_cache(cfg.val_cache, cfg) if cfg.val_cache else None
     # 2. Model, optimizer, EMA.
     torch.manual_seed(cfg.train.seed)
     dit = VideoDiT(cfg.dit)
@@ -199,17 +206,22 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     if buckets is not None:
         log(d, f"bucketed batches, {len(buckets)} per epoch:\n{buckets.summary()}")
     micro_batches(t.batch_size, d, t.grad_accum)  # a batch that does not split fails here
+    validate = functools.partial(write_val_loss, w, val, run, cfg, d)
+    plots = ("loss", "grad_norm") + (("val_loss",) if val is not None else ())
     done = train(
         w, run, state, t, cfg.optim, d,
         gradients=functools.partial(step_gradients, w, cache, buckets, cfg, d),
         log_fields=lambda result, losses: {"loss": float(np.mean(losses))},
         name="dit",
-        plots=("loss", "grad_norm"),
+        plots=plots,
         hooks=(
             (t.sample_every, functools.partial(write_step_samples, w, cache, run, cfg, d)),
             (cfg.snapshot_every, functools.partial(write_snapshot, w, cache, run, cfg, d)),
+            (cfg.val_every if val is not None else 0, validate),
         ),
     )  # fmt: skip
+    if done and val is not None and (not cfg.val_every or state["step"] % cfg.val_every):
+        validate(state["step"])  # the final weights' validation loss
     # 4. Export the EMA weights (as saved, gathered) as a pipeline, samples and plots (rank 0).
     finish(d)
     if not d.is_main or not done:
@@ -218,7 +230,7 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
         save_adapter(load_weights(run.path), cfg.lora, run.path / "lora")
     final, _ = export(run.path, run.path / "pipeline", cfg, cache)
     write_samples(final, cfg, cache, run.path / "samples" / "final.gif")
-    plot_metrics(run, ("loss", "grad_norm"))
+    plot_metrics(run, plots)
     return run.path
 
 
@@ -259,10 +271,8 @@ def snapshot_dir(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / "snapshots" / f"step_{step:06d}"
 
 
-def save_pipeline(
-    weights: dict[str, torch.Tensor], cfg: DiTTrainConfig, cache: LatentCache, out: str | Path
-) -> VideoDiT:
-    """A pipeline in ``out`` with a run's transformer weights (LoRA merged); returns the model."""
+def trained_model(weights: dict[str, torch.Tensor], cfg: DiTTrainConfig) -> VideoDiT:
+    """The transformer of a run's weights (LoRA merged), in eval mode."""
     final = VideoDiT(cfg.dit)
     if cfg.lora.rank:
         adapted = apply_lora(VideoDiT(cfg.dit), cfg.lora)
@@ -270,9 +280,73 @@ def save_pipeline(
         final.load_state_dict(merge_lora(adapted))
     else:
         final.load_state_dict(weights)
-    final.eval()
+    return final.eval()
+
+
+def save_pipeline(
+    weights: dict[str, torch.Tensor], cfg: DiTTrainConfig, cache: LatentCache, out: str | Path
+) -> VideoDiT:
+    """A pipeline in ``out`` with a run's transformer weights (LoRA merged); returns the model."""
+    final = trained_model(weights, cfg)
     build_pipeline(final, cfg, cache).save(out)
     return final
+
+
+VAL_LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)  # noise shares s of the validation loss
+
+
+@torch.no_grad()
+def level_losses(
+    dit: VideoDiT,
+    cache: LatentCache,
+    clips: int,
+    bf16: bool = True,
+    levels: tuple[float, ...] = VAL_LEVELS,
+    batch_size: int = 32,
+) -> dict[float, float]:
+    """Velocity MSE of ``dit`` on the first ``clips`` clips of ``cache`` at each noise level of
+    ``levels``, averaged over clips. Posterior samples and noise are seeded by the clips'
+    positions, so every model meets the same inputs: a loss comparable between checkpoints, runs
+    and caches (the training loss draws its levels at random)."""
+    device = next(dit.parameters()).device
+    n = min(clips, len(cache))
+    by_shape: dict[int, list[int]] = {}  # a batch holds one latent shape
+    for i in range(n):
+        by_shape.setdefault(int(cache.group_of[i]), []).append(i)
+    sums = dict.fromkeys(levels, 0.0)
+    for indices in by_shape.values():
+        for start in range(0, len(indices), batch_size):
+            rows = indices[start : start + batch_size]
+            gen = torch.Generator().manual_seed(rows[0])
+            x0, text, mask = cache.batch(rows, gen)
+            for s in levels:
+                noise = torch.randn(x0.shape, generator=gen)
+                level = torch.full((len(rows),), s)
+                x, v, lv, tx, m = (a.to(device) for a in (x0, noise, level, text, mask))
+                with bf16_autocast(device.type, bf16):
+                    pred = dit(add_noise(x, v, lv), lv, tx, m)
+                err = (pred.float() - velocity_target(x, v)).pow(2).flatten(1).mean(1)
+                sums[s] += err.sum().item()
+    return {s: total / n for s, total in sums.items()}
+
+
+def write_val_loss(
+    w: Trainee, val: LatentCache, run: RunDir, cfg: DiTTrainConfig, d: Dist, step: int
+) -> None:
+    """``val_every``: the EMA weights' (the model's without EMA) ``level_losses`` on
+    ``val_cache``, logged as val_loss (their mean) and val_loss_s<level>; every rank calls it
+    (FSDP gathers), rank 0 computes."""
+    source = w.ema if w.ema is not None else w.model
+    weights = {k: full_tensor(v) for k, v in source.state_dict().items()}
+    if not d.is_main:
+        return
+    losses = level_losses(trained_model(weights, cfg).to(d.device), val, cfg.val_clips, cfg.train.bf16)  # fmt: skip
+    mean = float(np.mean(list(losses.values())))
+    run.log({"step": step, "val_loss": mean, **{f"val_loss_s{s:g}": v for s, v in losses.items()}})
+    log(
+        d,
+        f"step {step}: val_loss {mean:.4f} on {min(cfg.val_clips, len(val))} clips of {cfg.val_cache}",
+    )
 
 
 def step_gradients(
