@@ -165,6 +165,7 @@ def test_cache_contents(cache, data):
     assert len(json.loads((cache / "meta.json").read_text())["shards"]) == 3
     z, text, mask = c.batch([0, 1, 2], torch.Generator().manual_seed(0))
     assert z.shape == (3, 4, 3, 4, 4) and text.shape[:2] == mask.shape and mask[:, 0].all()
+    assert c.text.dtype == torch.float16 and text.dtype == torch.float32  # half in memory
     # The null prompt replaces text for dropped rows.
     _, t2, m2 = c.batch([0, 1, 2], torch.Generator().manual_seed(0), text_dropout=1.0)
     assert torch.equal(m2, c.null_mask.expand_as(m2))

@@ -226,18 +226,21 @@ class LatentCache:
             groups.setdefault(tuple(shape), []).append(j)
         self.shapes = list(groups)
         order = [j for js in groups.values() for j in js]
-        self.means = [torch.cat([parts[j]["mean"] for j in js]) for js in groups.values()]
+        # Each shard's tensors are released once concatenated, and the std is computed in place,
+        # so loading peaks near the cache's size rather than twice it.
+        self.means = [torch.cat([parts[j].pop("mean") for j in js]) for js in groups.values()]
         self.stds = [
-            torch.cat([torch.exp(0.5 * parts[j]["logvar"]) for j in js]) for js in groups.values()
+            torch.cat([parts[j].pop("logvar").mul_(0.5).exp_() for j in js])
+            for js in groups.values()
         ]
         self.group_of = torch.cat([torch.full((len(g),), i) for i, g in enumerate(self.means)])
         self.row_of = torch.cat([torch.arange(len(g)) for g in self.means])
-        self.text = torch.cat([pad(parts[j]["text"]) for j in order]).float()
+        self.text = torch.cat([pad(parts[j].pop("text")) for j in order])  # float16 until batched
         self.mask = torch.cat([pad(parts[j]["mask"]) for j in order]).bool()
         self.index = torch.cat([parts[j]["index"] for j in order])
         self.captions = self.captions_mask = None  # caption="random": drawn per clip and step
         if all("captions" in p for p in parts):
-            self.captions = torch.cat([pad(parts[j]["captions"]) for j in order]).float()
+            self.captions = torch.cat([pad(parts[j].pop("captions")) for j in order])
             self.captions_mask = torch.cat([pad(parts[j]["captions_mask"]) for j in order]).bool()
             self.num_captions = torch.cat([parts[j]["num_captions"] for j in order])
             self.first_caption = torch.cumsum(self.num_captions, 0) - self.num_captions
@@ -298,11 +301,11 @@ class LatentCache:
         )
         eps = torch.randn(mean.shape, generator=generator)
         z = (mean + std * eps - self.latent_mean) / self.latent_std
-        text, mask = self.text[idx].clone(), self.mask[idx].clone()
+        text, mask = self.text[idx].float(), self.mask[idx].clone()
         if self.captions is not None:  # one of each clip's captions
             u = torch.rand(len(idx), generator=generator)
             pick = self.first_caption[idx] + (u * self.num_captions[idx]).long()
-            text, mask = self.captions[pick], self.captions_mask[pick]
+            text, mask = self.captions[pick].float(), self.captions_mask[pick]
         if text_dropout > 0:
             drop = torch.rand(len(idx), generator=generator) < text_dropout
             text[drop], mask[drop] = self.null_text, self.null_mask
