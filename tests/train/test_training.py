@@ -141,6 +141,16 @@ def test_vae_resume_after_kill_is_exact(data, tmp_path, monkeypatch):
     assert steps[:6] == [1, 2, 3, 4, 5, 6]  # no duplicated lines from the killed attempt
 
 
+def test_vae_paused_at_stop_at_resumes_exactly(data, tmp_path):
+    whole = train_vae.main(vae_cfg(data, tmp_path / "whole"))
+    paused = train_vae.main(vae_cfg(data, tmp_path / "paused", **{"train.stop_at": 4}))
+    assert torch.load(paused / "state.pt", weights_only=False)["step"] == 4
+    assert not (paused / "eval.json").exists()  # no final weights or metrics at a pause
+    resumed = train_vae.main(vae_cfg(data, tmp_path / "paused"), resume=True)
+    assert (resumed / "eval.json").is_file()
+    assert_same_weights(whole, resumed)
+
+
 def test_existing_run_needs_resume(data, vae_run):
     with pytest.raises(FileExistsError, match="--resume"):
         train_vae.main(vae_cfg(data, vae_run))
