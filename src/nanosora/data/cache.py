@@ -226,8 +226,8 @@ class LatentCache:
             groups.setdefault(tuple(shape), []).append(j)
         self.shapes = list(groups)
         order = [j for js in groups.values() for j in js]
-        # Each shard's tensors are released once concatenated, and the std is computed in place,
-        # so loading peaks near the cache's size rather than twice it.
+        # Each shard's tensors are released once concatenated and the std is computed in place
+        # (the loading peak is still about twice the cache: every shard is read first).
         self.means = [torch.cat([parts[j].pop("mean") for j in js]) for js in groups.values()]
         self.stds = [
             torch.cat([parts[j].pop("logvar").mul_(0.5).exp_() for j in js])
