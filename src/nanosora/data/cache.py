@@ -35,6 +35,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -204,45 +205,72 @@ class LatentCache:
                 f"{d} is not a latent cache (meta.json missing); build it first"
             )
         self.meta = json.loads(meta_path.read_text())
-        parts = []
-        for shard in self.meta["shards"]:
+        m = self.meta
+        paths, heads = [], []  # each shard's file and {key: shape} (headers only)
+        for shard in m["shards"]:
             p = d / shard["file"]
             if not p.is_file():
                 raise FileNotFoundError(
                     f"cache shard {p} is missing; rebuild the cache to resume it"
                 )
-            parts.append(load_file(str(p)))
-        max_len = max(p[k].shape[1] for p in parts for k in ("text", "captions") if k in p)
-
-        def pad(t: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.pad(
-                t, (0, 0, 0, max_len - t.shape[1]) if t.dim() == 3 else (0, max_len - t.shape[1])
-            )
-
-        m = self.meta
+            with safe_open(str(p), framework="pt") as f:
+                heads.append({k: f.get_slice(k).get_shape() for k in f.keys()})
+            paths.append(p)
+        max_len = max(h[k][1] for h in heads for k in ("text", "captions") if k in h)
         groups: dict[tuple[int, int, int], list[int]] = {}  # pixel shape -> its shards
         for j, shard in enumerate(m["shards"]):
             shape = shard.get("shape", (m["num_frames"], m["height"], m["width"]))
             groups.setdefault(tuple(shape), []).append(j)
         self.shapes = list(groups)
         order = [j for js in groups.values() for j in js]
-        # Each shard's tensors are released once concatenated and the std is computed in place
-        # (the loading peak is still about twice the cache: every shard is read first).
-        self.means = [torch.cat([parts[j].pop("mean") for j in js]) for js in groups.values()]
-        self.stds = [
-            torch.cat([parts[j].pop("logvar").mul_(0.5).exp_() for j in js])
-            for js in groups.values()
-        ]
+
+        # Tensors for the whole cache, filled one memory-mapped shard at a time, so loading
+        # allocates no more than the cache itself. Clips are numbered in ``order``.
+        def total(key: str, js: list[int]) -> int:
+            return sum(heads[j][key][0] for j in js)
+
+        def latents(js: list[int]) -> torch.Tensor:
+            return torch.empty(total("mean", js), *heads[js[0]]["mean"][1:])
+
+        def features(key: str) -> torch.Tensor:  # (n, max_len, E), zero past each row's text
+            return torch.zeros(total(key, order), max_len, heads[0][key][2], dtype=torch.float16)
+
+        self.means = [latents(js) for js in groups.values()]
+        self.stds = [latents(js) for js in groups.values()]
+        self.text = features("text")  # float16 until batched
+        self.mask = torch.zeros(len(self.text), max_len, dtype=torch.bool)
+        self.captions = self.captions_mask = None  # caption="random": drawn per clip and step
+        if all("captions" in h for h in heads):
+            self.captions = features("captions")
+            self.captions_mask = torch.zeros(len(self.captions), max_len, dtype=torch.bool)
+        index, num_captions = [], []
+        clip = caption_row = 0
+        for g, js in enumerate(groups.values()):
+            row = 0
+            for j in js:
+                part = load_file(str(paths[j]))
+                n, length = part["text"].shape[:2]
+                self.means[g][row : row + n] = part["mean"]
+                std = self.stds[g][row : row + n]  # exp(logvar / 2), written in place
+                torch.mul(part["logvar"], 0.5, out=std).exp_()
+                self.text[clip : clip + n, :length] = part["text"]
+                self.mask[clip : clip + n, :length] = part["mask"].bool()
+                index.append(part["index"])
+                if self.captions is not None:
+                    k, length = part["captions"].shape[:2]
+                    self.captions[caption_row : caption_row + k, :length] = part["captions"]
+                    self.captions_mask[caption_row : caption_row + k, :length] = part[
+                        "captions_mask"
+                    ].bool()
+                    num_captions.append(part["num_captions"])
+                    caption_row += k
+                row += n
+                clip += n
         self.group_of = torch.cat([torch.full((len(g),), i) for i, g in enumerate(self.means)])
         self.row_of = torch.cat([torch.arange(len(g)) for g in self.means])
-        self.text = torch.cat([pad(parts[j].pop("text")) for j in order])  # float16 until batched
-        self.mask = torch.cat([pad(parts[j]["mask"]) for j in order]).bool()
-        self.index = torch.cat([parts[j]["index"] for j in order])
-        self.captions = self.captions_mask = None  # caption="random": drawn per clip and step
-        if all("captions" in p for p in parts):
-            self.captions = torch.cat([pad(parts[j].pop("captions")) for j in order])
-            self.captions_mask = torch.cat([pad(parts[j]["captions_mask"]) for j in order]).bool()
-            self.num_captions = torch.cat([parts[j]["num_captions"] for j in order])
+        self.index = torch.cat(index)
+        if self.captions is not None:
+            self.num_captions = torch.cat(num_captions)
             self.first_caption = torch.cumsum(self.num_captions, 0) - self.num_captions
         self.latent_mean = torch.tensor(self.meta["latent_mean"]).view(1, -1, 1, 1, 1)
         self.latent_std = torch.tensor(self.meta["latent_std"]).view(1, -1, 1, 1, 1)
