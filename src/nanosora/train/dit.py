@@ -340,7 +340,8 @@ def write_val_loss(
     weights = {k: full_tensor(v) for k, v in source.state_dict().items()}
     if not d.is_main:
         return
-    losses = level_losses(trained_model(weights, cfg).to(d.device), val, cfg.val_clips, cfg.train.bf16)  # fmt: skip
+    model = trained_model(weights, cfg).to(d.device)
+    losses = level_losses(model, val, cfg.val_clips, cfg.train.bf16)
     mean = float(np.mean(list(losses.values())))
     run.log({"step": step, "val_loss": mean, **{f"val_loss_s{s:g}": v for s, v in losses.items()}})
     log(
