@@ -38,6 +38,7 @@ from nanosora.shapes.grammar import CATEGORIES, parse  # noqa: E402
 from nanosora.shapes.world import COLORS, SHAPES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCH = ("bench",)  # each snapshot's report folder, by default
 
 
 def _mfu():
@@ -47,7 +48,7 @@ def _mfu():
     return module
 
 
-def reports(run: Path, bench: tuple[str, ...] = ("bench",)) -> list[Path]:
+def reports(run: Path, bench: tuple[str, ...] = BENCH) -> list[Path]:
     """The report.json of each benchmarked snapshot of a run, in step order: from the first of
     the ``bench`` folders that the snapshot has."""
     found = []
@@ -58,7 +59,7 @@ def reports(run: Path, bench: tuple[str, ...] = ("bench",)) -> list[Path]:
 
 
 def run_points(
-    run: Path, bench: tuple[str, ...] = ("bench",)
+    run: Path, bench: tuple[str, ...] = BENCH
 ) -> tuple[str, list[tuple[float, dict[str, float]]]]:
     """(label, [(training FLOPs, {category: score})]) of a run's benchmarked snapshots."""
     mfu = _mfu()
@@ -83,7 +84,7 @@ def run_points(
 
 
 def snapshot_reports(
-    runs: list[Path], bench: tuple[str, ...] = ("bench",)
+    runs: list[Path], bench: tuple[str, ...] = BENCH
 ) -> list[tuple[str, Path, dict]]:
     """("RUN step_N", path, contents) of every benchmarked snapshot's report.json, in step order."""
     return [
@@ -93,7 +94,7 @@ def snapshot_reports(
     ]
 
 
-def kinds_table(runs: list[Path], bench: tuple[str, ...] = ("bench",)) -> str:
+def kinds_table(runs: list[Path], bench: tuple[str, ...] = BENCH) -> str:
     """A markdown table: per benchmarked snapshot, its failed clips by failure kind."""
     rows = []
     for name, report, data in snapshot_reports(runs, bench):
@@ -133,7 +134,7 @@ def misdrawn_shapes(clips: list[dict]) -> tuple[int, Counter]:
     return wrong, objects
 
 
-def leak_table(runs: list[Path], bench: tuple[str, ...] = ("bench",)) -> str:
+def leak_table(runs: list[Path], bench: tuple[str, ...] = BENCH) -> str:
     """A markdown table: per benchmarked snapshot, its misdrawn objects by the shape they took."""
     lines = [
         "| snapshot | wrong-shape clips | misdrawn objects (prompts of two shapes): as the other"

@@ -243,27 +243,28 @@ class LatentCache:
         if all("captions" in h for h in heads):
             self.captions = features("captions")
             self.captions_mask = torch.zeros(len(self.captions), max_len, dtype=torch.bool)
+
+        def put(dst: torch.Tensor, start: int, src: torch.Tensor) -> None:
+            dst[start : start + len(src), : src.shape[1]] = src  # zero past a shorter text
+
         index, num_captions = [], []
         clip = caption_row = 0
         for g, js in enumerate(groups.values()):
             row = 0
             for j in js:
                 part = load_file(str(paths[j]))
-                n, length = part["text"].shape[:2]
+                n = len(part["mean"])
                 self.means[g][row : row + n] = part["mean"]
                 std = self.stds[g][row : row + n]  # exp(logvar / 2), written in place
                 torch.mul(part["logvar"], 0.5, out=std).exp_()
-                self.text[clip : clip + n, :length] = part["text"]
-                self.mask[clip : clip + n, :length] = part["mask"].bool()
+                put(self.text, clip, part["text"])
+                put(self.mask, clip, part["mask"])
                 index.append(part["index"])
                 if self.captions is not None:
-                    k, length = part["captions"].shape[:2]
-                    self.captions[caption_row : caption_row + k, :length] = part["captions"]
-                    self.captions_mask[caption_row : caption_row + k, :length] = part[
-                        "captions_mask"
-                    ].bool()
+                    put(self.captions, caption_row, part["captions"])
+                    put(self.captions_mask, caption_row, part["captions_mask"])
                     num_captions.append(part["num_captions"])
-                    caption_row += k
+                    caption_row += len(part["captions"])
                 row += n
                 clip += n
         self.group_of = torch.cat([torch.full((len(g),), i) for i, g in enumerate(self.means)])

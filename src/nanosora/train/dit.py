@@ -336,8 +336,7 @@ def write_val_loss(
     """``val_every``: the EMA weights' (the model's without EMA) ``level_losses`` on
     ``val_cache``, logged as val_loss (their mean) and val_loss_s<level>; every rank calls it
     (FSDP gathers), rank 0 computes."""
-    source = w.ema if w.ema is not None else w.model
-    weights = {k: full_tensor(v) for k, v in source.state_dict().items()}
+    weights = gathered_weights(w)
     if not d.is_main:
         return
     model = trained_model(weights, cfg).to(d.device)
@@ -378,17 +377,23 @@ def step_gradients(
     return StepResult(last, value, [], "DiT")
 
 
+def gathered_weights(w: Trainee) -> dict[str, torch.Tensor]:
+    """The EMA weights (the model's without EMA) as full tensors; every rank calls it (FSDP
+    gathers)."""
+    source = w.ema if w.ema is not None else w.model
+    return {k: full_tensor(v) for k, v in source.state_dict().items()}
+
+
 def write_step_samples(
     w: Trainee, cache: LatentCache, run: RunDir, cfg: DiTTrainConfig, d: Dist, step: int
 ) -> None:
     """Sample GIF of the EMA weights (none without EMA); every rank calls it (FSDP gathers)."""
     if w.ema is None:
         return
-    weights = {k: full_tensor(v) for k, v in w.ema.state_dict().items()}
+    weights = gathered_weights(w)
     if d.is_main:
-        sampler = VideoDiT(cfg.dit)
-        sampler.load_state_dict(weights)
-        write_samples(sampler.eval(), cfg, cache, run.path / "samples" / f"step{step:06d}.gif")
+        sampler = trained_model(weights, cfg)
+        write_samples(sampler, cfg, cache, run.path / "samples" / f"step{step:06d}.gif")
 
 
 def write_snapshot(
@@ -397,8 +402,7 @@ def write_snapshot(
     """``snapshot_every``: the EMA weights (the model's without EMA) as a pipeline in
     RUN/snapshots/step_N, written atomically, so a killed run leaves no half of one; every rank
     calls it (FSDP gathers)."""
-    source = w.ema if w.ema is not None else w.model
-    weights = {k: full_tensor(v) for k, v in source.state_dict().items()}
+    weights = gathered_weights(w)
     if d.is_main:
         with atomic_path(snapshot_dir(run.path, step)) as tmp:
             save_pipeline(weights, cfg, cache, tmp)

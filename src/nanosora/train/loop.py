@@ -62,6 +62,11 @@ def run_progress(step: int, state: dict, t: TrainConfig) -> float:
     return min(1.0, max(step / t.steps, time_fraction(state, t)))
 
 
+def end_step(t: TrainConfig) -> int:
+    """The step this invocation trains to: ``t.stop_at`` when it pauses earlier, else ``t.steps``."""
+    return min(t.steps, t.stop_at) if t.stop_at else t.steps
+
+
 def setup_threads(threads: int) -> None:
     if threads > 0:
         torch.set_num_threads(threads)
@@ -226,7 +231,7 @@ class Progress:
                 "[{elapsed}<{remaining}{postfix}]",
             )
         else:
-            last = min(t.steps, t.stop_at) if t.stop_at else t.steps  # a pause ends the bar
+            last = end_step(t)  # a pause ends the bar
             desc = f"{name} (to pause at {last} of {t.steps})" if last < t.steps else name
             self.bar = tqdm(
                 total=last, initial=state["step"], desc=desc, unit="step", disable=not enabled
@@ -277,8 +282,7 @@ def train(
     losses: list[float] = []
     last_plot = start_time
     w.model.train()
-    last = min(t.steps, t.stop_at) if t.stop_at else t.steps
-    while state["step"] < last:
+    while state["step"] < end_step(t):
         step = state["step"]
         if t.minutes and any_rank(start_elapsed + time.time() - start_time > 60 * t.minutes, d):
             break
