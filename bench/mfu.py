@@ -18,6 +18,7 @@ bf16 means what training does: bf16 autocast with float32 weights and optimizer.
                         [--frames 17 --size 64] [--steps 3] [--profile small]
     python bench/mfu.py --device cuda --compile --presets small --batch 256 \
                         --latent 16 17 8 8 --patch 2 1     # configs/gpu_scenes_dit.yaml's shapes
+    python bench/mfu.py --presets shapes --shape 256 10 8 --latent 4 17 16 16 --patch 2 4 --batch 32
     python bench/mfu.py --device cuda --vae video-4x8x8 --batch 2 --size 256 --dtypes bf16
     python bench/mfu.py --estimate      # GPU-hours per epoch from FLOPs and an *assumed* MFU
 """
@@ -293,6 +294,10 @@ def main() -> None:
         help="latent shape instead of the preset's channels and a 4x8x8 VAE's grid",
     )  # fmt: skip
     ap.add_argument("--patch", nargs=2, type=int, metavar=("T", "HW"), help="patch_t, patch_hw")
+    ap.add_argument(
+        "--shape", nargs=3, type=int, metavar=("DIM", "DEPTH", "HEADS"),
+        help="width, depth and heads instead of the preset's (e.g. 256 10 8)",
+    )  # fmt: skip
     ap.add_argument("--profile", nargs="*", default=[], help="presets to profile")
     ap.add_argument("--vae", choices=list(VAE_PRESETS), help="time this VAE's step instead")
     ap.add_argument("--estimate", action="store_true", help="GPU-hours/epoch table and exit")
@@ -320,6 +325,8 @@ def main() -> None:
             cfg = replace(cfg, in_channels=latent[0])
         if args.patch:
             cfg = replace(cfg, patch_t=args.patch[0], patch_hw=args.patch[1])
+        if args.shape:
+            cfg = replace(cfg, dim=args.shape[0], depth=args.shape[1], heads=args.shape[2])
         grid = token_grid(cfg, *latent[1:])
         tokens = grid[0] * grid[1] * grid[2]
         ok, why = fits(cfg, args.batch, tokens, device)

@@ -109,6 +109,12 @@ class DiTConfig:
         "add the mean-pooled text features (an MLP of them) to the timestep's conditioning; "
         "false leaves the text to cross-attention alone",
     )
+    abs_pos: bool = doc(
+        False,
+        "also add fixed sine-cosine embeddings of each token's (t, h, w) index (absolute "
+        "positions, as DiT and Latte); RoPE alone is relative, blind to where the frame's edges "
+        "and the clip's start are",
+    )
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:

@@ -221,3 +221,30 @@ def test_temporal_patch_pads_in_front():
     levels = s[:, None].repeat(1, 5)
     levels[:, 0] = 0.0
     assert not torch.allclose(m(z, levels, text, mask)[:, :, 0], out[:, :, 0])
+
+
+@pytest.mark.parametrize("attention", ["full", "factorized"])
+def test_absolute_positions_tell_tokens_of_a_uniform_clip_apart(attention):
+    """With RoPE alone, a clip whose patches are all the same gives every token the same output
+    (identical values, whatever the relative scores); ``abs_pos`` gives each its own."""
+    z, s, text, mask = inputs()
+    uniform = z[:, :, :1, :1, :1].expand_as(z).contiguous()
+    for abs_pos in (False, True):
+        m = make(dataclasses.replace(TINY, attention=attention, abs_pos=abs_pos))
+        with torch.no_grad():
+            tokens = m.patchify(m(uniform, s, text, mask))  # (B, N, patch)
+        spread = (tokens - tokens[:, :1]).abs().amax().item()
+        assert (spread > 1e-3) == abs_pos, (abs_pos, spread)
+
+
+def test_sincos_table_indexes_each_axis():
+    from nanosora.models.dit import sincos_3d
+
+    table = sincos_3d(3, 4, 5, 32)
+    assert table.shape == (60, 32)
+    grid = table.view(3, 4, 5, 32)
+    # Index 0 on every axis: sines 0, cosines 1; tokens differ exactly when their indices do.
+    axis = [torch.zeros(6), torch.ones(6)] + [torch.zeros(5), torch.ones(5)] * 2  # 12 + 10 + 10
+    assert torch.equal(grid[0, 0, 0], torch.cat(axis))
+    flat = table[:, None] - table[None]
+    assert ((flat.abs().amax(-1) > 1e-6) == ~torch.eye(60, dtype=torch.bool)).all()

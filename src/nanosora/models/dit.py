@@ -65,6 +65,29 @@ def rope_3d(t: int, h: int, w: int, head_dim: int, device: torch.device | None =
     return torch.stack((grid.cos(), grid.sin()), dim=-1)
 
 
+def sincos_3d(t: int, h: int, w: int, dim: int, device: torch.device | None = None) -> Tensor:
+    """(N, dim) fixed embeddings of a (t, h, w) token grid's integer indices (t-major): per
+    axis a share of the channels holds sines and cosines of index x frequency (DiT's 2D table,
+    with time as a third axis)."""
+    shares = [d // 2 * 2 for d in rope_axis_dims(dim)]
+    shares[0] += dim - sum(shares)  # an odd remainder goes to time, as zeros
+    tables = []
+    for size, d in zip((t, h, w), shares):
+        freqs = 1.0 / (10000.0 ** (torch.arange(0, d // 2 * 2, 2, device=device).float() / d))
+        angles = torch.outer(torch.arange(size, device=device).float(), freqs)
+        table = torch.cat([angles.sin(), angles.cos()], dim=-1)
+        tables.append(F.pad(table, (0, d - table.shape[-1])))
+    tt, th, tw = tables
+    return torch.cat(
+        [
+            tt[:, None, None].expand(t, h, w, -1),
+            th[None, :, None].expand(t, h, w, -1),
+            tw[None, None, :].expand(t, h, w, -1),
+        ],
+        dim=-1,
+    ).reshape(t * h * w, dim)
+
+
 def apply_rope(x: Tensor, rotation: Tensor) -> Tensor:
     """Rotate channel pairs of x (..., N, hd) by the (N, hd/2, 2) cosines and sines of
     ``rotation``: the complex product (a + ib)(cos + i sin) per pair. Eager, one complex multiply
@@ -287,6 +310,7 @@ class VideoDiT(nn.Module):
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
         self.out = nn.Linear(d, p)
         self._rotations: dict[tuple, Tensor] = {}  # RoPE tables by (grid, device)
+        self._positions: dict[tuple, Tensor] = {}  # abs_pos tables by (grid, device)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -349,6 +373,16 @@ class VideoDiT(nn.Module):
             self._rotations[key] = rope_3d(*grid, self.cfg.dim // self.cfg.heads, device=device)
         return self._rotations[key]
 
+    def positions(self, grid: tuple[int, int, int], device: torch.device) -> Tensor:
+        """The (N, D) absolute position table of a token grid (``abs_pos``), cached like
+        ``rotation``."""
+        if torch.compiler.is_compiling():
+            return sincos_3d(*grid, self.cfg.dim, device=device)
+        key = (grid, device)
+        if key not in self._positions:
+            self._positions[key] = sincos_3d(*grid, self.cfg.dim, device=device)
+        return self._positions[key]
+
     def forward(
         self,
         z: Tensor,
@@ -376,6 +410,8 @@ class VideoDiT(nn.Module):
         if pad:
             z = torch.cat([z.new_zeros(*z.shape[:2], pad, *z.shape[3:]), z], dim=2)
         x = self.patch_embed(self.patchify(z))  # (B, N, D)
+        if self.cfg.abs_pos:
+            x = x + self.positions(grid, z.device).to(x.dtype)
         if timestep.dim() == 1:
             timestep = timestep[:, None]  # (B, 1): one level for every frame
         elif timestep.shape[1] != frames:
