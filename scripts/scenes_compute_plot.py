@@ -1,7 +1,7 @@
 """Draw the scenes benchmark score of each category against training compute, one line per run.
 
     .venv/bin/python scripts/scenes_compute_plot.py RUN [RUN ...] [--out docs/scenes_compute.png]
-        [--bench bench_cfg3 bench]
+        [--bench bench_cfg3 bench] [--val-cache CACHE --val-out docs/scenes_val_loss.png]
 
 A RUN is a DiT run directory whose snapshots (kept with snapshot_every, or exported) were
 benchmarked:
@@ -14,6 +14,11 @@ Compute is the analytic training FLOPs of the run's model (bench/mfu.py: forward
 prints, as markdown tables, what each snapshot's failed clips got wrong (the grader's failure
 kinds, over all categories), and which shape its misdrawn objects took: another named object's
 (one object's shape leaking onto another) or one the prompt does not name.
+
+With ``--val-cache`` (a latent cache of clips no run trained on) it also draws every snapshot's
+validation loss against compute (train/dit.py's ``level_losses``, the mean over its noise levels,
+kept in the snapshot's ``val_loss.json``): smoother than a benchmark of a few hundred clips, so
+model sizes can be told apart earlier.
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ from matplotlib import ticker  # noqa: E402
 from nanosora.config import DiTTrainConfig, load_config  # noqa: E402
 from nanosora.data.cache import LatentCache  # noqa: E402
 from nanosora.models.dit import VideoDiT  # noqa: E402
+from nanosora.pipeline import Pipeline  # noqa: E402
 from nanosora.shapes.grader import FAILURE_KINDS  # noqa: E402
 from nanosora.shapes.grammar import CATEGORIES, parse  # noqa: E402
 from nanosora.shapes.world import COLORS, SHAPES  # noqa: E402
+from nanosora.train.dit import level_losses  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ("bench",)  # each snapshot's report folder, by default
@@ -58,29 +65,80 @@ def reports(run: Path, bench: tuple[str, ...] = BENCH) -> list[Path]:
     return found
 
 
-def run_points(
-    run: Path, bench: tuple[str, ...] = BENCH
-) -> tuple[str, list[tuple[float, dict[str, float]]]]:
-    """(label, [(training FLOPs, {category: score})]) of a run's benchmarked snapshots."""
+def run_compute(run: Path) -> tuple[str, float]:
+    """(label, training FLOPs per step) of a DiT run, from its config and cache."""
     mfu = _mfu()
     cfg = load_config(DiTTrainConfig, run / "config.yaml")
     latent = LatentCache(cfg.cache).latent_shape  # (c, t, h, w)
     model = VideoDiT(cfg.dit)
     grid = model.grid(*latent[1:])
-    per_clip = 3 * mfu.dit_flops(cfg.dit, 1, grid, mfu.TEXT_LEN)
-    points = []
-    for report in reports(run, bench):
-        step = int(report.parents[1].name.removeprefix("step_"))
-        summary = json.loads(report.read_text())["summary"]
-        scores = {c: summary[c]["all"]["score"] for c in CATEGORIES if c in summary}
-        points.append((step * cfg.train.batch_size * per_clip, scores))
+    per_step = 3 * mfu.dit_flops(cfg.dit, 1, grid, mfu.TEXT_LEN) * cfg.train.batch_size
     pt, ph = cfg.dit.patch_t, cfg.dit.patch_hw
     label = (
         f"{run.name}: {model.num_params() / 1e6:.1f}M params, {grid[0] * grid[1] * grid[2]} tokens"
         f" ({latent[1]} latent frames, patch {pt}x{ph}x{ph}), lr {cfg.optim.lr:g}"
         + ("" if cfg.dit.pooled_text else ", no pooled text")
     )
+    return label, per_step
+
+
+def step_of(snapshot: Path) -> int:
+    return int(snapshot.name.removeprefix("step_"))
+
+
+def run_points(
+    run: Path, bench: tuple[str, ...] = BENCH
+) -> tuple[str, list[tuple[float, dict[str, float]]]]:
+    """(label, [(training FLOPs, {category: score})]) of a run's benchmarked snapshots."""
+    label, per_step = run_compute(run)
+    points = []
+    for report in reports(run, bench):
+        summary = json.loads(report.read_text())["summary"]
+        scores = {c: summary[c]["all"]["score"] for c in CATEGORIES if c in summary}
+        points.append((step_of(report.parents[1]) * per_step, scores))
     return label, points
+
+
+def snapshot_val_loss(snapshot: Path, cache: Path, clips: int) -> float:
+    """A snapshot's mean validation loss on the first ``clips`` clips of ``cache``, computed once
+    and kept in its ``val_loss.json`` (computed again for another cache or clip count)."""
+    path, key = snapshot / "val_loss.json", {"cache": str(cache), "clips": clips}
+    if path.is_file():
+        kept = json.loads(path.read_text())
+        if {k: kept.get(k) for k in key} == key:
+            return kept["mean"]
+    losses = level_losses(Pipeline.load(snapshot).dit, LatentCache(cache), clips)
+    mean = sum(losses.values()) / len(losses)
+    path.write_text(
+        json.dumps({**key, "levels": {f"{s:g}": v for s, v in losses.items()}, "mean": mean})
+    )
+    return mean
+
+
+def val_points(run: Path, cache: Path, clips: int) -> tuple[str, list[tuple[float, float]]]:
+    """(label, [(training FLOPs, mean validation loss)]) of every snapshot of a run."""
+    label, per_step = run_compute(run)
+    snapshots = sorted(run.glob("snapshots/step_*"))
+    return label, [(step_of(s) * per_step, snapshot_val_loss(s, cache, clips)) for s in snapshots]
+
+
+def plot_val_loss(runs: list[Path], cache: Path, clips: int, out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for run in runs:
+        label, points = val_points(run, cache, clips)
+        ax.plot([f / 1e15 for f, _ in points], [v for _, v in points], marker="o", label=label)
+        for flops, loss in points:
+            print(f"| {run.name} | {flops / 1e15:.2f} | {loss:.4f} |")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    ax.set_xlabel("training compute (PFLOP)")
+    ax.set_ylabel(f"validation loss ({clips} unseen clips)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title("velocity MSE on unseen clips against training compute")
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    print(f"wrote {out}")
 
 
 def snapshot_reports(
@@ -164,7 +222,13 @@ def main() -> None:
         default=["bench"],
         help="report folders of a snapshot, the first found is read (e.g. bench_cfg3 bench)",
     )
+    ap.add_argument("--val-cache", type=Path, help="a latent cache of clips no run trained on")
+    ap.add_argument("--val-clips", type=int, default=256)
+    ap.add_argument("--val-out", type=Path, default=ROOT / "docs/scenes_val_loss.png")
     args = ap.parse_args()
+    if args.val_cache:
+        print("| run | training compute (PFLOP) | validation loss |\n|---|---|---|")
+        plot_val_loss(args.runs, args.val_cache, args.val_clips, args.val_out)
     fig, axes = plt.subplots(2, 4, figsize=(13, 5.6), sharex=True, sharey=True)
     for run in args.runs:
         label, points = run_points(run, tuple(args.bench))

@@ -1,8 +1,10 @@
 """Training loops: exact resume after a kill, NaN guard, run-directory contents, cache, export."""
 
+import importlib.util
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -272,6 +274,24 @@ def test_dit_keeps_snapshots_of_its_ema_weights(cache, vae_run, tmp_path):
     assert (
         Pipeline.load(run / "snapshots/step_000002").generate(["a red circle"], steps=1).ndim == 5
     )
+    # The compute plot's validation loss of a snapshot: level_losses' mean, kept beside it.
+    spec = importlib.util.spec_from_file_location(
+        "plot", Path(__file__).parents[2] / "scripts/scenes_compute_plot.py"
+    )
+    plot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot)
+    losses = train_dit.level_losses(Pipeline.load(run / "pipeline").dit, LatentCache(cache), 5)
+    snapshot = run / "snapshots/step_000006"
+    assert plot.snapshot_val_loss(snapshot, cache, 5) == pytest.approx(
+        sum(losses.values()) / len(losses), rel=1e-6
+    )
+    kept = json.loads((snapshot / "val_loss.json").read_text())
+    (snapshot / "val_loss.json").write_text(json.dumps({**kept, "mean": -1.0}))
+    assert plot.snapshot_val_loss(snapshot, cache, 5) == -1.0  # read back, not computed again
+    assert plot.snapshot_val_loss(snapshot, cache, 4) > 0  # another clip count: computed
+    label, points = plot.val_points(run, cache, 4)
+    assert [round(f / points[0][0]) for f, _ in points] == [1, 2, 3]  # steps 2, 4, 6
+    assert label.startswith("snap:") and len({v for _, v in points}) == 3
 
 
 def test_dit_loss_falls(cache, vae_run, tmp_path):
