@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -66,17 +67,15 @@ def rope_3d(t: int, h: int, w: int, head_dim: int, device: torch.device | None =
 
 
 def sincos_3d(t: int, h: int, w: int, dim: int, device: torch.device | None = None) -> Tensor:
-    """(N, dim) fixed embeddings of a (t, h, w) token grid's integer indices (t-major): per
-    axis a share of the channels holds sines and cosines of index x frequency (DiT's 2D table,
-    with time as a third axis)."""
-    shares = [d // 2 * 2 for d in rope_axis_dims(dim)]
-    shares[0] += dim - sum(shares)  # an odd remainder goes to time, as zeros
+    """(N, dim) fixed embeddings of a (t, h, w) token grid's integer indices (t-major): each axis
+    takes RoPE's share of the channels for sines and cosines of index x frequency (DiT's 2D
+    table, with time as a third axis; an odd share ends in a zero)."""
     tables = []
-    for size, d in zip((t, h, w), shares):
-        freqs = 1.0 / (10000.0 ** (torch.arange(0, d // 2 * 2, 2, device=device).float() / d))
+    for size, d in zip((t, h, w), rope_axis_dims(dim)):
+        half = d // 2
+        freqs = 1.0 / (10000.0 ** (torch.arange(half, device=device).float() / half))
         angles = torch.outer(torch.arange(size, device=device).float(), freqs)
-        table = torch.cat([angles.sin(), angles.cos()], dim=-1)
-        tables.append(F.pad(table, (0, d - table.shape[-1])))
+        tables.append(F.pad(torch.cat([angles.sin(), angles.cos()], dim=-1), (0, d - 2 * half)))
     tt, th, tw = tables
     return torch.cat(
         [
@@ -363,25 +362,24 @@ class VideoDiT(nn.Module):
         kv = [block.cross.keys_values(text) for block in self.blocks] if keys else None
         return TextContext(text, pooled, mask[:, None, None, :], kv)
 
-    def rotation(self, grid: tuple[int, int, int], device: torch.device) -> Tensor:
-        """The RoPE table of a token grid, computed once per grid and device (in a compiled graph,
+    def _grid_table(self, tables: dict, make, grid: tuple[int, int, int], device) -> Tensor:
+        """A table of a token grid, computed once per grid and device (in a compiled graph,
         where the cache's lookups would cost a recompile, it is computed in the graph)."""
         if torch.compiler.is_compiling():
-            return rope_3d(*grid, self.cfg.dim // self.cfg.heads, device=device)
+            return make(*grid, device=device)
         key = (grid, device)
-        if key not in self._rotations:
-            self._rotations[key] = rope_3d(*grid, self.cfg.dim // self.cfg.heads, device=device)
-        return self._rotations[key]
+        if key not in tables:
+            tables[key] = make(*grid, device=device)
+        return tables[key]
+
+    def rotation(self, grid: tuple[int, int, int], device: torch.device) -> Tensor:
+        """The RoPE table of a token grid."""
+        head_dim = self.cfg.dim // self.cfg.heads
+        return self._grid_table(self._rotations, partial(rope_3d, head_dim=head_dim), grid, device)
 
     def positions(self, grid: tuple[int, int, int], device: torch.device) -> Tensor:
-        """The (N, D) absolute position table of a token grid (``abs_pos``), cached like
-        ``rotation``."""
-        if torch.compiler.is_compiling():
-            return sincos_3d(*grid, self.cfg.dim, device=device)
-        key = (grid, device)
-        if key not in self._positions:
-            self._positions[key] = sincos_3d(*grid, self.cfg.dim, device=device)
-        return self._positions[key]
+        """The (N, D) absolute position table of a token grid (``abs_pos``)."""
+        return self._grid_table(self._positions, partial(sincos_3d, dim=self.cfg.dim), grid, device)
 
     def forward(
         self,
