@@ -15,8 +15,10 @@ import argparse
 
 import torch
 
+from nanosora.config import DiTConfig
 from nanosora.data.cache import LatentCache
-from nanosora.pipeline import Pipeline
+from nanosora.models.dit import VideoDiT
+from nanosora.pipeline import load_module
 from nanosora.train.dit import VAL_LEVELS, level_losses
 
 
@@ -29,7 +31,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    dit = Pipeline.load(args.pipeline).dit
+    dit = load_module(f"{args.pipeline}/transformer", DiTConfig, VideoDiT, "dit")
     print("| cache | clips | " + " | ".join(f"s = {s:g}" for s in VAL_LEVELS) + " | mean |")
     print("|---|---|" + "---|" * (len(VAL_LEVELS) + 1))
     for path in args.caches:

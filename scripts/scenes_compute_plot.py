@@ -24,6 +24,7 @@ model sizes can be told apart earlier.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 from collections import Counter
@@ -35,10 +36,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
-from nanosora.config import DiTTrainConfig, load_config  # noqa: E402
+from nanosora.config import DiTConfig, DiTTrainConfig, load_config  # noqa: E402
 from nanosora.data.cache import LatentCache  # noqa: E402
 from nanosora.models.dit import VideoDiT  # noqa: E402
-from nanosora.pipeline import Pipeline  # noqa: E402
+from nanosora.pipeline import load_module  # noqa: E402
 from nanosora.shapes.grader import FAILURE_KINDS  # noqa: E402
 from nanosora.shapes.grammar import CATEGORIES, parse  # noqa: E402
 from nanosora.shapes.world import COLORS, SHAPES  # noqa: E402
@@ -48,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ("bench",)  # each snapshot's report folder, by default
 
 
+@functools.cache
 def _mfu():
     spec = importlib.util.spec_from_file_location("mfu", ROOT / "bench/mfu.py")
     module = importlib.util.module_from_spec(spec)
@@ -65,8 +67,10 @@ def reports(run: Path, bench: tuple[str, ...] = BENCH) -> list[Path]:
     return found
 
 
+@functools.cache
 def run_compute(run: Path) -> tuple[str, float]:
-    """(label, training FLOPs per step) of a DiT run, from its config and cache."""
+    """(label, training FLOPs per step) of a DiT run, from its config and cache (read once per
+    run: opening a training cache loads all of it)."""
     mfu = _mfu()
     cfg = load_config(DiTTrainConfig, run / "config.yaml")
     latent = LatentCache(cfg.cache).latent_shape  # (c, t, h, w)
@@ -99,6 +103,11 @@ def run_points(
     return label, points
 
 
+@functools.cache
+def open_val_cache(path: Path) -> LatentCache:
+    return LatentCache(path)
+
+
 def snapshot_val_loss(snapshot: Path, cache: Path, clips: int) -> float:
     """A snapshot's mean validation loss on the first ``clips`` clips of ``cache``, computed once
     and kept in its ``val_loss.json`` (computed again for another cache or clip count)."""
@@ -107,7 +116,8 @@ def snapshot_val_loss(snapshot: Path, cache: Path, clips: int) -> float:
         kept = json.loads(path.read_text())
         if {k: kept.get(k) for k in key} == key:
             return kept["mean"]
-    losses = level_losses(Pipeline.load(snapshot).dit, LatentCache(cache), clips)
+    dit = load_module(snapshot / "transformer", DiTConfig, VideoDiT, "dit")
+    losses = level_losses(dit, open_val_cache(cache), clips)
     mean = sum(losses.values()) / len(losses)
     path.write_text(
         json.dumps({**key, "levels": {f"{s:g}": v for s, v in losses.items()}, "mean": mean})
