@@ -153,6 +153,25 @@ def test_vae_paused_at_stop_at_resumes_exactly(data, tmp_path):
     assert_same_weights(whole, resumed)
 
 
+def lrs(run):
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return {m["step"]: m["lr"] for m in lines if "lr" in m}
+
+
+def test_resume_with_fewer_steps_cools_down(data, vae_run, tmp_path):
+    """--resume train.steps=M on a paused longer run: the lr follows the long schedule up to the
+    pause, then where an M-step run would be, and the run ends annealed at step M."""
+    paused = train_vae.main(vae_cfg(data, tmp_path / "cut", **{"train.stop_at": 3}))
+    cut = train_vae.main(vae_cfg(data, paused, steps=5), resume=True)
+    short = train_vae.main(vae_cfg(data, tmp_path / "short", steps=5))
+    assert torch.load(cut / "state.pt", weights_only=False)["step"] == 5
+    long, got, want = lrs(vae_run), lrs(cut), lrs(short)
+    assert [got[s] for s in (1, 2, 3)] == [long[s] for s in (1, 2, 3)]
+    assert [got[s] for s in (4, 5)] == pytest.approx([want[s] for s in (4, 5)])
+    assert got[4] < long[4]  # the drop
+    assert (cut / "eval.json").is_file()  # a finished run: final weights and metrics
+
+
 def test_existing_run_needs_resume(data, vae_run):
     with pytest.raises(FileExistsError, match="--resume"):
         train_vae.main(vae_cfg(data, vae_run))
