@@ -191,9 +191,16 @@ class FlowConfig:
     image_prob: float = doc(
         0.0, "probability that a batch trains as images: first latent frame only (joint training)"
     )
+    image_batch: int = doc(
+        0,
+        "clips in an image batch (0: train.batch_size). An image has a frame's tokens, so a "
+        "batch of batch_size x latent frames / patch_t images costs about one video batch",
+    )
 
     def __post_init__(self) -> None:
         _check_eta(self.eta, "flow.eta")
+        if self.image_batch < 0:
+            raise ConfigError(f"flow.image_batch must be >= 0, got {self.image_batch}")
 
 
 @dataclass(frozen=True)

@@ -523,6 +523,27 @@ def test_dit_trains_with_frame_masks_and_images(cache, vae_run, tmp_path, patch_
     assert len(losses) >= 4 and all(math.isfinite(v) for v in losses)
 
 
+def test_image_batches_take_first_frames_of_their_own_size(cache, vae_run, tmp_path, monkeypatch):
+    seen = []
+    real = train_dit.flow_loss
+
+    def spy(dit, x0, *args, **kwargs):
+        seen.append(tuple(x0.shape))
+        return real(dit, x0, *args, **kwargs)
+
+    monkeypatch.setattr(train_dit, "flow_loss", spy)
+    base = dit_cfg(cache, vae_run, tmp_path / "img", steps=8)
+    train_dit.main(apply_overrides(base, ["flow.image_prob=0.5", "flow.image_batch=8"]))
+    frames = LatentCache(cache).latent_shape[1]
+    images = [s for s in seen if s[2] == 1]
+    videos = [s for s in seen if s[2] == frames]
+    # both kinds occur; images come 8 to a batch, videos train.batch_size (4) to a batch
+    assert images and videos and len(images) + len(videos) == len(seen) == 8
+    assert {s[0] for s in images} == {8} and {s[0] for s in videos} == {4}
+    with pytest.raises(ConfigError, match="flow.image_batch"):
+        apply_overrides(base, ["flow.image_batch=-1"])
+
+
 def test_lora_finetune_saves_a_small_mergeable_adapter(cache, vae_run, tmp_path):
     base = train_dit.main(dit_cfg(cache, vae_run, tmp_path / "base", steps=2))
     tuned = train_dit.main(

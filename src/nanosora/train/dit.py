@@ -3,6 +3,8 @@
 One step (numbered as in the code):
 1. a batch of cached posteriors is sampled into normalised latents x0 (B, c, t, h, w), with text
    features (B, L, E); a share ``flow.text_dropout`` of rows get the null prompt (for CFG);
+   with probability ``flow.image_prob`` it is an image batch (``flow.image_batch`` clips' first
+   latent frames);
 2. timesteps s ~ logit-normal, shifted toward noise by ``flow.train_shift``;
 3. x_s = (1 - s) x0 + s noise, target v = noise - x0;
 4. loss = mean squared error of the DiT's velocity; AdamW, warmup + cosine, clipping, EMA.
@@ -75,8 +77,6 @@ def flow_loss(
     device; the noise is drawn for the whole batch first, so the shares add up to one process.
     """
     f = cfg.flow
-    if f.image_prob > 0 and torch.rand(1, generator=generator).item() < f.image_prob:
-        x0 = x0[:, :, :1]  # the causal VAE's first latent frame is the first image's latent
     s = sample_timesteps(len(x0), f.logit_mean, f.logit_std, f.train_shift, generator=generator)
     device = next(dit.parameters()).device
     noise = draw_noise(x0.shape, generator, device)
@@ -206,6 +206,12 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     if buckets is not None:
         log(d, f"bucketed batches, {len(buckets)} per epoch:\n{buckets.summary()}")
     micro_batches(t.batch_size, d, t.grad_accum)  # a batch that does not split fails here
+    if cfg.flow.image_batch and cfg.flow.image_prob > 0:
+        if buckets is not None:
+            raise ValueError(
+                f"flow.image_batch needs a cache of one latent shape; {cfg.cache} is bucketed"
+            )
+        micro_batches(cfg.flow.image_batch, d, t.grad_accum)
     validate = functools.partial(write_val_loss, w, val, run, cfg, d)
     plots = ("loss", "grad_norm") + (("val_loss",) if val is not None else ())
     done = train(
@@ -359,14 +365,19 @@ def step_gradients(
 ) -> StepResult:
     """The gradients of optimizer step ``step`` on this rank's rows of its batch, less the last
     micro-batch's backward (``accumulate``)."""
-    t = cfg.train
+    t, f = cfg.train, cfg.flow
     gen = step_generator(t.seed, step)
+    image = f.image_prob > 0 and torch.rand(1, generator=gen).item() < f.image_prob
     if buckets is not None:
         indices = buckets.batch_at(step)
+    elif image and f.image_batch:  # image batches draw from their own order of the clips
+        indices = batch_indices(len(cache), f.image_batch, step, t.seed + 1)
     else:
         indices = batch_indices(len(cache), t.batch_size, step, t.seed)
     parts = micro_batches(len(indices), d, t.grad_accum)  # this rank's rows of the batch
-    x0, text, mask = cache.batch(indices, gen, cfg.flow.text_dropout)
+    x0, text, mask = cache.batch(indices, gen, f.text_dropout)
+    if image:  # the causal VAE's first latent frame is the first image's latent
+        x0 = x0[:, :, :1]
     drawn = gen.get_state()  # each micro-batch redraws the same whole-batch noise
     last, value = accumulate(
         lambda rows: flow_loss(w.forward, x0, text, mask, cfg, gen.set_state(drawn), rows),
