@@ -133,9 +133,10 @@ def test_scenes_quickstart_tiny_budget(tmp_path):
     assert set(timings["scores"]) == set(quickstart.CATEGORIES)
     assert abs(timings["mean_score"] - sum(timings["scores"].values()) / 8) < 1e-3
     assert (tmp_path / "bench/report.html").is_file()
-    # The VAE trained from nothing with 2x temporal compression: 9 latent frames for 17.
+    # The recipe's latents and DiT, trained from nothing: 4 x 17 x 16 x 16 latents per clip.
     pipe = Pipeline.load(tmp_path / "model")
-    assert pipe.vae.cfg.temporal_down == (True, False)
+    assert pipe.vae.cfg == quickstart.SCENES_VAE and pipe.dit.cfg == quickstart.SCENES_DIT
+    assert pipe.cfg.cfg_scale == 3.0
     assert pipe.generate(["a red circle left of a blue square"], steps=2).shape == (
         1,
         17,
