@@ -3,6 +3,7 @@
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from nanosora import quickstart
 from nanosora.cli import app
+from nanosora.config import DiTTrainConfig, VAETrainConfig, load_config
 from nanosora.generate import Pipeline
 from nanosora.pipeline import load_vae
 
@@ -148,3 +150,25 @@ def test_scenes_quickstart_tiny_budget(tmp_path):
     quickstart.main(tmp_path, budget_minutes=0.2, num_clips=24, world="scenes", eval_per_group=1)
     again = json.loads((tmp_path / "timings.json").read_text())
     assert again["skipped"] == ["data", "vae", "cache", "dit"]
+
+
+def test_scenes_quickstart_trains_the_recipes_vae_and_dit():
+    """The scenes quickstart's VAE, DiT and sampler are the recipe's (configs/), bounded by time."""
+    root = Path(__file__).resolve().parents[1]
+    vae = load_config(VAETrainConfig, root / "configs/scenes_vae_s4.yaml")
+    dit = load_config(DiTTrainConfig, root / "configs/scenes_dit.yaml")
+    assert quickstart.SCENES_VAE == vae.vae and quickstart.SCENES_DIT == dit.dit
+    qv = quickstart.scenes_vae_config(Path("w"), 5.0, 0)
+    qd = quickstart.scenes_dit_config(Path("w"), 40.0, 0, 8000)
+    assert (qv.loss.object_weight, qv.crop, qv.crop_content) == (
+        vae.loss.object_weight,
+        vae.crop,
+        vae.crop_content,
+    )
+    assert (qd.optim.lr, qd.flow.cfg_scale, qd.train.batch_size, qd.train.bf16) == (
+        dit.optim.lr,
+        dit.flow.cfg_scale,
+        dit.train.batch_size,
+        dit.train.bf16,
+    )
+    assert qd.train.minutes == 40.0 and qv.train.minutes == 5.0
