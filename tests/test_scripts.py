@@ -7,6 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -100,3 +101,21 @@ def test_text_similarity_of_prompts_one_word_apart() -> None:
         sim.similarity(encoder, "a red circle", "a red circle")
     with pytest.raises(SystemExit, match="tokenize to different lengths"):
         sim.similarity(encoder, "a green circle grows", "a green circle shrinks")
+
+
+def test_direction_probe_passes_the_worlds_renders_and_rejects_them_reversed() -> None:
+    probe = _script("direction_probe")
+    truth = probe.render(["a red circle"], seeds=2, reverse=False)
+    result = probe.probe(truth)
+    assert result["right"] == 1.0 and result["sign_wrong"] == 0.0
+    # A clip moving left starts on the right of the 64-pixel frame, one moving up at the bottom.
+    assert result["start"]["left"] > 40 > 24 > result["start"]["right"]
+    assert result["start"]["up"] > 40 > 24 > result["start"]["down"]
+    backwards = probe.probe(probe.render(["a red circle"], seeds=2, reverse=True))
+    assert backwards["right"] == 0.0 and backwards["sign_wrong"] == 1.0
+    assert backwards["confusion"]["left", "right"] == 2
+    # A clip frozen on its first frame reads as still: off the asked axis, not a wrong sign.
+    still = {k: np.repeat(v[:1], len(v), axis=0) for k, v in truth.items()}
+    frozen = probe.probe(still)
+    assert frozen["right"] == 0.0 and frozen["confusion"]["up", "still"] == 2
+    assert "| left | 2 | 0 | 0 | 0 | 0 |" in probe.table(result)
