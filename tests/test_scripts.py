@@ -1,5 +1,5 @@
 """The analysis scripts: scenes_compute_plot.py's tables of failure kinds and misdrawn shapes, read
-from snapshot reports, and text_similarity.py's cosines."""
+from snapshot reports, text_similarity.py's cosines and direction_probe.py's readings."""
 
 from __future__ import annotations
 
@@ -119,3 +119,12 @@ def test_direction_probe_passes_the_worlds_renders_and_rejects_them_reversed() -
     frozen = probe.probe(still)
     assert frozen["right"] == 0.0 and frozen["confusion"]["up", "still"] == 2
     assert "| left | 2 | 0 | 0 | 0 | 0 |" in probe.table(result)
+
+
+def test_direction_probe_reads_the_shipped_models_clips() -> None:
+    from nanosora.pipeline import SHIPPED_MODEL
+
+    probe = _script("direction_probe")
+    clips = probe.generate(str(SHIPPED_MODEL), ["a red circle"], seeds=1, cfg=None)
+    assert sorted(clips) == [("a red circle", d, 0) for d in sorted(probe.DIRECTIONS)]
+    assert probe.probe(clips)["right"] == 1.0  # its directions read right in every eval
