@@ -18,13 +18,21 @@ import argparse
 from collections import Counter
 
 import numpy as np
+import torch
 
+from nanosora.evaluate.scenes import ground_truth
+from nanosora.pipeline import Pipeline, replace_cfg
 from nanosora.shapes import grader
 from nanosora.shapes.probe import probe_frames
 
 DIRECTIONS = ("left", "right", "up", "down")
 AXIS = {"left": 0, "right": 0, "up": 1, "down": 1}
 SUBJECTS = ("a red circle", "a blue square", "a green triangle")
+FIRST_SEED = 100
+
+
+def prompt(subject: str, direction: str) -> str:
+    return f"{subject} moving {direction}"
 
 
 def start(frames: np.ndarray) -> tuple[float, float] | None:
@@ -59,29 +67,26 @@ def probe(videos: dict[tuple[str, str, int], np.ndarray]) -> dict:
 
 def render(subjects: list[str], seeds: int, reverse: bool) -> dict:
     """The world's renders of every prompt (played backwards with ``reverse``)."""
-    from nanosora.evaluate.scenes import ground_truth
-
     out = {}
     for subject in subjects:
         for d in DIRECTIONS:
             for s in range(seeds):
-                clip = ground_truth(f"{subject} moving {d}", 100 + s)
+                clip = ground_truth(prompt(subject, d), FIRST_SEED + s)
                 out[subject, d, s] = clip[::-1] if reverse else clip
     return out
 
 
 def generate(pipeline: str, subjects: list[str], seeds: int, cfg: float | None) -> dict:
     """A pipeline's clips of every prompt; seed s is the same noise for every prompt."""
-    from nanosora.pipeline import Pipeline, replace_cfg
-
     pipe = Pipeline.load(pipeline)
     if cfg is not None:
         pipe = replace_cfg(pipe, cfg_scale=cfg)
     out = {}
     for subject in subjects:
         for s in range(seeds):
-            texts = [f"{subject} moving {d}" for d in DIRECTIONS]
-            for d, clip in zip(DIRECTIONS, pipe.generate(texts, seeds=[100 + s] * 4)):
+            texts = [prompt(subject, d) for d in DIRECTIONS]
+            clips = pipe.generate(texts, seeds=[FIRST_SEED + s] * len(texts))
+            for d, clip in zip(DIRECTIONS, clips):
                 out[subject, d, s] = clip
         print(f"generated {subject!r}", flush=True)
     return out
@@ -115,8 +120,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     args = ap.parse_args()
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     if args.pipeline:
         videos = generate(args.pipeline, args.subjects, args.seeds, args.cfg)
