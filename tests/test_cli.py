@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -48,3 +49,24 @@ def test_cache_text_layers_must_be_integers(tmp_path) -> None:
     argv = ["cache", "--manifest", "m.parquet", "--vae", "v", "-o", str(tmp_path / "c"), "--text-layers", "last"]  # fmt: skip
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 2 and "--text-layers 'last'" in result.output
+
+
+def test_mix_writes_one_manifest_and_names_a_bad_part(tmp_path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        pd.DataFrame({"path": ["x.mp4", "y.mp4"], "text": [name, name]}).to_parquet(
+            tmp_path / name / "m.parquet"
+        )
+    out = tmp_path / "mix.parquet"
+    argv = [
+        "mix",
+        str(tmp_path / "a" / "m.parquet"),
+        f"{tmp_path / 'b' / 'm.parquet'}:1",
+        "-o",
+        str(out),
+    ]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert "wrote 3 rows" in result.output and len(pd.read_parquet(out)) == 3
+    result = CliRunner().invoke(app, ["mix", str(tmp_path / "a" / "m.parquet:5"), "-o", str(out)])
+    assert result.exit_code == 2 and "5 rows asked, it has 2" in result.output

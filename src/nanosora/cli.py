@@ -28,6 +28,7 @@ from nanosora.curate.recipe import RecipeError
 from nanosora.data import clips as cl
 from nanosora.data import ingest as ing
 from nanosora.data.cache import build_cache
+from nanosora.data.manifest import mix_manifests, parse_mix_part
 from nanosora.evaluate import run
 from nanosora.evaluate.compare import compare_reports
 from nanosora.evaluate.conditioning import eval_conditioning
@@ -153,6 +154,25 @@ def shapes(
     except USER_ERRORS as e:
         _fail(e)
     typer.echo(f"wrote {num} clips to {path / 'manifest.parquet'}")
+
+
+@app.command()
+def mix(
+    manifests: Annotated[
+        list[str], typer.Argument(help="manifests, each PATH or PATH:N (its first N rows)")
+    ],
+    out: Annotated[Path, typer.Option("-o", "--out", help="manifest: .parquet, .csv or .jsonl")],
+    seed: Annotated[int, typer.Option(help="shuffle seed")] = 0,
+) -> None:
+    """Mix manifests into one (a new concept's clips beside replayed ones): paths made absolute,
+    rows shuffled."""
+    try:
+        parts = [parse_mix_part(m) for m in manifests]
+        path, counts = mix_manifests(parts, out, seed=seed)
+    except USER_ERRORS as e:
+        _fail(e)
+    taken = ", ".join(f"{n} from {p}" for (p, _), n in zip(parts, counts))
+    typer.echo(f"wrote {sum(counts)} rows to {path} ({taken})")
 
 
 @train_app.command("vae")

@@ -11,6 +11,8 @@ import pytest
 
 from nanosora.data.manifest import (
     ManifestError,
+    mix_manifests,
+    parse_mix_part,
     read_manifest,
     resolve_paths,
     write_manifest,
@@ -140,3 +142,33 @@ def test_resolve_paths_relative_manifest(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(tmp_path)
     df = pd.DataFrame({"path": ["a.mp4"], "text": ["x"]})
     assert resolve_paths(df, "data/m.csv").tolist() == [str(tmp_path / "data" / "a.mp4")]
+
+
+def test_mix_takes_first_rows_makes_paths_absolute_and_shuffles(tmp_path: Path) -> None:
+    a = pd.DataFrame({"path": [f"a{i}.mp4" for i in range(5)], "text": ["a diamond"] * 5})
+    b = pd.DataFrame({"path": [f"clips/b{i}.mp4" for i in range(6)], "text": ["two circles"] * 6,
+                      "category": ["numeracy"] * 6})  # fmt: skip
+    write_manifest(a, tmp_path / "new" / "manifest.parquet")
+    write_manifest(b, tmp_path / "old" / "manifest.csv")
+    parts = [parse_mix_part(str(tmp_path / "new" / "manifest.parquet")),
+             parse_mix_part(f"{tmp_path / 'old' / 'manifest.csv'}:4")]  # fmt: skip
+    path, counts = mix_manifests(parts, tmp_path / "mix" / "manifest.parquet", seed=3)
+    mixed = read_manifest(path)
+    assert counts == [5, 4] and len(mixed) == 9
+    expected = {str(tmp_path / "new" / f"a{i}.mp4") for i in range(5)}
+    expected |= {str(tmp_path / "old" / "clips" / f"b{i}.mp4") for i in range(4)}
+    assert set(mixed.path) == expected  # the first 4 rows of b, every path absolute
+    assert mixed.path.tolist() != sorted(mixed.path)  # shuffled, not concatenated
+    assert mixed.category.isna().sum() == 5  # a has no category column: missing cells
+    again, _ = mix_manifests(parts, tmp_path / "mix2.parquet", seed=3)
+    assert read_manifest(again).path.tolist() == mixed.path.tolist()  # the seed fixes the order
+
+
+def test_mix_refuses_more_rows_than_a_manifest_has(tmp_path: Path) -> None:
+    a = write_manifest(pd.DataFrame({"path": ["a.mp4"], "text": ["x"]}), tmp_path / "a.jsonl")
+    with pytest.raises(ManifestError, match=r"a\.jsonl: 2 rows asked, it has 1"):
+        mix_manifests([parse_mix_part(f"{a}:2")], tmp_path / "out.parquet")
+    with pytest.raises(ManifestError, match="at least 1"):
+        parse_mix_part(f"{a}:0")
+    assert parse_mix_part("C:/data/m.parquet") == (Path("C:/data/m.parquet"), None)
+    assert not (tmp_path / "out.parquet").exists()

@@ -225,3 +225,34 @@ def resolve_paths(df: pd.DataFrame, manifest_path: str | Path) -> pd.Series:
     """
     root = os.path.dirname(os.path.abspath(os.fspath(manifest_path)))
     return df["path"].map(lambda p: os.path.normpath(os.path.join(root, os.path.expanduser(p))))
+
+
+def parse_mix_part(spec: str) -> tuple[Path, int | None]:
+    """``"PATH"`` or ``"PATH:N"`` (the first N rows of PATH) -> (path, N or None)."""
+    path, sep, rows = spec.rpartition(":")
+    if not sep or not rows.isdigit():
+        return Path(spec), None
+    if int(rows) < 1:
+        raise ManifestError(f"{spec}: the row count after ':' must be at least 1")
+    return Path(path), int(rows)
+
+
+def mix_manifests(
+    parts: list[tuple[Path, int | None]], out: str | Path, seed: int = 0
+) -> tuple[Path, list[int]]:
+    """One manifest from several: the first N rows of each part (all where N is None), video
+    paths made absolute, rows shuffled with ``seed``; columns are the union (a cell a part lacks
+    is missing). Returns the path written and the rows taken from each part."""
+    if not parts:
+        raise ManifestError("nothing to mix: give at least one manifest")
+    tables, counts = [], []
+    for path, rows in parts:
+        df = read_manifest(path)
+        if rows is not None and rows > len(df):
+            raise ManifestError(f"{path}: {rows} rows asked, it has {len(df)}")
+        df = df.iloc[:rows].copy()
+        df["path"] = resolve_paths(df, path)
+        tables.append(df)
+        counts.append(len(df))
+    mixed = pd.concat(tables, ignore_index=True).sample(frac=1.0, random_state=seed)
+    return write_manifest(mixed.reset_index(drop=True), out), counts
