@@ -254,5 +254,5 @@ def mix_manifests(
         df["path"] = resolve_paths(df, path)
         tables.append(df)
         counts.append(len(df))
-    mixed = pd.concat(tables, ignore_index=True).sample(frac=1.0, random_state=seed)
-    return write_manifest(mixed.reset_index(drop=True), out), counts
+    mixed = pd.concat(tables).sample(frac=1.0, random_state=seed, ignore_index=True)
+    return write_manifest(mixed, out), counts
