@@ -71,7 +71,10 @@ def dit_flops(cfg: DiTConfig, batch: int, grid: tuple[int, int, int], text_len: 
     block = self_attn + cross + mlp + ada
     embed = 2 * n * p * d + 2 * 256 * d + 2 * d * d + 2 * e * d + 2 * d * d  # patch, time, text
     head = 2 * d * 2 * d + 2 * n * d * p  # final adaLN + output layer
-    return batch * (cfg.depth * block + embed + head)
+    # text refiner: in and out maps, then per block qkv, attention, proj and MLP over L tokens
+    refiner_block = 2 * L * d * 3 * d + 4 * L * L * d + 2 * L * d * d + 2 * 2 * L * d * 4 * d
+    refiner = (4 * L * e * d + cfg.text_refiner * refiner_block) if cfg.text_refiner else 0
+    return batch * (cfg.depth * block + embed + head + refiner)
 
 
 def counted_flops(fn) -> int:

@@ -16,8 +16,17 @@ spec.loader.exec_module(mfu)
 
 @pytest.mark.parametrize("attention", ["full", "factorized"])
 @pytest.mark.parametrize("latent", [(4, 3, 4, 6), (4, 1, 8, 8)])
-def test_analytic_forward_flops_match_the_counter(attention: str, latent: tuple) -> None:
-    cfg = DiTConfig(in_channels=4, dim=32, depth=2, heads=2, text_dim=24, attention=attention)
+@pytest.mark.parametrize("refiner", [0, 2])
+def test_analytic_forward_flops_match_the_counter(attention: str, latent: tuple, refiner) -> None:
+    cfg = DiTConfig(
+        in_channels=4,
+        dim=32,
+        depth=2,
+        heads=2,
+        text_dim=24,
+        attention=attention,
+        text_refiner=refiner,
+    )
     model, batch, L = VideoDiT(cfg), 3, 5
     x, text = torch.randn(batch, *latent), torch.randn(batch, L, cfg.text_dim)
     mask = torch.ones(batch, L, dtype=torch.bool)

@@ -115,10 +115,19 @@ class DiTConfig:
         "positions, as DiT and Latte); RoPE alone is relative, blind to where the frame's edges "
         "and the clip's start are",
     )
+    text_refiner: int = doc(
+        0,
+        "transformer blocks over the text tokens, at width D, before the blocks read them (a "
+        "token refiner: each word can gather the words it belongs with, its noun's adjectives "
+        "and verb); added to the frozen features through a zero-initialised map, so an "
+        "untrained refiner passes them through; 0: none",
+    )
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:
             raise ConfigError(f"dit.dim={self.dim} is not divisible by dit.heads={self.heads}")
+        if self.text_refiner < 0:
+            raise ConfigError(f"dit.text_refiner must be >= 0, got {self.text_refiner}")
         if self.attention not in ("full", "factorized"):
             raise ConfigError(
                 f"dit.attention must be 'full' or 'factorized', got {self.attention!r}"

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nanosora.config import DIT_PRESETS, DiTConfig
+from nanosora.config import DIT_PRESETS, ConfigError, DiTConfig
 from nanosora.models.dit import TanhGELU, VideoDiT, apply_rope, attention, rope_3d
 
 TINY = DiTConfig(in_channels=4, dim=32, depth=2, heads=2, text_dim=16)
@@ -248,3 +248,39 @@ def test_sincos_table_indexes_each_axis():
     assert torch.equal(grid[0, 0, 0], torch.cat(axis))
     flat = table[:, None] - table[None]
     assert ((flat.abs().amax(-1) > 1e-6) == ~torch.eye(60, dtype=torch.bool)).all()
+
+
+REFINED = dataclasses.replace(TINY, text_refiner=2)
+
+
+def test_untrained_text_refiner_passes_the_text_through():
+    plain = make()
+    refined = VideoDiT(REFINED).eval()
+    missing, unexpected = refined.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("text_refiner.") for k in missing)
+    assert refined.num_params() > plain.num_params()
+    z, s, text, mask = inputs()
+    with torch.no_grad():
+        torch.testing.assert_close(refined(z, s, text, mask), plain(z, s, text, mask))
+
+
+def test_text_refiner_mixes_words_and_ignores_padding():
+    m = make(REFINED)
+    z, s, text, mask = inputs()
+    with torch.no_grad():
+        refined = m.text_refiner(text, mask)
+        # Changing the last word changes what the first word carries.
+        other = text.clone()
+        other[:, -1] += 1.0
+        assert not torch.allclose(m.text_refiner(other, mask)[:, 0], refined[:, 0])
+        # Garbage in padded positions changes neither the refined words nor the output.
+        pad = torch.randn(2, 3, 16) * 100
+        text2 = torch.cat([text, pad], 1)
+        mask2 = torch.cat([mask, torch.zeros(2, 3, dtype=torch.bool)], 1)
+        torch.testing.assert_close(m.text_refiner(text2, mask2)[:, :5], refined)
+        torch.testing.assert_close(m(z, s, text2, mask2), m(z, s, text, mask), atol=1e-5, rtol=1e-5)
+
+
+def test_negative_text_refiner_is_refused():
+    with pytest.raises(ConfigError, match="dit.text_refiner"):
+        dataclasses.replace(TINY, text_refiner=-1)

@@ -6,8 +6,9 @@ The model, in order:
 1. patchify: (B, c, t, h, w) -> (B, N, D) with N = t/pt * h/ph * w/ph (a linear map per patch);
 2. conditioning vector: sinusoidal timestep embedding -> MLP, plus the masked mean of the text
    features -> MLP (a cheap global text signal, like SD3's pooled vector; ``pooled_text``
-   switches it off); one per clip, or one per latent frame when frames carry their own noise
-   level (clean frames given for image-to-video and extension have level 0);
+   switches it off; ``text_refiner`` blocks may refine the text features first); one per
+   clip, or one per latent frame when frames carry their own noise level (clean frames given
+   for image-to-video and extension have level 0);
 3. ``depth`` blocks, each: adaLN-modulated self-attention over all tokens (full 3D) or over space
    then time (factorised), cross-attention to the text tokens, adaLN-modulated MLP. Gates start at
    zero (adaLN-Zero, DiT, Peebles & Xie 2023), so every block starts as the identity;
@@ -259,6 +260,48 @@ class CrossAttention(nn.Module):
         return self.proj(rearrange(out, "B H N d -> B N (H d)"))
 
 
+class RefinerBlock(nn.Module):
+    """Pre-norm self-attention and MLP over the text tokens (no RoPE: the encoder's features
+    already carry the word order); padded tokens are masked out as keys."""
+
+    def __init__(self, dim: int, heads: int, qk_norm: bool):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.q_norm = nn.RMSNorm(dim // heads) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(dim // heads) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), TanhGELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """(B, L, D) tokens, (B, 1, 1, L) bool key mask -> (B, L, D)."""
+        q, k, v = rearrange(self.qkv(self.norm1(x)), "B L (k H d) -> k B H L d", k=3, H=self.heads)
+        q, k = self.q_norm(q.float()).to(v.dtype), self.k_norm(k.float()).to(v.dtype)
+        x = x + self.proj(rearrange(attention(q, k, v, mask), "B H L d -> B L (H d)"))
+        return x + self.mlp(self.norm2(x))
+
+
+class TextRefiner(nn.Module):
+    """``depth`` RefinerBlocks at the model's width over the frozen text features, added back
+    through a zero-initialised map: at initialisation the text passes through unchanged."""
+
+    def __init__(self, text_dim: int, dim: int, heads: int, depth: int, qk_norm: bool):
+        super().__init__()
+        self.inp = nn.Linear(text_dim, dim)
+        self.blocks = nn.ModuleList(RefinerBlock(dim, heads, qk_norm) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.out = nn.Linear(dim, text_dim)
+
+    def forward(self, text: Tensor, mask: Tensor) -> Tensor:
+        """(B, L, E) features, (B, L) bool mask -> (B, L, E) refined features."""
+        x, key_mask = self.inp(text), mask[:, None, None, :]
+        for block in self.blocks:
+            x = block(x, key_mask)
+        return text + self.out(self.norm(x))
+
+
 class DiTBlock(nn.Module):
     def __init__(self, cfg: DiTConfig):
         super().__init__()
@@ -304,6 +347,11 @@ class VideoDiT(nn.Module):
             if cfg.pooled_text
             else None
         )
+        self.text_refiner = (
+            TextRefiner(cfg.text_dim, d, cfg.heads, cfg.text_refiner, cfg.qk_norm)
+            if cfg.text_refiner
+            else None
+        )
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
         self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
@@ -323,6 +371,9 @@ class VideoDiT(nn.Module):
         for block in self.blocks:
             nn.init.zeros_(block.ada[-1].weight)
             nn.init.zeros_(block.ada[-1].bias)
+        if self.text_refiner is not None:
+            nn.init.zeros_(self.text_refiner.out.weight)
+            nn.init.zeros_(self.text_refiner.out.bias)
         for layer in (self.ada_out[-1], self.out):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -353,6 +404,8 @@ class VideoDiT(nn.Module):
             valid = mask.any(0).nonzero()
             length = int(valid[-1]) + 1 if len(valid) else 1
             text, mask = text[:, :length], mask[:, :length]
+        if self.text_refiner is not None:
+            text = self.text_refiner(text, mask)
         if self.text_pool is None:
             pooled = text.new_zeros(text.shape[0], 1, self.cfg.dim)
         else:
