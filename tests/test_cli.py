@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import typer
@@ -70,3 +72,14 @@ def test_mix_writes_one_manifest_and_names_a_bad_part(tmp_path) -> None:
     assert "wrote 3 rows" in result.output and len(pd.read_parquet(out)) == 3
     result = CliRunner().invoke(app, ["mix", str(tmp_path / "a" / "m.parquet:5"), "-o", str(out)])
     assert result.exit_code == 2 and "5 rows asked, it has 2" in result.output
+
+
+def test_ground_names_the_missing_truth(tmp_path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "meta.json").write_text(
+        json.dumps({"manifest": str(tmp_path / "m.parquet"), "shards": []})
+    )
+    result = CliRunner().invoke(app, ["ground", str(cache)])
+    assert result.exit_code != 0 and f"{tmp_path / 'truth.jsonl'}: no ground truth" in result.output
+    assert not (cache / "grounding.npy").exists()

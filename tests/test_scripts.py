@@ -1,5 +1,6 @@
 """The analysis scripts: scenes_compute_plot.py's tables of failure kinds and misdrawn shapes, read
-from snapshot reports, text_similarity.py's cosines and direction_probe.py's readings."""
+from snapshot reports, text_similarity.py's cosines, direction_probe.py's readings and
+grounding_score.py's attention shares."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+from nanosora.data.grounding import token_targets
 
 
 def _script(name: str):
@@ -128,3 +132,54 @@ def test_direction_probe_reads_the_shipped_models_clips() -> None:
     clips = probe.generate(str(SHIPPED_MODEL), ["a red circle"], seeds=1, cfg=None)
     assert sorted(clips) == [("a red circle", d, 0) for d in sorted(probe.DIRECTIONS)]
     assert probe.probe(clips)["right"] == 1.0  # its directions read right in every eval
+
+
+class _Cache:
+    """Two clips' worth of a latent cache: 1 latent frame of 2 x 2 cells, 3 text tokens."""
+
+    index = torch.tensor([0, 1])
+
+    def __len__(self) -> int:
+        return 2
+
+    def batch(self, rows, generator):
+        return torch.zeros(len(rows), 4, 1, 2, 2), torch.zeros(len(rows), 3, 8), torch.ones(len(rows), 3, dtype=torch.bool)  # fmt: skip
+
+
+class _Targets:
+    maps = torch.zeros(2, 3, 1, 2, 2)
+    maps[0, 1, 0, 0, 0] = maps[1, 2, 0, 1, 1] = 1.0  # one word on one of 4 tokens per clip
+
+    def batch(self, rows, length):
+        return self.maps[rows][:, :length]
+
+
+class _Attender(torch.nn.Module):
+    """A stand-in DiT whose two blocks attend as told: each word only from its objects' tokens,
+    or uniformly."""
+
+    def __init__(self, on_target: bool):
+        super().__init__()
+        self.cfg = type("Cfg", (), {"patch_t": 1})()
+        self.on_target = on_target
+
+    def forward(self, z, level, text, mask, cross_probs):
+        g = token_targets(_Targets.maps[: len(z)], 1).float()  # (B, N, L)
+        if self.on_target:  # tokens of no word attend to the first, ungrounded token ([CLS])
+            p = g.clone()
+            p[..., 0] += p.sum(-1) == 0
+        else:
+            p = torch.ones_like(g)
+        cross_probs += [p / p.sum(-1, keepdim=True)] * 2
+        return z
+
+
+def test_grounding_score_reads_one_for_attention_on_target_and_chance_for_uniform() -> None:
+    score = _script("grounding_score")
+    on = score.shares(_Attender(True), _Cache(), _Targets(), clips=2)
+    off = score.shares(_Attender(False), _Cache(), _Targets(), clips=2)
+    for s in on:
+        blocks, chance = on[s]
+        assert chance == pytest.approx(0.25) and blocks == pytest.approx([1.0] * 3, abs=1e-4)
+        blocks, chance = off[s]
+        assert blocks == pytest.approx([0.25] * 3)

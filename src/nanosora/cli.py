@@ -28,6 +28,7 @@ from nanosora.curate.recipe import RecipeError
 from nanosora.data import clips as cl
 from nanosora.data import ingest as ing
 from nanosora.data.cache import build_cache
+from nanosora.data.grounding import build_grounding
 from nanosora.data.manifest import mix_manifests, parse_mix_part
 from nanosora.evaluate import run
 from nanosora.evaluate.compare import compare_reports
@@ -290,6 +291,23 @@ def cache(
     except USER_ERRORS as e:
         _fail(e)
     typer.echo(f"cache written to {out}")
+
+
+@app.command()
+def ground(
+    cache_dir: Annotated[Path, typer.Argument(help="latent cache of a scenes dataset")],
+    patch: Annotated[int, typer.Option(help="the DiT's dit.patch_hw")] = 4,
+    truth: Annotated[
+        Path | None, typer.Option(help="ground truth (default: truth.jsonl beside the manifest)")
+    ] = None,
+) -> None:
+    """Grounding targets for `flow.ground_weight`: where each colour and shape word of every
+    cached caption is, on the DiT's token grid (CACHE_DIR/grounding.npy)."""
+    try:
+        out = build_grounding(cache_dir, patch, truth)
+    except USER_ERRORS as e:
+        _fail(e)
+    typer.echo(f"grounding targets written to {out}")
 
 
 @app.command()

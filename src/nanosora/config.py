@@ -205,11 +205,19 @@ class FlowConfig:
         "clips in an image batch (0: train.batch_size). An image has a frame's tokens, so a "
         "batch of batch_size x latent frames / patch_t images costs about one video batch",
     )
+    ground_weight: float = doc(
+        0.0,
+        "weight of the grounding loss: each colour and shape word's cross-attention mass should "
+        "fall on its objects' tokens (data/grounding.py; needs the cache's grounding targets, "
+        "`nanosora ground`); scenes world only",
+    )
 
     def __post_init__(self) -> None:
         _check_eta(self.eta, "flow.eta")
         if self.image_batch < 0:
             raise ConfigError(f"flow.image_batch must be >= 0, got {self.image_batch}")
+        if self.ground_weight < 0:
+            raise ConfigError(f"flow.ground_weight must be >= 0, got {self.ground_weight}")
 
 
 @dataclass(frozen=True)

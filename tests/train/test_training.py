@@ -6,6 +6,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -21,7 +22,9 @@ from nanosora.config import (
     apply_overrides,
 )
 from nanosora.data.cache import LatentCache, build_cache
+from nanosora.data.grounding import build_grounding
 from nanosora.pipeline import Pipeline, load_vae, load_weights
+from nanosora.shapes.scenes import generate_scenes
 from nanosora.shapes.world import generate_dataset
 from nanosora.train import dit as train_dit
 from nanosora.train import vae as train_vae
@@ -521,6 +524,31 @@ def test_dit_trains_with_frame_masks_and_images(cache, vae_run, tmp_path, patch_
         if '"loss"' in line
     ]
     assert len(losses) >= 4 and all(math.isfinite(v) for v in losses)
+
+
+def test_dit_trains_with_the_grounding_loss_on_a_scenes_cache(vae_run, tmp_path):
+    data = generate_scenes(tmp_path / "scenes", 8, ("attributes", "spatial"), seed=2, progress=False)  # fmt: skip
+    cache = build_cache(data / "manifest.parquet", vae_run, tmp_path / "cache", num_frames=17,
+                        height=32, width=32, shard_size=5)  # fmt: skip
+    base = apply_overrides(
+        dit_cfg(cache, vae_run, tmp_path / "g", steps=3), ["flow.ground_weight=1"]
+    )
+    with pytest.raises(FileNotFoundError, match="nanosora ground .* --patch 2"):
+        train_dit.main(base)
+    build_grounding(cache, patch_hw=4, progress=False)
+    with pytest.raises(
+        ValueError, match="built for patches of 4 latent cells.*rebuild with --patch 2"
+    ):
+        train_dit.main(base)
+    build_grounding(cache, patch_hw=2, progress=False)
+    targets = np.load(Path(cache) / "grounding.npy")
+    assert targets.shape[0] == 8 and targets.shape[2:] == (LatentCache(cache).latent_shape[1], 2, 2)
+    run = train_dit.main(apply_overrides(base, ["flow.cond_prob=0.5", "dit.patch_t=2"]))
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    logged = [x for x in lines if "ground" in x]
+    assert len(logged) == 3
+    for x in logged:  # the logged loss is the flow term plus the weighted grounding term
+        assert 0 < x["ground"] < 1 and x["loss"] == pytest.approx(x["flow"] + x["ground"], rel=1e-5)
 
 
 def test_image_batches_take_first_frames_of_their_own_size(cache, vae_run, tmp_path, monkeypatch):

@@ -309,9 +309,14 @@ class LatentCache:
         return TokenBudgetBatchSampler(self.sizes(), self.shapes, budget, multiple_of, seed=seed)
 
     def batch(
-        self, indices: list[int], generator: torch.Generator, text_dropout: float = 0.0
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Normalised latent samples (B, c, t, h, w), text (B, L, E), mask (B, L).
+        self,
+        indices: list[int],
+        generator: torch.Generator,
+        text_dropout: float = 0.0,
+        with_dropped: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
+        """Normalised latent samples (B, c, t, h, w), text (B, L, E), mask (B, L) and, with
+        ``with_dropped``, which rows got the null prompt (B,) bool.
 
         z is drawn from the posterior each time (mean + std * eps), then normalised with the
         VAE's statistics. With probability ``text_dropout`` a row's text is replaced by the null
@@ -335,7 +340,8 @@ class LatentCache:
             u = torch.rand(len(idx), generator=generator)
             pick = self.first_caption[idx] + (u * self.num_captions[idx]).long()
             text, mask = self.captions[pick].float(), self.captions_mask[pick]
+        drop = torch.zeros(len(idx), dtype=torch.bool)
         if text_dropout > 0:
             drop = torch.rand(len(idx), generator=generator) < text_dropout
             text[drop], mask[drop] = self.null_text, self.null_mask
-        return z, text, mask
+        return (z, text, mask, drop) if with_dropped else (z, text, mask)

@@ -251,12 +251,26 @@ class CrossAttention(nn.Module):
         k, v = rearrange(self.kv(text), "B L (k H d) -> k B H L d", k=2, H=self.heads)
         return self.k_norm(k.float()).to(v.dtype), v
 
-    def forward(self, x: Tensor, text: Tensor | tuple[Tensor, Tensor], mask: Tensor) -> Tensor:
-        """(B, N, D) tokens, (B, L, E) text or its ``keys_values``, (B, 1, 1, L) bool mask."""
+    def forward(
+        self,
+        x: Tensor,
+        text: Tensor | tuple[Tensor, Tensor],
+        mask: Tensor,
+        probs: list[Tensor] | None = None,
+    ) -> Tensor:
+        """(B, N, D) tokens, (B, L, E) text or its ``keys_values``, (B, 1, 1, L) bool mask;
+        given a ``probs`` list, the attention probabilities averaged over heads, (B, N, L)
+        float32, are appended to it (for the grounding loss)."""
         k, v = self.keys_values(text) if isinstance(text, Tensor) else text
         q = rearrange(self.q(x), "B N (H d) -> B H N d", H=self.heads)
         q = self.q_norm(q.float()).to(v.dtype)
-        out = attention(q, k, v, mask)
+        if probs is None:
+            out = attention(q, k, v, mask)
+        else:
+            scores = (q @ k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
+            p = scores.masked_fill(~mask, float("-inf")).softmax(-1)
+            probs.append(p.mean(1))
+            out = p.to(v.dtype) @ v
         return self.proj(rearrange(out, "B H N d -> B N (H d)"))
 
 
@@ -323,13 +337,14 @@ class DiTBlock(nn.Module):
         mask: Tensor,
         rotation: Tensor,
         grid: tuple[int, int, int],
+        probs: list[Tensor] | None = None,
     ) -> Tensor:
         """(B, N, D) tokens, (B, F, D) conditioning (F = 1 or per token frame), the text (or
-        this block's keys and values for it) -> (B, N, D)."""
+        this block's keys and values for it) -> (B, N, D); ``probs``: see CrossAttention."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=-1)
         attn = self.attn(modulate(self.norm1(x), shift1, scale1), rotation, grid)
         x = gated_residual(x, attn, gate1)
-        x = x + self.cross(self.norm2(x), text, mask)
+        x = x + self.cross(self.norm2(x), text, mask, probs)
         return gated_residual(x, self.mlp(modulate(self.norm3(x), shift2, scale2)), gate2)
 
 
@@ -440,10 +455,13 @@ class VideoDiT(nn.Module):
         timestep: Tensor,
         text: Tensor | TextContext,
         mask: Tensor | None = None,
+        cross_probs: list[Tensor] | None = None,
     ) -> Tensor:
         """(B, c, t, h, w) noisy latents, timesteps in [0, 1], (B, L, E) text and (B, L) mask
         (or a TextContext from ``encode_text``, reused across sampling steps)
-        -> (B, c, t, h, w) predicted velocity.
+        -> (B, c, t, h, w) predicted velocity. Given a ``cross_probs`` list, each block appends
+        its cross-attention probabilities, (B, N, L') averaged over heads (L' <= L: the text as
+        ``encode_text`` trimmed it).
 
         ``timestep`` is (B,) (one noise level per clip) or (B, t) (one per latent frame): frames
         given clean for image-to-video or extension carry 0 there (Open-Sora 1.1's frame masks).
@@ -476,7 +494,7 @@ class VideoDiT(nn.Module):
         c = self.time_mlp(temb).unflatten(0, timestep.shape) + text.pooled
         per_block = text.kv or [text.text] * len(self.blocks)
         for block, block_text in zip(self.blocks, per_block):
-            x = block(x, c, block_text, text.mask, rotation, grid)
+            x = block(x, c, block_text, text.mask, rotation, grid, cross_probs)
         shift, scale = self.ada_out(c).chunk(2, dim=-1)
         x = self.out(modulate(self.norm_out(x), shift, scale))
         return self.unpatchify(x, grid)[:, :, pad:]

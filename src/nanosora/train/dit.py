@@ -7,7 +7,9 @@ One step (numbered as in the code):
    latent frames);
 2. timesteps s ~ logit-normal, shifted toward noise by ``flow.train_shift``;
 3. x_s = (1 - s) x0 + s noise, target v = noise - x0;
-4. loss = mean squared error of the DiT's velocity; AdamW, warmup + cosine, clipping, EMA.
+4. loss = mean squared error of the DiT's velocity (plus, with ``flow.ground_weight``, the
+   grounding loss on the cross-attention: data/grounding.py); AdamW, warmup + cosine, clipping,
+   EMA.
 
 Pretraining, full fine-tuning (``init_from``) and LoRA (``lora.rank`` > 0, adapters on the
 frozen ``init_from`` model) are the same loop by config (train/loop.py). Resumption is exact
@@ -34,6 +36,7 @@ from nanosora.config import (
 )
 from nanosora.data.buckets import TokenBudgetBatchSampler
 from nanosora.data.cache import LatentCache
+from nanosora.data.grounding import GroundingTargets, grounding_loss, token_targets
 from nanosora.diffusion.flow import (
     add_noise,
     frame_timesteps,
@@ -48,7 +51,15 @@ from nanosora.models.text_encoder import load_text_encoder
 from nanosora.pipeline import Pipeline, load_vae, load_weights
 from nanosora.precision import bf16_autocast
 from nanosora.train.checkpoint import RunDir, load_weights_into, plot_metrics
-from nanosora.train.distributed import Dist, finish, full_tensor, log, micro_batches, no_sync
+from nanosora.train.distributed import (
+    Dist,
+    finish,
+    full_tensor,
+    log,
+    mean_across,
+    micro_batches,
+    no_sync,
+)
 from nanosora.train.loop import (
     StepResult,
     Trainee,
@@ -70,24 +81,31 @@ def flow_loss(
     cfg: DiTTrainConfig,
     generator: torch.Generator,
     rows: slice = slice(None),
+    ground: torch.Tensor | None = None,
+    terms: dict[str, float] | None = None,
 ) -> torch.Tensor:
     """Rectified-flow velocity MSE for one batch (steps 2-4 of the module docstring).
 
     Only ``rows`` of the batch are computed (this rank's or micro-batch's share), on the model's
     device; the noise is drawn for the whole batch first, so the shares add up to one process.
+    ``ground``: the whole batch's (B, N, L) grounding targets (``token_targets``; rows whose text
+    was dropped all False), which add ``flow.ground_weight`` x the grounding loss averaged over
+    the batch's grounded words. ``terms`` receives the loss's parts for the log.
     """
     f = cfg.flow
     s = sample_timesteps(len(x0), f.logit_mean, f.logit_std, f.train_shift, generator=generator)
     device = next(dit.parameters()).device
     noise = draw_noise(x0.shape, generator, device)
+    probs: list[torch.Tensor] | None = [] if ground is not None else None
+    collect = {"cross_probs": probs} if probs is not None else {}  # any velocity model without
     if f.cond_prob <= 0:
         x0, noise, s, text, mask = (a[rows].to(device) for a in (x0, noise, s, text, mask))
         with bf16_autocast(device.type, cfg.train.bf16):
-            pred = dit(add_noise(x0, noise, s), s, text, mask)
+            pred = dit(add_noise(x0, noise, s), s, text, mask, **collect)
         err = (pred.float() - velocity_target(x0, noise)).pow(2)
         if f.object_weight:
             err = err * object_weights(x0, f.object_weight)
-        return err.mean()
+        return with_grounding(err.mean(), probs, ground, rows, f.ground_weight, terms)
     # Frame masks: leading frames given clean (level 0) and left out of the loss. Drawn for the
     # whole batch, like the noise, and normalised by the whole batch's count of noised frames
     # (times the share's size), so shares averaged across ranks equal one process's loss.
@@ -100,12 +118,38 @@ def flow_loss(
         a[rows].to(device) for a in (x0, noise, s_frames, text, mask, noised)
     )
     with bf16_autocast(device.type, cfg.train.bf16):
-        pred = dit(add_noise(x0, noise, s_frames), s_frames, text, mask)
+        pred = dit(add_noise(x0, noise, s_frames), s_frames, text, mask, **collect)
     err = (pred.float() - velocity_target(x0, noise)).pow(2)
     if f.object_weight:
         err = err * object_weights(x0, f.object_weight)
     err = err.mean(dim=(1, 3, 4))  # (b, t)
-    return (err * noised).sum() / len(x0) * scale.to(device)
+    loss = (err * noised).sum() / len(x0) * scale.to(device)
+    return with_grounding(loss, probs, ground, rows, f.ground_weight, terms)
+
+
+def with_grounding(
+    loss: torch.Tensor,
+    probs: list[torch.Tensor] | None,
+    ground: torch.Tensor | None,
+    rows: slice,
+    weight: float,
+    terms: dict[str, float] | None,
+) -> torch.Tensor:
+    """``loss`` plus ``weight`` x the grounding loss of the blocks' mean cross-attention on
+    ``rows`` of the batch, normalised like the frame-masked loss: per grounded word of the whole
+    batch, times the batch over the share, so shares averaged across ranks equal one process."""
+    if terms is not None:
+        terms["flow"] = loss.item()
+    if ground is None or probs is None:
+        return loss
+    mean_probs = torch.stack(probs).mean(0)  # (b, N, L') over the blocks
+    share = ground[rows][:, :, : mean_probs.shape[-1]].to(mean_probs.device)
+    per_row, words = grounding_loss(mean_probs, share)
+    total_words = ground.any(1).sum().clamp_min(1)
+    term = per_row.sum() / total_words * (len(ground) / len(share))
+    if terms is not None:
+        terms["ground"] = term.item()
+    return loss + weight * term
 
 
 def draw_noise(shape: torch.Size, generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -212,12 +256,17 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
                 f"flow.image_batch needs a cache of one latent shape; {cfg.cache} is bucketed"
             )
         micro_batches(cfg.flow.image_batch, d, t.grad_accum)
+    grounding = None
+    if cfg.flow.ground_weight > 0:
+        if buckets is not None:
+            raise ValueError(f"flow.ground_weight needs a cache of one latent shape; {cfg.cache} is bucketed")  # fmt: skip
+        grounding = GroundingTargets(cfg.cache, cfg.dit.patch_hw)
     validate = functools.partial(write_val_loss, w, val, run, cfg, d)
     plots = ("loss", "grad_norm") + (("val_loss",) if val is not None else ())
     done = train(
         w, run, state, t, cfg.optim, d,
-        gradients=functools.partial(step_gradients, w, cache, buckets, cfg, d),
-        log_fields=lambda result, losses: {"loss": float(np.mean(losses))},
+        gradients=functools.partial(step_gradients, w, cache, buckets, cfg, d, grounding),
+        log_fields=functools.partial(log_fields, d=d),
         name="dit",
         plots=plots,
         hooks=(
@@ -361,10 +410,12 @@ def step_gradients(
     buckets: TokenBudgetBatchSampler | None,
     cfg: DiTTrainConfig,
     d: Dist,
+    grounding: GroundingTargets | None,
     step: int,
 ) -> StepResult:
     """The gradients of optimizer step ``step`` on this rank's rows of its batch, less the last
-    micro-batch's backward (``accumulate``)."""
+    micro-batch's backward (``accumulate``); ``grounding``: the cache's targets when
+    ``flow.ground_weight`` > 0."""
     t, f = cfg.train, cfg.flow
     gen = step_generator(t.seed, step)
     image = f.image_prob > 0 and torch.rand(1, generator=gen).item() < f.image_prob
@@ -375,17 +426,34 @@ def step_gradients(
     else:
         indices = batch_indices(len(cache), t.batch_size, step, t.seed)
     parts = micro_batches(len(indices), d, t.grad_accum)  # this rank's rows of the batch
-    x0, text, mask = cache.batch(indices, gen, f.text_dropout)
+    x0, text, mask, dropped = cache.batch(indices, gen, f.text_dropout, with_dropped=True)
     if image:  # the causal VAE's first latent frame is the first image's latent
         x0 = x0[:, :, :1]
+    ground = None
+    if grounding is not None:
+        maps = grounding.batch(cache.index[torch.as_tensor(indices)], text.shape[1])
+        ground = token_targets(maps[:, :, : x0.shape[2]], cfg.dit.patch_t)
+        ground[dropped] = False  # the null prompt has no words to ground
     drawn = gen.get_state()  # each micro-batch redraws the same whole-batch noise
-    last, value = accumulate(
-        lambda rows: flow_loss(w.forward, x0, text, mask, cfg, gen.set_state(drawn), rows),
-        parts,
-        w.opt,
-        lambda: no_sync(w.wrapped, d),
-    )
-    return StepResult(last, value, [], "DiT")
+    logged: list[dict[str, float]] = []
+
+    def loss_of(rows: slice) -> torch.Tensor:
+        logged.append({})
+        return flow_loss(
+            w.forward, x0, text, mask, cfg, gen.set_state(drawn), rows, ground, logged[-1]
+        )
+
+    last, value = accumulate(loss_of, parts, w.opt, lambda: no_sync(w.wrapped, d))
+    return StepResult(last, value, logged if ground is not None else [], "DiT")
+
+
+def log_fields(result: StepResult, losses: list[float], d: Dist) -> dict[str, float]:
+    """The mean loss since the last line; with grounding, the last step's flow and grounding
+    terms (means over micro-batches and ranks)."""
+    fields = {"loss": float(np.mean(losses))}
+    for k in result.parts[0] if result.parts else ():
+        fields[k] = mean_across(float(np.mean([m[k] for m in result.parts])), d)
+    return fields
 
 
 def gathered_weights(w: Trainee) -> dict[str, torch.Tensor]:
