@@ -97,7 +97,7 @@ def flow_loss(
     device = next(dit.parameters()).device
     noise = draw_noise(x0.shape, generator, device)
     probs: list[torch.Tensor] | None = [] if ground is not None else None
-    collect = {"cross_probs": probs} if probs is not None else {}  # any velocity model without
+    collect = {"cross_probs": probs} if probs is not None else {}  # stand-in models take none
     if f.cond_prob <= 0:
         x0, noise, s, text, mask = (a[rows].to(device) for a in (x0, noise, s, text, mask))
         with bf16_autocast(device.type, cfg.train.bf16):
@@ -144,7 +144,7 @@ def with_grounding(
         return loss
     mean_probs = torch.stack(probs).mean(0)  # (b, N, L') over the blocks
     share = ground[rows][:, :, : mean_probs.shape[-1]].to(mean_probs.device)
-    per_row, words = grounding_loss(mean_probs, share)
+    per_row, _ = grounding_loss(mean_probs, share)
     total_words = ground.any(1).sum().clamp_min(1)
     term = per_row.sum() / total_words * (len(ground) / len(share))
     if terms is not None:
@@ -438,13 +438,13 @@ def step_gradients(
     logged: list[dict[str, float]] = []
 
     def loss_of(rows: slice) -> torch.Tensor:
-        logged.append({})
-        return flow_loss(
-            w.forward, x0, text, mask, cfg, gen.set_state(drawn), rows, ground, logged[-1]
-        )
+        terms = None if ground is None else {}  # logged with the grounding loss only
+        if terms is not None:
+            logged.append(terms)
+        return flow_loss(w.forward, x0, text, mask, cfg, gen.set_state(drawn), rows, ground, terms)
 
     last, value = accumulate(loss_of, parts, w.opt, lambda: no_sync(w.wrapped, d))
-    return StepResult(last, value, logged if ground is not None else [], "DiT")
+    return StepResult(last, value, logged, "DiT")
 
 
 def log_fields(result: StepResult, losses: list[float], d: Dist) -> dict[str, float]:
