@@ -426,7 +426,10 @@ def step_gradients(
     else:
         indices = batch_indices(len(cache), t.batch_size, step, t.seed)
     parts = micro_batches(len(indices), d, t.grad_accum)  # this rank's rows of the batch
-    x0, text, mask, dropped = cache.batch(indices, gen, f.text_dropout, with_dropped=True)
+    if grounding is None:
+        x0, text, mask = cache.batch(indices, gen, f.text_dropout)
+    else:
+        x0, text, mask, dropped = cache.batch(indices, gen, f.text_dropout, with_dropped=True)
     if image:  # the causal VAE's first latent frame is the first image's latent
         x0 = x0[:, :, :1]
     ground = None
