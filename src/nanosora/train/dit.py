@@ -56,7 +56,6 @@ from nanosora.train.distributed import (
     finish,
     full_tensor,
     log,
-    mean_across,
     micro_batches,
     no_sync,
 )
@@ -65,6 +64,7 @@ from nanosora.train.loop import (
     Trainee,
     accumulate,
     batch_indices,
+    part_means,
     prepare,
     start_run,
     step_generator,
@@ -453,10 +453,7 @@ def step_gradients(
 def log_fields(result: StepResult, losses: list[float], d: Dist) -> dict[str, float]:
     """The mean loss since the last line; with grounding, the last step's flow and grounding
     terms (means over micro-batches and ranks)."""
-    fields = {"loss": float(np.mean(losses))}
-    for k in result.parts[0] if result.parts else ():
-        fields[k] = mean_across(float(np.mean([m[k] for m in result.parts])), d)
-    return fields
+    return {"loss": float(np.mean(losses)), **part_means(result, d)}
 
 
 def gathered_weights(w: Trainee) -> dict[str, torch.Tensor]:

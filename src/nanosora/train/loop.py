@@ -180,6 +180,15 @@ class StepResult(NamedTuple):
     label: str  # names the loss in the NaN error
 
 
+def part_means(result: StepResult, d: Dist) -> dict[str, float]:
+    """Each logged loss term of a step, averaged over its micro-batches and the ranks."""
+    parts = result.parts
+    return {
+        k: mean_across(sum(m[k] for m in parts) / len(parts), d)
+        for k in (parts[0] if parts else ())
+    }
+
+
 def start_run(cfg: Any, t: TrainConfig, resume: bool) -> tuple[Dist, RunDir]:
     """Threads, the process group and the run directory (``cfg`` written into it)."""
     setup_threads(t.threads)

@@ -47,6 +47,7 @@ from nanosora.train.loop import (
     Trainee,
     accumulate,
     batch_indices,
+    part_means,
     prepare,
     run_progress,
     start_run,
@@ -386,9 +387,7 @@ def crop_content_mass(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def log_fields(result: StepResult, losses: list[float], d: Dist) -> dict[str, float]:
     """The step's loss, its terms (means over micro-batches and ranks) and reconstruction PSNR."""
-    means = {
-        k: mean_across(float(np.mean([m[k] for m in result.parts])), d) for k in result.parts[0]
-    }
+    means = part_means(result, d)
     psnr = float(-10 * np.log10(means.pop("mse") / 4))
     return {"loss": losses[-1], **means, "psnr": psnr}
 
