@@ -40,6 +40,7 @@ from nanosora.shapes.world import generate_dataset
 from nanosora.story.chat import ChatConfig
 from nanosora.story.montage import MontageConfig
 from nanosora.train import distill as distill_trainer
+from nanosora.train import distributed as tdist
 from nanosora.train import dit as dit_trainer
 from nanosora.train import vae as vae_trainer
 
@@ -187,6 +188,7 @@ def train_vae(
     """Train the causal video VAE."""
     try:
         vae_trainer.main(load_config(VAETrainConfig, config, overrides or []), resume=resume)
+        tdist.exit_if_launched()
     except USER_ERRORS as e:
         _fail(e)
 
@@ -202,6 +204,7 @@ def train_dit(
     """Train the video DiT from a latent cache."""
     try:
         dit_trainer.main(load_config(DiTTrainConfig, config, overrides or []), resume=resume)
+        tdist.exit_if_launched()
     except USER_ERRORS as e:
         _fail(e)
 

@@ -32,6 +32,7 @@ import functools
 import os
 import shutil
 import socket
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,15 @@ def finish(d: Dist) -> None:
     if d.active and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_if_launched() -> None:
+    """End a finished torchrun worker now, skipping interpreter teardown: gloo's native threads
+    torn down at finalization can abort (SIGABRT) a process whose run already completed."""
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def barrier(d: Dist) -> None:
