@@ -280,6 +280,19 @@ def cache(
             "word embeddings; the DiT then needs text.layers=[-1,0] dit.text_dim=768)"
         ),
     ] = "-1",
+    clauses: Annotated[
+        int,
+        typer.Option(
+            help="clause tokens per caption after its word tokens (the DiT then needs "
+            "text.clauses=N)"
+        ),
+    ] = 0,
+    latents_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="a cache of the same clips whose latents are copied: only the text is encoded"
+        ),
+    ] = None,
 ) -> None:
     """Encode a manifest once into latent + text shards for DiT training (resumable)."""
     try:
@@ -288,9 +301,10 @@ def cache(
             layers = tuple(int(v) for v in text_layers.split(","))
         except ValueError:
             raise ValueError(f"--text-layers {text_layers!r}: expected integers such as -1,0") from None  # fmt: skip
-        build_cache(manifest, vae, out, TextEncoderConfig(layers=layers), num_frames=num_frames,
-                    height=size, width=size, fps=fps, buckets=buckets, crop=crop, unfit=unfit,
-                    caption=caption)  # type: ignore[arg-type]  # fmt: skip
+        text = TextEncoderConfig(layers=layers, clauses=clauses)
+        build_cache(manifest, vae, out, text, num_frames=num_frames, height=size, width=size,
+                    fps=fps, buckets=buckets, crop=crop, unfit=unfit, caption=caption,
+                    latents_from=latents_from)  # type: ignore[arg-type]  # fmt: skip
     except USER_ERRORS as e:
         _fail(e)
     typer.echo(f"cache written to {out}")

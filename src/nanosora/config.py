@@ -155,10 +155,18 @@ class TextEncoderConfig:
         "hidden states concatenated into each token's features (E = width x their number): -1 "
         "the last layer, 0 the embedding layer (the word itself, before context mixes words in)",
     )
+    clauses: int = doc(
+        0,
+        "besides the prompt's tokens, up to this many clause tokens: the prompt cut at commas, "
+        "semicolons, colons and 'and' / 'while' / 'then' / 'but', each clause encoded alone and "
+        "mean-pooled into one token (each object's description in one place)",
+    )
 
     def __post_init__(self) -> None:
         if not self.layers or len(set(self.layers)) != len(self.layers):
             raise ConfigError(f"text.layers must be distinct layer indices, got {self.layers}")
+        if self.clauses < 0:
+            raise ConfigError(f"text.clauses must be >= 0, got {self.clauses}")
         if self.kind not in ("minilm", "t5", "clip"):
             raise ConfigError(f"text.kind must be minilm, t5 or clip, got {self.kind!r}")
         if self.kind != "minilm" and not self.path:

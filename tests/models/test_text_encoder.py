@@ -15,6 +15,7 @@ from nanosora.models.text_encoder import (
     default_minilm_path,
     load_text_encoder,
     pad_features,
+    split_clauses,
 )
 
 
@@ -52,6 +53,46 @@ def test_layers_concatenate_hidden_states(encoder: TextEncoder) -> None:
     word = int(mask[0].sum()) - 2  # the token before [SEP]
     cos = torch.nn.functional.cosine_similarity
     assert cos(feats[0, word, 384:], feats[1, word, 384:], dim=0) < cos(last[0, word], last[1, word], dim=0) - 0.1  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("prompt", "clauses"),
+    [
+        ("a big red square and a small blue circle", ["a big red square", "a small blue circle"]),
+        ("Look: a green square moves up while a red one moves down.",
+         ["Look", "a green square moves up", "a red one moves down"]),
+        ("there is a white square, and a cyan ball passes behind it",
+         ["there is a white square", "a cyan ball passes behind it"]),
+        ("a sandy band", ["a sandy band"]),  # 'and' inside words does not cut
+        ("", []),
+    ],
+)  # fmt: skip
+def test_split_clauses(prompt: str, clauses: list[str]) -> None:
+    assert split_clauses(prompt) == clauses
+
+
+def test_clause_tokens_follow_the_words(encoder: TextEncoder) -> None:
+    """text.clauses=N: each prompt's word tokens unchanged, then one token per clause (at most
+    N), the clause encoded alone and mean-pooled; the empty prompt gets none."""
+    with_clauses = TextEncoder(TextEncoderConfig(clauses=2))
+    prompts = ["a big red square, a small blue circle and a green triangle", "a red ball", ""]
+    feats, mask = with_clauses(prompts)
+    words, word_mask = encoder(prompts)
+    n = word_mask.sum(1)
+    assert torch.equal(mask.sum(1), n + torch.tensor([2, 1, 0]))
+    assert torch.equal(mask, torch.arange(mask.shape[1]) < mask.sum(1, keepdim=True))
+    for i in range(3):
+        torch.testing.assert_close(feats[i, : n[i]], words[i, : n[i]], rtol=0, atol=1e-6)
+    alone, alone_mask = encoder(["a small blue circle", "a red ball"])
+    pooled = (alone * alone_mask[..., None]).sum(1) / alone_mask.sum(1, keepdim=True)
+    torch.testing.assert_close(feats[0, n[0] + 1], pooled[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(feats[1, n[1]], pooled[1], rtol=1e-4, atol=1e-5)
+    assert (feats[~mask] == 0).all()
+    cos = torch.nn.functional.cosine_similarity
+    red_square = feats[0, n[0]]  # "a big red square" holds its own words, not the circle's
+    assert cos(red_square, pooled[1], dim=0) > cos(red_square, pooled[0], dim=0)
+    with pytest.raises(ValueError, match="text.clauses must be >= 0"):
+        TextEncoderConfig(clauses=-1)
 
 
 def test_layers_out_of_range_or_repeated_are_clear_errors() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -23,6 +24,7 @@ from nanosora.config import (
 )
 from nanosora.data.cache import LatentCache, build_cache
 from nanosora.data.grounding import build_grounding
+from nanosora.models.text_encoder import load_text_encoder, split_clauses
 from nanosora.pipeline import Pipeline, load_vae, load_weights
 from nanosora.shapes.scenes import generate_scenes
 from nanosora.shapes.world import generate_dataset
@@ -524,6 +526,30 @@ def test_dit_trains_with_frame_masks_and_images(cache, vae_run, tmp_path, patch_
         if '"loss"' in line
     ]
     assert len(losses) >= 4 and all(math.isfinite(v) for v in losses)
+
+
+def test_clause_cache_from_another_caches_latents_to_pipeline(data, vae_run, cache, tmp_path):
+    """``latents_from`` copies latents and encodes only the text (here with clause tokens);
+    a DiT trained on it encodes prompts with the same clause tokens; a cache of other shards or
+    another VAE is refused."""
+    text = TextEncoderConfig(clauses=3)
+    other = build_cache(data, vae_run, tmp_path / "c", text, shard_size=5, latents_from=cache, **SIZE)  # fmt: skip
+    a, b = LatentCache(cache), LatentCache(other)
+    assert torch.equal(a.means[0], b.means[0]) and torch.equal(a.stds[0], b.stds[0])
+    texts = pq.read_table(data, columns=["text"]).column("text").to_pylist()
+    clauses = torch.tensor([min(3, len(split_clauses(texts[i]))) for i in b.index])
+    assert torch.equal(b.mask.sum(1), a.mask.sum(1) + clauses) and clauses.min() >= 1
+    with pytest.raises(ValueError, match="other shards than this build"):
+        build_cache(data, vae_run, tmp_path / "d", text, shard_size=4, latents_from=cache, **SIZE)  # fmt: skip
+    with pytest.raises(ValueError, match="was built from vae"):
+        vae_copy = shutil.copytree(vae_run, tmp_path / "vae")
+        build_cache(data, vae_copy, tmp_path / "e", text, shard_size=5, latents_from=cache, **SIZE)  # fmt: skip
+    run = train_dit.main(apply_overrides(dit_cfg(other, vae_run, tmp_path / "r", steps=1), ["text.clauses=3"]))  # fmt: skip
+    pipe = Pipeline.load(run / "pipeline")
+    assert pipe.text_encoder.cfg.clauses == 3
+    _, mask = pipe.text_encoder(["a red circle and a blue square"])
+    _, words = load_text_encoder(TextEncoderConfig())(["a red circle and a blue square"])
+    assert int(mask.sum()) == int(words.sum()) + 2
 
 
 def test_dit_trains_with_the_grounding_loss_on_a_scenes_cache(vae_run, tmp_path):

@@ -79,6 +79,7 @@ def build_cache(
     crop: Literal["none", "center"] = "none",
     unfit: Literal["error", "drop"] = "error",
     caption: Literal["text", "random"] = "text",
+    latents_from: str | Path | None = None,
 ) -> Path:
     """Encode every row of ``manifest`` into shards under ``out_dir``; returns ``out_dir``.
 
@@ -86,6 +87,8 @@ def build_cache(
     generation uses; ``crop="center"`` crops frames to the target aspect before resizing;
     ``unfit``: a clip no bucket holds stops the build, or is skipped and counted;
     ``caption="random"`` keeps all of a row's ``captions`` for the DiT to draw from.
+    ``latents_from``: a cache of the same manifest, VAE and shapes whose latents are copied, so
+    only the text is encoded (another text encoder or ``text_cfg``, without re-encoding video).
     """
     d = DataConfig(str(manifest), num_frames, height, width, fps, in_memory=False, crop=crop,
                    caption=caption, buckets=tuple(tuple(b) for b in buckets), unfit=unfit)  # fmt: skip
@@ -97,6 +100,7 @@ def build_cache(
     if caption == "random" and clips.captions is None:
         raise ValueError(f"caption=random needs a `captions` column (lists) in {manifest}")
     plan, dropped = _shard_plan(clips, d, shard_size)
+    reuse = _latent_source(latents_from, d, vae_dir, plan) if latents_from else None
     shards = []
     bar = tqdm(total=sum(len(rows) for _, rows, _ in plan), desc="caching latents", unit="clip")
     for name, rows, shape in plan:
@@ -104,7 +108,11 @@ def build_cache(
         if (out / name).is_file():
             bar.update(len(rows))
             continue
-        tensors = _encode_shard(clips, rows, vae, encoder, batch_size, bar)
+        if reuse is None:
+            tensors = _encode_shard(clips, rows, vae, encoder, batch_size, bar)
+        else:
+            tensors = _reuse_shard(reuse / name, rows, clips, encoder)
+            bar.update(len(rows))
         if caption == "random":  # every caption of every row, row after row
             options = [clips.captions[i] or [clips.texts[i]] for i in rows]
             text, mask = _encode_text(encoder, [c for o in options for c in o])
@@ -163,6 +171,42 @@ def _encode_shard(
         "text": text.half().contiguous(),
         "mask": mask.to(torch.uint8).contiguous(),
         "index": torch.tensor(rows, dtype=torch.int64),
+    }
+
+
+def _latent_source(source: str | Path, d: DataConfig, vae_dir: str | Path, plan: list) -> Path:
+    """Check that cache ``source`` holds the latents this build would compute, shard by shard."""
+    src = Path(source)
+    meta_path = src / "meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"--latents-from {src}: not a latent cache (meta.json missing)")
+    meta = json.loads(meta_path.read_text())
+    for key, want in (("manifest", d.manifest), ("vae", vae_dir)):
+        if Path(meta[key]) != Path(want).resolve():
+            raise ValueError(f"--latents-from {src} was built from {key} {meta[key]}, not {Path(want).resolve()}")  # fmt: skip
+    shape = [meta["num_frames"], meta["height"], meta["width"], meta["fps"]]
+    if shape != [d.num_frames, d.height, d.width, d.fps]:
+        raise ValueError(f"--latents-from {src} holds clips of (frames, height, width, fps) {shape}, not {[d.num_frames, d.height, d.width, d.fps]}")  # fmt: skip
+    theirs = [(s["file"], s["rows"]) for s in meta["shards"]]
+    if theirs != [(name, len(rows)) for name, rows, _ in plan]:
+        raise ValueError(f"--latents-from {src} has other shards than this build (another shard size or buckets?)")  # fmt: skip
+    return src
+
+
+def _reuse_shard(
+    path: Path, rows: list[int], clips: ClipWindowDataset, encoder: TextEncoder
+) -> dict[str, torch.Tensor]:
+    """Latents and index of ``rows`` copied from another cache's shard; the text encoded anew."""
+    part = load_file(str(path))
+    if part["index"].tolist() != list(rows):
+        raise ValueError(f"{path} holds other manifest rows than this build's shard")
+    text, mask = _encode_text(encoder, [clips.texts[i] for i in rows])
+    return {
+        "mean": part["mean"],
+        "logvar": part["logvar"],
+        "text": text.half().contiguous(),
+        "mask": mask.to(torch.uint8).contiguous(),
+        "index": part["index"],
     }
 
 

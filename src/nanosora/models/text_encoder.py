@@ -12,6 +12,11 @@ Weights are only ever read from a local directory (``local_files_only=True``, an
 ``HF_HUB_OFFLINE=1`` is set before loading): a missing model is an error naming the path and the
 file that should be there, never a silent hub download.
 
+With ``cfg.clauses`` > 0 each prompt's tokens are followed by one token per clause (see
+``split_clauses``): the clause encoded alone, mean-pooled over its tokens as sentence-transformers
+pools a sentence. A word's features mix in the whole prompt; a clause token holds one object's
+colour, shape, size and motion together.
+
 Padding is to the longest prompt of the batch, truncated at ``cfg.max_length``. Padded positions
 are zeroed and marked False in the mask; real tokens are unaffected by padding because the
 attention mask keeps padded keys out of every attention softmax.
@@ -22,6 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -120,6 +126,19 @@ def _load_backbone(cfg: TextEncoderConfig) -> tuple[nn.Module, PreTrainedTokeniz
     return model, tokenizer
 
 
+# Where a prompt's clauses meet: punctuation, and the conjunctions that join two descriptions.
+_CLAUSE_BREAK = re.compile(
+    r"(?:\s*[,;:.!?])+\s*(?:(?:and|while|then|but)\s+)?|\s+(?:and|while|then|but)\s+",
+    re.IGNORECASE,
+)
+
+
+def split_clauses(prompt: str) -> list[str]:
+    """The prompt's clauses, in order: "a big red square and a small blue circle" -> ["a big red
+    square", "a small blue circle"]; a prompt with no break is its own one clause; "" has none."""
+    return [c for c in _CLAUSE_BREAK.split(prompt.strip()) if c]
+
+
 class TextEncoder(nn.Module):
     """Frozen prompt encoder: ``list[str]`` -> features (B, L, E) float32 + mask (B, L) bool."""
 
@@ -176,6 +195,12 @@ class TextEncoder(nn.Module):
         )
         ids = tokens["input_ids"].to(self.device)
         mask = tokens["attention_mask"].to(self.device).bool()
+        feats, mask = self._encode(ids, mask)
+        if self.cfg.clauses:
+            feats, mask = self._with_clauses(list(prompts), feats, mask)
+        return feats * mask[..., None], mask
+
+    def _encode(self, ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         # token_type_ids are not passed: T5/CLIP do not accept them and BERT's default is zeros.
         layers = self.cfg.layers
         out = self.model(
@@ -183,8 +208,26 @@ class TextEncoder(nn.Module):
         )
         # -1 is the model's output (after a final norm where it has one)
         states = [out.last_hidden_state if i == -1 else out.hidden_states[i] for i in layers]
-        feats = torch.cat(states, -1).float()
-        return feats * mask[..., None], mask
+        return torch.cat(states, -1).float(), mask
+
+    def _with_clauses(
+        self, prompts: list[str], feats: Tensor, mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Append each prompt's clause tokens (at most ``cfg.clauses``) after its real tokens."""
+        clauses = [split_clauses(p)[: self.cfg.clauses] for p in prompts]
+        flat = [c for cs in clauses for c in cs]
+        pooled = feats.new_zeros(0, feats.shape[-1])
+        if flat:
+            t = self.tokenizer(flat, padding="longest", truncation=True,
+                               max_length=self.max_length, return_tensors="pt")  # fmt: skip
+            cf, cm = self._encode(t["input_ids"].to(self.device), t["attention_mask"].to(self.device).bool())  # fmt: skip
+            pooled = (cf * cm[..., None]).sum(1) / cm.sum(1, keepdim=True)
+        lengths = mask.sum(1).tolist()
+        rows, first = [], 0
+        for i, cs in enumerate(clauses):
+            rows.append(torch.cat([feats[i, : lengths[i]], pooled[first : first + len(cs)]]))
+            first += len(cs)
+        return pad_features(rows)
 
 
 @functools.lru_cache(maxsize=4)
