@@ -195,12 +195,13 @@ class TextEncoder(nn.Module):
         )
         ids = tokens["input_ids"].to(self.device)
         mask = tokens["attention_mask"].to(self.device).bool()
-        feats, mask = self._encode(ids, mask)
+        feats = self._encode(ids, mask)
         if self.cfg.clauses:
             feats, mask = self._with_clauses(list(prompts), feats, mask)
         return feats * mask[..., None], mask
 
-    def _encode(self, ids: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    def _encode(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """(B, L) token ids and mask -> (B, L, E) float32 features of ``cfg.layers``."""
         # token_type_ids are not passed: T5/CLIP do not accept them and BERT's default is zeros.
         layers = self.cfg.layers
         out = self.model(
@@ -208,7 +209,7 @@ class TextEncoder(nn.Module):
         )
         # -1 is the model's output (after a final norm where it has one)
         states = [out.last_hidden_state if i == -1 else out.hidden_states[i] for i in layers]
-        return torch.cat(states, -1).float(), mask
+        return torch.cat(states, -1).float()
 
     def _with_clauses(
         self, prompts: list[str], feats: Tensor, mask: Tensor
@@ -220,7 +221,8 @@ class TextEncoder(nn.Module):
         if flat:
             t = self.tokenizer(flat, padding="longest", truncation=True,
                                max_length=self.max_length, return_tensors="pt")  # fmt: skip
-            cf, cm = self._encode(t["input_ids"].to(self.device), t["attention_mask"].to(self.device).bool())  # fmt: skip
+            cm = t["attention_mask"].to(self.device).bool()
+            cf = self._encode(t["input_ids"].to(self.device), cm)
             pooled = (cf * cm[..., None]).sum(1) / cm.sum(1, keepdim=True)
         lengths = mask.sum(1).tolist()
         rows, first = [], 0
