@@ -30,7 +30,7 @@ def anchors(page: Path) -> set[str]:
         m = re.match(r"#{1,6}\s+(.*)", line)
         if not m:
             continue
-        slug = re.sub(r"[^\w\- ]", "", re.sub(r"[`*_]", "", m.group(1).strip().lower()))
+        slug = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower())
         slug = slug.replace(" ", "-")
         n = seen.get(slug, 0)
         seen[slug] = n + 1
