@@ -1,6 +1,6 @@
 """The analysis scripts: scenes_compute_plot.py's tables of failure kinds and misdrawn shapes, read
 from snapshot reports, text_similarity.py's cosines, direction_probe.py's readings and
-grounding_score.py's attention shares."""
+grounding_score.py's attention shares, commit_steps.py's settling steps."""
 
 from __future__ import annotations
 
@@ -183,3 +183,37 @@ def test_grounding_score_reads_one_for_attention_on_target_and_chance_for_unifor
         assert chance == pytest.approx(0.25) and blocks == pytest.approx([1.0] * 3, abs=1e-4)
         blocks, chance = off[s]
         assert blocks == pytest.approx([0.25] * 3)
+
+
+class _Sampler:
+    """A stand-in pipeline whose data estimates are given clips, in order (the last is the clip)."""
+
+    def __init__(self, clips: list[np.ndarray]):
+        self.clips = clips
+
+    def sample_latents(self, prompts, seed, callback):
+        for i, clip in enumerate(self.clips):
+            callback(i, clip[None])
+        return self.clips[-1][None]
+
+    def decode_latents(self, x):
+        return x
+
+
+def test_commit_steps_settle_colour_then_shape_then_size() -> None:
+    """Nothing, then the right colours with swapped shapes, then swapped sizes, then the truth:
+    colour settles at step 2, shape at 4, size at 6; a clip that never settles reads last."""
+    from nanosora.evaluate.scenes import ground_truth
+
+    commit = _script("commit_steps")
+    truth = "a big orange square and a small yellow circle"
+    shapes = ground_truth("a big orange circle and a small yellow square", 1)
+    sizes = ground_truth("a small orange square and a big yellow circle", 2)
+    right = ground_truth(truth, 3)
+    clips = [np.zeros_like(right)] * 2 + [shapes] * 2 + [sizes] * 2 + [right] * 2
+    readings, passed = commit.clip_readings(_Sampler(clips), truth, seed=0)
+    assert passed and len(readings) == 9
+    assert commit.settling_steps(readings) == {"colour": 2, "shape": 4, "size": 6}
+    readings, passed = commit.clip_readings(_Sampler(clips[:6]), truth, seed=0)
+    assert not passed
+    assert commit.settling_steps(readings) == {"colour": 2, "shape": 4, "size": 4}
