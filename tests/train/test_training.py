@@ -539,6 +539,8 @@ def test_clause_cache_from_another_caches_latents_to_pipeline(data, vae_run, cac
     texts = pq.read_table(data, columns=["text"]).column("text").to_pylist()
     clauses = torch.tensor([min(3, len(split_clauses(texts[i]))) for i in b.index])
     assert torch.equal(b.mask.sum(1), a.mask.sum(1) + clauses) and clauses.min() >= 1
+    with pytest.raises(ValueError, match="is the cache being written"):
+        build_cache(data, vae_run, cache, text, shard_size=5, latents_from=cache, **SIZE)
     with pytest.raises(ValueError, match="other shards than this build"):
         build_cache(data, vae_run, tmp_path / "d", text, shard_size=4, latents_from=cache, **SIZE)  # fmt: skip
     with pytest.raises(ValueError, match="was built from vae"):

@@ -100,6 +100,8 @@ def build_cache(
     if caption == "random" and clips.captions is None:
         raise ValueError(f"caption=random needs a `captions` column (lists) in {manifest}")
     plan, dropped = _shard_plan(clips, d, shard_size)
+    if latents_from and Path(latents_from).resolve() == out.resolve():
+        raise ValueError(f"--latents-from {latents_from} is the cache being written; write to another directory")  # fmt: skip
     reuse = _latent_source(latents_from, d, vae_dir, plan) if latents_from else None
     shards = []
     bar = tqdm(total=sum(len(rows) for _, rows, _ in plan), desc="caching latents", unit="clip")
