@@ -166,14 +166,14 @@ def _encode_shard(
         means.append(mean.float())
         logvars.append(logvar.float())
         bar.update(len(x))
+    latents = {"mean": torch.cat(means).contiguous(), "logvar": torch.cat(logvars).contiguous()}
+    return latents | _text_tensors(encoder, clips, rows) | {"index": torch.tensor(rows, dtype=torch.int64)}  # fmt: skip
+
+
+def _text_tensors(encoder: TextEncoder, clips: ClipWindowDataset, rows: list[int]) -> dict[str, torch.Tensor]:  # fmt: skip
+    """The ``text`` features (float16) and ``mask`` (uint8) of ``rows``' captions, as stored."""
     text, mask = _encode_text(encoder, [clips.texts[i] for i in rows])
-    return {
-        "mean": torch.cat(means).contiguous(),
-        "logvar": torch.cat(logvars).contiguous(),
-        "text": text.half().contiguous(),
-        "mask": mask.to(torch.uint8).contiguous(),
-        "index": torch.tensor(rows, dtype=torch.int64),
-    }
+    return {"text": text.half().contiguous(), "mask": mask.to(torch.uint8).contiguous()}
 
 
 def _latent_source(source: str | Path, d: DataConfig, vae_dir: str | Path, plan: list) -> Path:
@@ -202,14 +202,8 @@ def _reuse_shard(
     part = load_file(str(path))
     if part["index"].tolist() != list(rows):
         raise ValueError(f"{path} holds other manifest rows than this build's shard")
-    text, mask = _encode_text(encoder, [clips.texts[i] for i in rows])
-    return {
-        "mean": part["mean"],
-        "logvar": part["logvar"],
-        "text": text.half().contiguous(),
-        "mask": mask.to(torch.uint8).contiguous(),
-        "index": part["index"],
-    }
+    latents = {k: part[k] for k in ("mean", "logvar")}
+    return latents | _text_tensors(encoder, clips, rows) | {"index": part["index"]}
 
 
 def _shard_plan(
