@@ -64,6 +64,17 @@ def test_bad_overrides():
         apply_overrides(DiTTrainConfig(), ["dit.heads=5"])
 
 
+def test_category_weights_parse_and_bad_entries_name_themselves():
+    cfg = apply_overrides(DiTTrainConfig(), ["category_weights=[attributes=3, single=0.5]"])
+    assert cfg.weights_by_category() == {"attributes": 3.0, "single": 0.5}
+    assert DiTTrainConfig().weights_by_category() == {}
+    for bad in ("attributes", "attributes=x", "=2", "spatial=-1", "motion=nan"):
+        with pytest.raises(ConfigError, match=f"category_weights: '{bad}' is not"):
+            apply_overrides(DiTTrainConfig(), [f"category_weights=['{bad}']"])
+    with pytest.raises(ConfigError, match="'motion' is given twice"):
+        apply_overrides(DiTTrainConfig(), ["category_weights=[motion=1, motion=2]"])
+
+
 def test_frame_count_must_be_4k_plus_1():
     with pytest.raises(ConfigError, match="4k\\+1"):
         DataConfig(num_frames=16)

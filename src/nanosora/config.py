@@ -11,6 +11,7 @@ Each field carries a one-line description in ``metadata["doc"]``; ``describe()``
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -541,12 +542,37 @@ class DiTTrainConfig:
     )
     val_clips: int = doc(256, "clips of val_cache that the validation loss averages over")
     val_every: int = doc(1000, "steps between validation losses (and one at the end)")
+    category_weights: tuple[str, ...] = doc(
+        (),
+        "'category=weight' entries: clips are drawn in proportion to the weight of their "
+        "category (the cache's manifest's `category` column; unnamed categories weigh 1); "
+        "empty = epoch-wise permutations of all clips",
+    )
 
     def __post_init__(self) -> None:
         if self.val_clips < 1 or self.val_every < 0:
             raise ConfigError(
                 f"val_clips={self.val_clips} must be >= 1 and val_every={self.val_every} >= 0"
             )
+        self.weights_by_category()  # validates the entries
+
+    def weights_by_category(self) -> dict[str, float]:
+        """``category_weights`` as {category: weight}; a malformed entry is a ConfigError."""
+        weights: dict[str, float] = {}
+        for entry in self.category_weights:
+            name, _, value = str(entry).partition("=")
+            try:
+                weight = float(value)
+            except ValueError:
+                weight = -1.0
+            if not name.strip() or weight < 0 or not math.isfinite(weight):
+                raise ConfigError(
+                    f"category_weights: {entry!r} is not 'category=weight' with a weight >= 0"
+                )
+            if name.strip() in weights:
+                raise ConfigError(f"category_weights: {name.strip()!r} is given twice")
+            weights[name.strip()] = weight
+        return weights
 
 
 @dataclass(frozen=True)

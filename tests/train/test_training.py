@@ -579,6 +579,31 @@ def test_dit_trains_with_the_grounding_loss_on_a_scenes_cache(vae_run, tmp_path)
         assert 0 < x["ground"] < 1 and x["loss"] == pytest.approx(x["flow"] + x["ground"], rel=1e-5)
 
 
+def test_dit_draws_clips_by_category_weight(vae_run, tmp_path, monkeypatch, capsys):
+    data = generate_scenes(tmp_path / "scenes", 8, ("attributes", "spatial"), seed=2, progress=False)  # fmt: skip
+    cache = build_cache(data / "manifest.parquet", vae_run, tmp_path / "cache", num_frames=17,
+                        height=32, width=32, shard_size=5)  # fmt: skip
+    categories = LatentCache(cache).manifest_column("category")
+    assert sorted(categories) == sorted(pd.read_parquet(data / "manifest.parquet")["category"])
+    drawn = []
+    real = train_dit.weighted_batch_indices
+
+    def spy(*args):
+        drawn.extend(real(*args))
+        return drawn[-args[1] :]
+
+    monkeypatch.setattr(train_dit, "weighted_batch_indices", spy)
+    base = dit_cfg(cache, vae_run, tmp_path / "w", steps=4)
+    run = train_dit.main(apply_overrides(base, ["category_weights=[spatial=0]"]))
+    assert len(drawn) == 16 and {categories[i] for i in drawn} == {"attributes"}
+    assert (
+        run.is_dir()
+        and "clips drawn by category: attributes 100.0%, spatial 0.0%" in capsys.readouterr().out
+    )
+    with pytest.raises(ValueError, match="no clip of .* has category \\['motion'\\]"):
+        train_dit.main(apply_overrides(base, ["category_weights=[motion=2]", f"train.out_dir={tmp_path / 'm'}"]))  # fmt: skip
+
+
 def test_image_batches_take_first_frames_of_their_own_size(cache, vae_run, tmp_path, monkeypatch):
     seen = []
     real = train_dit.flow_loss

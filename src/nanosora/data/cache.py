@@ -48,6 +48,7 @@ from nanosora.data.buckets import (
     tokens_of,
 )
 from nanosora.data.datasets import ClipWindowDataset, clip_dataset
+from nanosora.data.manifest import read_manifest
 from nanosora.models.text_encoder import TextEncoder, load_text_encoder, pad_features
 from nanosora.models.vae import VideoVAE
 from nanosora.pipeline import load_vae
@@ -332,6 +333,18 @@ class LatentCache:
         default = (m["num_frames"], m["height"], m["width"])
         g = self.shapes.index(default) if default in self.shapes else 0
         return tuple(self.means[g].shape[1:])
+
+    def manifest_column(self, name: str) -> list:
+        """Column ``name`` of the manifest the cache was built from, one value per cached clip
+        (in clip order)."""
+        path = self.meta["manifest"]
+        df = read_manifest(path)
+        if name not in df.columns:
+            raise ValueError(f"{path} (the manifest of this cache) has no {name!r} column")
+        values = df[name].tolist()
+        if int(self.index.max()) >= len(values):
+            raise ValueError(f"{path} has {len(values)} rows, fewer than the cache's clips index")
+        return [values[i] for i in self.index.tolist()]
 
     def sizes(self) -> np.ndarray:
         """(T, H, W) pixel shape of every cached clip (for ``TokenBudgetBatchSampler``)."""

@@ -69,6 +69,7 @@ from nanosora.train.loop import (
     start_run,
     step_generator,
     train,
+    weighted_batch_indices,
 )
 from nanosora.video.io import write_gif
 
@@ -261,11 +262,12 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
         if buckets is not None:
             raise ValueError(f"flow.ground_weight needs a cache of one latent shape; {cfg.cache} is bucketed")  # fmt: skip
         grounding = GroundingTargets(cfg.cache, cfg.dit.patch_hw)
+    weights = clip_weights(cache, cfg, d)
     validate = functools.partial(write_val_loss, w, val, run, cfg, d)
     plots = ("loss", "grad_norm") + (("val_loss",) if val is not None else ())
     done = train(
         w, run, state, t, cfg.optim, d,
-        gradients=functools.partial(step_gradients, w, cache, buckets, cfg, d, grounding),
+        gradients=functools.partial(step_gradients, w, cache, buckets, cfg, d, grounding, weights),
         log_fields=functools.partial(log_fields, d=d),
         name="dit",
         plots=plots,
@@ -404,6 +406,30 @@ def write_val_loss(
     )
 
 
+def clip_weights(cache: LatentCache, cfg: DiTTrainConfig, d: Dist) -> torch.Tensor | None:
+    """(n,) draw weight of each cached clip from ``category_weights`` (None when empty); logs
+    each category's share of the drawn clips."""
+    by_category = cfg.weights_by_category()
+    if not by_category:
+        return None
+    if len(cache.shapes) > 1:
+        raise ValueError(f"category_weights needs a cache of one latent shape; {cfg.cache} is bucketed")  # fmt: skip
+    categories = cache.manifest_column("category")
+    unknown = sorted(set(by_category) - set(categories))
+    if unknown:
+        raise ValueError(
+            f"category_weights: no clip of {cfg.cache} has category {unknown}; "
+            f"its categories: {sorted(set(categories))}"
+        )
+    weights = torch.tensor([by_category.get(c, 1.0) for c in categories], dtype=torch.float64)
+    mass = {c: 0.0 for c in sorted(set(categories))}
+    for c, wt in zip(categories, weights.tolist()):
+        mass[c] += wt
+    total = sum(mass.values())
+    log(d, "clips drawn by category: " + ", ".join(f"{c} {m / total:.1%}" for c, m in mass.items()))
+    return weights
+
+
 def step_gradients(
     w: Trainee,
     cache: LatentCache,
@@ -411,20 +437,28 @@ def step_gradients(
     cfg: DiTTrainConfig,
     d: Dist,
     grounding: GroundingTargets | None,
+    weights: torch.Tensor | None,
     step: int,
 ) -> StepResult:
     """The gradients of optimizer step ``step`` on this rank's rows of its batch, less the last
     micro-batch's backward (``accumulate``); ``grounding``: the cache's targets when
-    ``flow.ground_weight`` > 0."""
+    ``flow.ground_weight`` > 0; ``weights``: each clip's draw weight (``category_weights``),
+    None for epoch-wise permutations."""
     t, f = cfg.train, cfg.flow
     gen = step_generator(t.seed, step)
+
+    def draw(n: int, size: int, step: int, seed: int) -> list[int]:
+        if weights is None:
+            return batch_indices(n, size, step, seed)
+        return weighted_batch_indices(weights, size, step, seed)
+
     image = f.image_prob > 0 and torch.rand(1, generator=gen).item() < f.image_prob
     if buckets is not None:
         indices = buckets.batch_at(step)
     elif image and f.image_batch:  # image batches draw from their own order of the clips
-        indices = batch_indices(len(cache), f.image_batch, step, t.seed + 1)
+        indices = draw(len(cache), f.image_batch, step, t.seed + 1)
     else:
-        indices = batch_indices(len(cache), t.batch_size, step, t.seed)
+        indices = draw(len(cache), t.batch_size, step, t.seed)
     parts = micro_batches(len(indices), d, t.grad_accum)  # this rank's rows of the batch
     if grounding is None:
         x0, text, mask = cache.batch(indices, gen, f.text_dropout)

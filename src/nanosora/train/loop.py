@@ -46,6 +46,18 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:
     return perm[i * batch_size : (i + 1) * batch_size].tolist()
 
 
+def weighted_batch_indices(
+    weights: torch.Tensor, batch_size: int, step: int, seed: int
+) -> list[int]:
+    """Indices of the clips in batch ``step``, drawn in proportion to ``weights`` (without
+    replacement inside a batch) from a generator of the seed and step alone, so a resumed run
+    draws the batches it would have drawn."""
+    if int((weights > 0).sum()) < batch_size:
+        raise ValueError(f"{int((weights > 0).sum())} clips of weight > 0 cannot fill a batch of {batch_size}")  # fmt: skip
+    g = torch.Generator().manual_seed(seed * 100_003 + 50_021 + step)
+    return torch.multinomial(weights, batch_size, replacement=False, generator=g).tolist()
+
+
 def step_generator(seed: int, step: int) -> torch.Generator:
     """A fresh generator per step, so noise does not depend on where a run was resumed."""
     return torch.Generator().manual_seed(seed * 1_000_003 + step + 1)
