@@ -596,6 +596,12 @@ def test_dit_draws_clips_by_category_weight(vae_run, tmp_path, monkeypatch, caps
     base = dit_cfg(cache, vae_run, tmp_path / "w", steps=4)
     run = train_dit.main(apply_overrides(base, ["category_weights=[spatial=0]"]))
     assert len(drawn) == 16 and {categories[i] for i in drawn} == {"attributes"}
+    paused = apply_overrides(
+        base, ["category_weights=[spatial=0]", f"train.out_dir={tmp_path / 'p'}", "train.stop_at=2"]
+    )
+    train_dit.main(paused)
+    resumed = train_dit.main(apply_overrides(paused, ["train.stop_at=0"]), resume=True)
+    assert_same_weights(run, resumed)  # the weighted draws of a resumed run are the same
     assert (
         run.is_dir()
         and "clips drawn by category: attributes 100.0%, spatial 0.0%" in capsys.readouterr().out
