@@ -579,7 +579,10 @@ def test_dit_trains_with_the_grounding_loss_on_a_scenes_cache(vae_run, tmp_path)
         assert 0 < x["ground"] < 1 and x["loss"] == pytest.approx(x["flow"] + x["ground"], rel=1e-5)
 
 
-def test_dit_draws_clips_by_category_weight(vae_run, tmp_path, monkeypatch, capsys):
+def test_dit_draws_clips_by_category_weight(cache, vae_run, tmp_path, monkeypatch, capsys):
+    weighted = ["category_weights=[single=2]", f"train.out_dir={tmp_path / 's'}"]
+    with pytest.raises(ValueError, match="has no 'category' column"):  # a shapes-world cache
+        train_dit.main(apply_overrides(dit_cfg(cache, vae_run, tmp_path / "s"), weighted))
     data = generate_scenes(tmp_path / "scenes", 8, ("attributes", "spatial"), seed=2, progress=False)  # fmt: skip
     cache = build_cache(data / "manifest.parquet", vae_run, tmp_path / "cache", num_frames=17,
                         height=32, width=32, shard_size=5)  # fmt: skip

@@ -414,7 +414,7 @@ def clip_weights(cache: LatentCache, cfg: DiTTrainConfig, d: Dist) -> torch.Tens
         return None
     if len(cache.shapes) > 1:
         raise ValueError(f"category_weights needs a cache of one latent shape; {cfg.cache} is bucketed")  # fmt: skip
-    categories = cache.manifest_column("category")
+    categories = [c if isinstance(c, str) else "" for c in cache.manifest_column("category")]
     unknown = sorted(set(by_category) - set(categories))
     if unknown:
         raise ValueError(
