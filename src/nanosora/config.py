@@ -561,17 +561,18 @@ class DiTTrainConfig:
         weights: dict[str, float] = {}
         for entry in self.category_weights:
             name, _, value = str(entry).partition("=")
+            name = name.strip()
             try:
                 weight = float(value)
             except ValueError:
                 weight = -1.0
-            if not name.strip() or weight < 0 or not math.isfinite(weight):
+            if not name or weight < 0 or not math.isfinite(weight):
                 raise ConfigError(
                     f"category_weights: {entry!r} is not 'category=weight' with a weight >= 0"
                 )
-            if name.strip() in weights:
-                raise ConfigError(f"category_weights: {name.strip()!r} is given twice")
-            weights[name.strip()] = weight
+            if name in weights:
+                raise ConfigError(f"category_weights: {name!r} is given twice")
+            weights[name] = weight
         return weights
 
 

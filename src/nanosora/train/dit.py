@@ -18,6 +18,7 @@ frozen ``init_from`` model) are the same loop by config (train/loop.py). Resumpt
 
 from __future__ import annotations
 
+import collections
 import functools
 from pathlib import Path
 
@@ -422,9 +423,8 @@ def clip_weights(cache: LatentCache, cfg: DiTTrainConfig, d: Dist) -> torch.Tens
             f"its categories: {sorted(set(categories))}"
         )
     weights = torch.tensor([by_category.get(c, 1.0) for c in categories], dtype=torch.float64)
-    mass = {c: 0.0 for c in sorted(set(categories))}
-    for c, wt in zip(categories, weights.tolist()):
-        mass[c] += wt
+    counts = collections.Counter(categories)
+    mass = {c: counts[c] * by_category.get(c, 1.0) for c in sorted(counts)}
     total = sum(mass.values())
     log(d, "clips drawn by category: " + ", ".join(f"{c} {m / total:.1%}" for c, m in mass.items()))
     return weights

@@ -52,8 +52,9 @@ def weighted_batch_indices(
     """Indices of the clips in batch ``step``, drawn in proportion to ``weights`` (without
     replacement inside a batch) from a generator of the seed and step alone, so a resumed run
     draws the batches it would have drawn."""
-    if int((weights > 0).sum()) < batch_size:
-        raise ValueError(f"{int((weights > 0).sum())} clips of weight > 0 cannot fill a batch of {batch_size}")  # fmt: skip
+    usable = int((weights > 0).sum())
+    if usable < batch_size:
+        raise ValueError(f"{usable} clips of weight > 0 cannot fill a batch of {batch_size}")
     g = torch.Generator().manual_seed(seed * 100_003 + 50_021 + step)
     return torch.multinomial(weights, batch_size, replacement=False, generator=g).tolist()
 
