@@ -44,7 +44,7 @@ from nanosora.models.vae import VideoVAE
 from nanosora.precision import bf16_autocast, bf16_fast
 from nanosora.train.checkpoint import EMA
 from nanosora.train.dit import flow_loss
-from nanosora.train.loop import build_adamw, optimizer_step
+from nanosora.train.loop import build_adamw, build_optimizer, optimizer_step
 from nanosora.train.vae import vae_loss
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -119,8 +119,10 @@ def make_step(
     bf16: bool,
     device: torch.device = CPU,
     compile: bool = False,
+    optim: str = "adamw",
 ):
-    """One real training step (loss, backward, clip, AdamW, EMA) on random latents and text.
+    """One real training step (loss, backward, clip, optimizer (``optim.kind``), EMA) on random
+    latents and text.
 
     As in training, the batch starts on the CPU and ``flow_loss`` moves it to the model's device
     and draws its noise there; ``compile`` wraps the model in ``torch.compile`` like
@@ -128,7 +130,7 @@ def make_step(
     """
     torch.manual_seed(0)
     model = VideoDiT(cfg).to(device)
-    opt = build_adamw(model.parameters(), DiTTrainConfig().optim)
+    opt = build_optimizer(model, replace(DiTTrainConfig().optim, kind=optim))
     ema = EMA(model, 0.999)
     tcfg = DiTTrainConfig(dit=cfg, train=TrainConfig(bf16=bf16))
     x0 = torch.randn(batch, *latent)
@@ -297,6 +299,7 @@ def main() -> None:
         help="latent shape instead of the preset's channels and a 4x8x8 VAE's grid",
     )  # fmt: skip
     ap.add_argument("--patch", nargs=2, type=int, metavar=("T", "HW"), help="patch_t, patch_hw")
+    ap.add_argument("--optim", default="adamw", choices=["adamw", "muon"], help="optim.kind")
     ap.add_argument(
         "--shape", nargs=3, type=int, metavar=("DIM", "DEPTH", "HEADS"),
         help="width, depth and heads instead of the preset's (e.g. 256 10 8)",
@@ -317,6 +320,7 @@ def main() -> None:
         f"{where}, {torch.get_num_threads()} threads, batch {args.batch}, "
         f"{args.frames}x{args.size}px, torch {torch.__version__}"
         + (", torch.compile" if args.compile else "")
+        + (f", optimizer {args.optim}" if args.optim != "adamw" else "")
     )
     if args.vae:
         return vae_mfu(args, device)
@@ -344,7 +348,7 @@ def main() -> None:
                 )
                 continue
             model, step, forward = make_step(
-                cfg, args.batch, latent, dtype == "bf16", device, args.compile
+                cfg, args.batch, latent, dtype == "bf16", device, args.compile, args.optim
             )
             # The peak is measured right before the step, under the same load (a shared machine
             # changes speed from minute to minute).

@@ -361,14 +361,26 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with linear warmup and cosine decay."""
+    """AdamW (or Muon for a transformer's hidden matrices) with linear warmup and cosine decay."""
 
+    kind: Literal["adamw", "muon"] = doc(
+        "adamw",
+        "adamw; or muon: Muon (orthogonalised momentum, its update scaled to AdamW's RMS so the "
+        "same lr applies) on the 2-D weights of the transformer blocks, AdamW on the rest",
+    )
     lr: float = doc(3e-4, "peak learning rate")
     min_lr_ratio: float = doc(0.1, "final lr as a fraction of the peak")
-    weight_decay: float = doc(0.0, "AdamW weight decay")
+    weight_decay: float = doc(0.0, "AdamW (and Muon) weight decay")
     betas: tuple[float, float] = doc((0.9, 0.99), "AdamW betas")
+    muon_momentum: float = doc(0.95, "Muon's Nesterov momentum (optim.kind=muon)")
     warmup_steps: int = doc(200, "linear warmup steps")
     grad_clip: float = doc(1.0, "max global gradient norm (0 = off)")
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("adamw", "muon"):
+            raise ConfigError(f"optim.kind must be adamw or muon, got {self.kind!r}")
+        if not 0 <= self.muon_momentum < 1:
+            raise ConfigError(f"optim.muon_momentum={self.muon_momentum} must be in [0, 1)")
 
 
 @dataclass(frozen=True)

@@ -613,6 +613,24 @@ def test_dit_draws_clips_by_category_weight(cache, vae_run, tmp_path, monkeypatc
         train_dit.main(apply_overrides(base, ["category_weights=[motion=2]", f"train.out_dir={tmp_path / 'm'}"]))  # fmt: skip
 
 
+def test_dit_trains_with_muon_and_resumes_exactly(cache, vae_run, tmp_path):
+    base = dit_cfg(cache, vae_run, tmp_path / "muon", steps=4)
+    muon = ["optim.kind=muon", "optim.lr=0.01"]
+    run = train_dit.main(apply_overrides(base, muon))
+    adamw = train_dit.main(apply_overrides(base, ["optim.lr=0.01", f"train.out_dir={tmp_path / 'a'}"]))  # fmt: skip
+    wm, wa = load_file(str(run / "model.safetensors")), load_file(str(adamw / "model.safetensors"))
+    # Muon moves the block matrices differently from AdamW; both start from the same weights
+    assert not torch.equal(wm["blocks.0.attn.qkv.weight"], wa["blocks.0.attn.qkv.weight"])
+    assert all(torch.isfinite(v).all() for v in wm.values())
+    paused = apply_overrides(base, [*muon, f"train.out_dir={tmp_path / 'p'}", "train.stop_at=2"])
+    train_dit.main(paused)
+    resumed = train_dit.main(apply_overrides(paused, ["train.stop_at=0"]), resume=True)
+    assert_same_weights(run, resumed)  # Muon's momentum is in the checkpoint
+    wrong = apply_overrides(paused, ["optim.kind=adamw", "train.stop_at=0"])
+    with pytest.raises(ValueError, match="optimizer state does not fit .* optim.kind"):
+        train_dit.main(wrong, resume=True)
+
+
 def test_image_batches_take_first_frames_of_their_own_size(cache, vae_run, tmp_path, monkeypatch):
     seen = []
     real = train_dit.flow_loss

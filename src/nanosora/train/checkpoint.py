@@ -119,7 +119,13 @@ class RunDir:
         if ema is not None and (self.path / "ema.safetensors").is_file():
             ema.load_state_dict(load_file(str(self.path / "ema.safetensors")))
         state = torch.load(self.path / "state.pt", weights_only=False)
-        optimizer.load_state_dict(state.pop("optimizer"))
+        try:
+            optimizer.load_state_dict(state.pop("optimizer"))
+        except (KeyError, ValueError) as e:
+            raise ValueError(
+                f"{self.path / 'state.pt'}: its optimizer state does not fit this run's optimizer "
+                f"(resume with the optim.kind the run was trained with): {e}"
+            ) from e
         self.save_resumed_config()
         return state
 

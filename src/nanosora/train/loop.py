@@ -125,6 +125,81 @@ def build_adamw(params: Iterable[torch.nn.Parameter], o: OptimConfig) -> torch.o
         return torch.optim.AdamW(params, **kw)
 
 
+def muon_matrices(model: nn.Module) -> list[str]:
+    """Names of the trainable parameters Muon updates: the 2-D weights inside the transformer
+    blocks (``blocks.N...``). The input and output layers, embeddings, norms and biases are not
+    hidden matrices and stay with AdamW."""
+    return [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and p.ndim == 2 and n.startswith("blocks.")
+    ]
+
+
+class MuonAdamW(torch.optim.Optimizer):
+    """Muon on the hidden matrices, AdamW on the rest, stepped together. ``param_groups`` lists
+    both optimizers' groups, so the lr schedule sets one lr for all; Muon's update is scaled to
+    AdamW's RMS (``adjust_lr_fn="match_rms_adamw"``), so the same lr suits both."""
+
+    def __init__(self, model: nn.Module, o: OptimConfig) -> None:
+        names = set(muon_matrices(model))
+        if not names:
+            raise ValueError(
+                "optim.kind=muon: the model has no trainable 2-D weights in transformer blocks "
+                "(blocks.N...); use optim.kind=adamw"
+            )
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.muon = torch.optim.Muon(
+            [p for n, p in named if n in names],
+            lr=o.lr,
+            weight_decay=o.weight_decay,
+            momentum=o.muon_momentum,
+            adjust_lr_fn="match_rms_adamw",
+        )
+        self.adamw = build_adamw([p for n, p in named if n not in names], o)
+        # Optimizer.__init__ is not called: the two inner optimizers hold the state.
+        self.defaults = {}
+        self.state = {}
+
+    @property
+    def param_groups(self) -> list[dict]:  # type: ignore[override]
+        return self.muon.param_groups + self.adamw.param_groups
+
+    @param_groups.setter
+    def param_groups(self, value: list[dict]) -> None:  # only the base class would set it
+        raise AttributeError("MuonAdamW's param_groups are its inner optimizers'")
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.muon.zero_grad(set_to_none)
+        self.adamw.zero_grad(set_to_none)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> None:  # type: ignore[override]
+        if closure is not None:
+            raise ValueError("MuonAdamW.step takes no closure")
+        self.muon.step()
+        self.adamw.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if set(state_dict) != {"muon", "adamw"}:
+            raise ValueError(
+                "this checkpoint's optimizer state is not Muon + AdamW (optim.kind=muon): resume "
+                "it with the optim.kind it was trained with"
+            )
+        self.muon.load_state_dict(state_dict["muon"])
+        self.adamw.load_state_dict(state_dict["adamw"])
+
+
+def build_optimizer(model: nn.Module, o: OptimConfig) -> torch.optim.Optimizer:
+    """The optimizer ``optim.kind`` names, over the model's trainable parameters."""
+    if o.kind == "muon":
+        return MuonAdamW(model, o)
+    return build_adamw(model.parameters(), o)
+
+
 def optimizer_step(
     loss: torch.Tensor,
     model: torch.nn.Module,
@@ -226,7 +301,11 @@ def prepare(
     wrapped = wrap_model(model.to(d.device), d, t, blocks=blocks)
     # Compiling costs ~35 s on a CPU; worth it only for long runs, so it is a flag.
     forward = torch.compile(wrapped) if t.compile else wrapped
-    opt = build_adamw(model.parameters(), o)
+    if o.kind == "muon" and t.parallel == "fsdp":
+        raise ValueError(
+            "optim.kind=muon needs whole matrices: use train.parallel=ddp (or none), not fsdp"
+        )
+    opt = build_optimizer(model, o)
     ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
     state = {"step": 0, "elapsed": 0.0}
     if resume and run.exists():
