@@ -13,6 +13,7 @@ from nanosora.train.loop import (
     Progress,
     build_optimizer,
     muon_matrices,
+    prepare,
     set_lr,
     weighted_batch_indices,
 )
@@ -112,3 +113,9 @@ def test_muon_state_round_trips_and_its_update_is_orthogonalised():
     assert sv.max() / sv.min() < 2  # 1.5 here; AdamW's step from the same gradients: 2.9
     with pytest.raises(ValueError, match="not Muon \\+ AdamW"):
         opt_b.load_state_dict(build_optimizer(model(), OptimConfig()).state_dict())
+
+
+def test_muon_refuses_fsdp_before_sharding_anything():
+    dit = VideoDiT(DiTConfig(in_channels=4, patch_t=1, patch_hw=2, dim=32, depth=1, heads=2, text_dim=16))  # fmt: skip
+    with pytest.raises(ValueError, match="muon needs whole matrices: use train.parallel=ddp"):
+        prepare(dit, OptimConfig(kind="muon"), TrainConfig(parallel="fsdp"), None, None, False)

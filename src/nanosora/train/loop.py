@@ -298,13 +298,13 @@ def prepare(
     """The model on its device, wrapped for data parallelism from outside (``blocks``: units of
     sharding and recomputation), its optimizer and EMA, restored from the run when resuming;
     and the loop state."""
-    wrapped = wrap_model(model.to(d.device), d, t, blocks=blocks)
-    # Compiling costs ~35 s on a CPU; worth it only for long runs, so it is a flag.
-    forward = torch.compile(wrapped) if t.compile else wrapped
     if o.kind == "muon" and t.parallel == "fsdp":
         raise ValueError(
             "optim.kind=muon needs whole matrices: use train.parallel=ddp (or none), not fsdp"
         )
+    wrapped = wrap_model(model.to(d.device), d, t, blocks=blocks)
+    # Compiling costs ~35 s on a CPU; worth it only for long runs, so it is a flag.
+    forward = torch.compile(wrapped) if t.compile else wrapped
     opt = build_optimizer(model, o)
     ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
     state = {"step": 0, "elapsed": 0.0}
