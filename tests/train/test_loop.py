@@ -1,5 +1,5 @@
-"""The training loop: its progress display (seconds against a wall-clock budget, else steps) and
-weighted batch draws."""
+"""The training loop: its progress display (seconds against a wall-clock budget, else steps),
+weighted batch draws and the Muon + AdamW optimizer."""
 
 import copy
 

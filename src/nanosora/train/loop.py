@@ -209,7 +209,7 @@ def optimizer_step(
     step: int,
     accumulated: bool = False,
 ) -> float:
-    """Backward, clip, AdamW step, EMA update; returns the gradient norm before clipping.
+    """Backward, clip, optimizer step, EMA update; returns the gradient norm before clipping.
 
     ``accumulated``: earlier micro-batches' gradients are already in ``.grad`` (see
     ``accumulate``); ``loss`` is the last micro-batch's and is added on top.
