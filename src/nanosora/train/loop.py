@@ -165,15 +165,10 @@ class MuonAdamW(torch.optim.Optimizer):
     def param_groups(self) -> list[dict]:  # type: ignore[override]
         return self.muon.param_groups + self.adamw.param_groups
 
-    @param_groups.setter
-    def param_groups(self, value: list[dict]) -> None:  # only the base class would set it
-        raise AttributeError("MuonAdamW's param_groups are its inner optimizers'")
-
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.muon.zero_grad(set_to_none)
         self.adamw.zero_grad(set_to_none)
 
-    @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> None:  # type: ignore[override]
         if closure is not None:
             raise ValueError("MuonAdamW.step takes no closure")
