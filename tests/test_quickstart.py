@@ -165,7 +165,8 @@ def test_scenes_quickstart_trains_the_recipes_vae_and_dit():
         vae.crop,
         vae.crop_content,
     )
-    assert (qd.optim.lr, qd.flow.cfg_scale, qd.train.batch_size, qd.train.bf16) == (
+    assert (qd.optim.kind, qd.optim.lr, qd.flow.cfg_scale, qd.train.batch_size, qd.train.bf16) == (
+        dit.optim.kind,
         dit.optim.lr,
         dit.flow.cfg_scale,
         dit.train.batch_size,
