@@ -347,6 +347,15 @@ def test_init_from_and_mismatch(cache, vae_run, tmp_path):
                 [f"init_from={base}", "dit.depth=3"],
             )
         )
+    # Settings without parameters pass the shape check; the source's config catches them.
+    for source in (base, base / "pipeline"):
+        with pytest.raises(ValueError, match=r"other dit\.\* settings.*dit\.abs_pos=False there"):
+            train_dit.main(
+                apply_overrides(
+                    dit_cfg(cache, vae_run, tmp_path / "abs", steps=1),
+                    [f"init_from={source}", "dit.abs_pos=true"],
+                )
+            )
 
 
 def test_checkpoint_of_another_preset_is_a_clear_error(data, vae_run, cache, tmp_path):

@@ -13,6 +13,7 @@ file is complete, so a run killed mid-save still has its previous, consistent ch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -23,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from nanosora.config import save_config
+from nanosora.config import from_dict, save_config
 from nanosora.pipeline import load_weights
 
 
@@ -157,12 +159,39 @@ def init_weights(source: str | Path, module: str) -> dict[str, torch.Tensor]:
     return load_weights(d / module if (d / module).is_dir() else d)
 
 
-def load_weights_into(model: nn.Module, source: str | Path, module: str, what: str) -> None:
+def load_weights_into(
+    model: nn.Module, source: str | Path, module: str, what: str, cfg: Any = None
+) -> None:
     """``init_from``: `init_weights` into ``model``; every name must match (a clear error names
-    the differences)."""
+    the differences). Given the model's config ``cfg``, the source's own config must match it
+    too: settings without parameters (``dit.abs_pos``, ``dit.attention``) escape a shape check."""
     weights = init_weights(source, module)
     check_shapes({k: tuple(v.shape) for k, v in weights.items()}, model, f"init_from={source}")
+    if cfg is not None:
+        check_init_config(source, module, what, cfg)
     model.load_state_dict(weights)
+
+
+def check_init_config(source: str | Path, module: str, section: str, cfg: Any) -> None:
+    """Refuse ``init_from`` weights whose config.yaml (a pipeline's ``module``/ or a run's
+    ``section``) differs from ``cfg`` in any field, naming each; bare weights pass unchecked."""
+    d = Path(source)
+    path = d / module / "config.yaml" if (d / module).is_dir() else d / "config.yaml"
+    if not path.is_file():
+        return
+    raw = yaml.safe_load(path.read_text()) or {}
+    saved = from_dict(type(cfg), raw[section] if section in raw else raw, f"{path}")
+    diffs = [
+        f"{section}.{f.name}={getattr(saved, f.name)!r} there, {getattr(cfg, f.name)!r} here"
+        for f in dataclasses.fields(cfg)
+        if getattr(saved, f.name) != getattr(cfg, f.name)
+    ]
+    if diffs:
+        raise ValueError(
+            f"init_from={source} was trained with other {section}.* settings ({path}): "
+            + "; ".join(diffs)
+            + f". Set them as there (e.g. {diffs[0].split(' there')[0]})"
+        )
 
 
 def check_shapes(saved: dict[str, tuple[int, ...]], model: nn.Module, where: str | Path) -> None:

@@ -234,7 +234,7 @@ def main(cfg: DiTTrainConfig, resume: bool = False) -> Path:
     torch.manual_seed(cfg.train.seed)
     dit = VideoDiT(cfg.dit)
     if cfg.init_from and not (resume and run.exists()):
-        load_weights_into(dit, cfg.init_from, "transformer", "dit")
+        load_weights_into(dit, cfg.init_from, "transformer", "dit", cfg.dit)
     if cfg.lora.rank:  # adapters on the frozen base (restored below on resume, like the rest)
         if not cfg.init_from:
             raise ValueError("lora.rank > 0 needs init_from: adapters fine-tune a trained model")
