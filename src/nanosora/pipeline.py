@@ -85,10 +85,17 @@ def load_module(directory: str | Path, cfg_cls: type, model_cls: type, section: 
     d = Path(directory)
     if not (d / "config.yaml").is_file():
         raise FileNotFoundError(f"{d} is not a model directory: config.yaml is missing")
-    raw = yaml.safe_load((d / "config.yaml").read_text())
-    model = model_cls(from_dict(cfg_cls, raw[section] if section in raw else raw))
+    model = model_cls(load_module_config(d, cfg_cls, section))
     model.load_state_dict(load_weights(d))
     return model.eval()
+
+
+def load_module_config(directory: str | Path, cfg_cls: type, section: str):
+    """The ``cfg_cls`` config in a model directory's ``config.yaml``: the model's own, or the
+    ``section`` of a training run's whole config."""
+    path = Path(directory) / "config.yaml"
+    raw = yaml.safe_load(path.read_text()) or {}
+    return from_dict(cfg_cls, raw[section] if section in raw else raw, str(path))
 
 
 def load_vae(directory: str | Path) -> VideoVAE:

@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from nanosora.config import from_dict, save_config
-from nanosora.pipeline import load_weights
+from nanosora.config import save_config
+from nanosora.pipeline import load_module_config, load_weights
 
 
 class EMA:
@@ -153,10 +152,15 @@ def _contiguous(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in sd.items()}
 
 
+def module_dir(source: str | Path, module: str) -> Path:
+    """``init_from``'s model directory: a pipeline's ``module`` folder, or the run itself."""
+    d = Path(source)
+    return d / module if (d / module).is_dir() else d
+
+
 def init_weights(source: str | Path, module: str) -> dict[str, torch.Tensor]:
     """``init_from``'s weights: a run's (EMA) weights, or the ``module`` folder of a pipeline."""
-    d = Path(source)
-    return load_weights(d / module if (d / module).is_dir() else d)
+    return load_weights(module_dir(source, module))
 
 
 def load_weights_into(
@@ -175,22 +179,20 @@ def load_weights_into(
 def check_init_config(source: str | Path, module: str, section: str, cfg: Any) -> None:
     """Refuse ``init_from`` weights whose config.yaml (a pipeline's ``module``/ or a run's
     ``section``) differs from ``cfg`` in any field, naming each; bare weights pass unchecked."""
-    d = Path(source)
-    path = d / module / "config.yaml" if (d / module).is_dir() else d / "config.yaml"
-    if not path.is_file():
+    d = module_dir(source, module)
+    if not (d / "config.yaml").is_file():
         return
-    raw = yaml.safe_load(path.read_text()) or {}
-    saved = from_dict(type(cfg), raw[section] if section in raw else raw, f"{path}")
-    diffs = [
-        f"{section}.{f.name}={getattr(saved, f.name)!r} there, {getattr(cfg, f.name)!r} here"
-        for f in dataclasses.fields(cfg)
-        if getattr(saved, f.name) != getattr(cfg, f.name)
+    saved = load_module_config(d, type(cfg), section)
+    names = [
+        f.name for f in dataclasses.fields(cfg) if getattr(saved, f.name) != getattr(cfg, f.name)
     ]
-    if diffs:
+    if names:
+        diffs = [
+            f"{section}.{n}={getattr(saved, n)!r} there, {getattr(cfg, n)!r} here" for n in names
+        ]
         raise ValueError(
-            f"init_from={source} was trained with other {section}.* settings ({path}): "
-            + "; ".join(diffs)
-            + f". Set them as there (e.g. {diffs[0].split(' there')[0]})"
+            f"init_from={source} was trained with other {section}.* settings"
+            f" ({d / 'config.yaml'}): {'; '.join(diffs)}. Set them as there"
         )
 
 
