@@ -77,7 +77,9 @@ SCENES_OVERHEAD_SECONDS = {"data": 60.0, "vae": 30.0, "cache": 150.0, "dit": 15.
 SCENES_VAE = VAEConfig(
     latent_channels=4, base_channels=16, channel_mult=(1, 3), temporal_down=(False,), fold=2
 )
-SCENES_DIT = DiTConfig(in_channels=4, patch_t=2, patch_hw=4, dim=192, depth=8, heads=6)
+SCENES_DIT = DiTConfig(
+    in_channels=4, patch_t=2, patch_hw=4, dim=192, depth=8, heads=6, abs_pos=True
+)
 SCENES_EVAL_PER_GROUP = 8
 SCENES_SAMPLE_PROMPTS = (
     "a small red circle and a big blue square",
