@@ -116,6 +116,13 @@ class DiTConfig:
         "positions, as DiT and Latte); RoPE alone is relative, blind to where the frame's edges "
         "and the clip's start are",
     )
+    text_pos: bool = doc(
+        False,
+        "also add fixed sine-cosine embeddings of each text token's index, through a "
+        "zero-initialised linear map, to the features the cross-attention reads: which noun "
+        "comes first ('A above B') and which words precede it, which a sentence encoder's "
+        "noun features barely carry",
+    )
     text_refiner: int = doc(
         0,
         "transformer blocks over the text tokens, at width D, before the blocks read them (a "

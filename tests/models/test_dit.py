@@ -250,6 +250,25 @@ def test_sincos_table_indexes_each_axis():
     assert ((flat.abs().amax(-1) > 1e-6) == ~torch.eye(60, dtype=torch.bool)).all()
 
 
+def test_text_positions_tell_word_order_apart():
+    """Cross-attention and the pooled mean ignore the order of the text tokens: reversed words
+    give the same output. ``text_pos`` makes the order matter, and starts as a no-op (its map is
+    zero-initialised), so it loads a model trained without it."""
+    z, s, text, mask = inputs()
+    reversed_text = text.flip(1)
+    plain = make()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(z, s, reversed_text, mask), plain(z, s, text, mask))
+    ordered = VideoDiT(dataclasses.replace(TINY, text_pos=True)).eval()
+    missing, unexpected = ordered.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and sorted(missing) == ["text_pos.bias", "text_pos.weight"]
+    with torch.no_grad():
+        torch.testing.assert_close(ordered(z, s, text, mask), plain(z, s, text, mask))
+        ordered.text_pos.weight.normal_(std=0.5)
+        gap = (ordered(z, s, reversed_text, mask) - ordered(z, s, text, mask)).abs().amax()
+    assert gap > 1e-3, gap
+
+
 REFINED = dataclasses.replace(TINY, text_refiner=2)
 
 

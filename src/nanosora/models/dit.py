@@ -10,7 +10,8 @@ The model, in order:
    clip, or one per latent frame when frames carry their own noise level (clean frames given
    for image-to-video and extension have level 0);
 3. ``depth`` blocks, each: adaLN-modulated self-attention over all tokens (full 3D) or over space
-   then time (factorised), cross-attention to the text tokens, adaLN-modulated MLP. Gates start at
+   then time (factorised), cross-attention to the text tokens (``text_pos`` adds their word
+   order), adaLN-modulated MLP. Gates start at
    zero (adaLN-Zero, DiT, Peebles & Xie 2023), so every block starts as the identity;
 4. final adaLN + linear to patch pixels, zero-initialised, so the untrained model predicts 0;
 5. unpatchify back to (B, c, t, h, w).
@@ -67,17 +68,20 @@ def rope_3d(t: int, h: int, w: int, head_dim: int, device: torch.device | None =
     return torch.stack((grid.cos(), grid.sin()), dim=-1)
 
 
+def sincos_1d(size: int, dim: int, device: torch.device | None = None) -> Tensor:
+    """(size, dim) sines and cosines of the indices 0..size-1 x geometric frequencies (an odd
+    ``dim`` ends in a zero)."""
+    half = dim // 2
+    freqs = 1.0 / (10000.0 ** (torch.arange(half, device=device).float() / half))
+    angles = torch.outer(torch.arange(size, device=device).float(), freqs)
+    return F.pad(torch.cat([angles.sin(), angles.cos()], dim=-1), (0, dim - 2 * half))
+
+
 def sincos_3d(t: int, h: int, w: int, dim: int, device: torch.device | None = None) -> Tensor:
     """(N, dim) fixed embeddings of a (t, h, w) token grid's integer indices (t-major): each axis
-    takes RoPE's share of the channels for sines and cosines of index x frequency (DiT's 2D
-    table, with time as a third axis; an odd share ends in a zero)."""
-    tables = []
-    for size, d in zip((t, h, w), rope_axis_dims(dim)):
-        half = d // 2
-        freqs = 1.0 / (10000.0 ** (torch.arange(half, device=device).float() / half))
-        angles = torch.outer(torch.arange(size, device=device).float(), freqs)
-        tables.append(F.pad(torch.cat([angles.sin(), angles.cos()], dim=-1), (0, d - 2 * half)))
-    tt, th, tw = tables
+    takes RoPE's share of the channels for its ``sincos_1d`` (DiT's 2D table, with time as a
+    third axis)."""
+    tt, th, tw = (sincos_1d(s, d, device) for s, d in zip((t, h, w), rope_axis_dims(dim)))
     return torch.cat(
         [
             tt[:, None, None].expand(t, h, w, -1),
@@ -367,6 +371,8 @@ class VideoDiT(nn.Module):
             if cfg.text_refiner
             else None
         )
+        # which word of the prompt each text token is, mapped from fixed sines and cosines
+        self.text_pos = nn.Linear(cfg.text_dim, cfg.text_dim) if cfg.text_pos else None
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
         self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
@@ -389,7 +395,8 @@ class VideoDiT(nn.Module):
         if self.text_refiner is not None:
             nn.init.zeros_(self.text_refiner.out.weight)
             nn.init.zeros_(self.text_refiner.out.bias)
-        for layer in (self.ada_out[-1], self.out):
+        zero = [self.ada_out[-1], self.out] + ([self.text_pos] if self.text_pos is not None else [])
+        for layer in zero:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
@@ -427,6 +434,9 @@ class VideoDiT(nn.Module):
             m = mask.to(text.dtype)[..., None]
             mean = (text * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, E)
             pooled = self.text_pool(mean)[:, None]
+        if self.text_pos is not None:  # for the cross-attention only: the pooled vector has none
+            table = sincos_1d(text.shape[1], text.shape[2], text.device).to(text.dtype)
+            text = text + self.text_pos(table)
         kv = [block.cross.keys_values(text) for block in self.blocks] if keys else None
         return TextContext(text, pooled, mask[:, None, None, :], kv)
 
