@@ -119,7 +119,8 @@ class DiTConfig:
     text_pos: bool = doc(
         False,
         "also add fixed sine-cosine embeddings of each text token's index, through a "
-        "zero-initialised linear map, to the features the cross-attention reads: which noun "
+        "zero-initialised linear map, to the features the cross-attention (and a text "
+        "refiner) reads, not to the pooled vector: which noun "
         "comes first ('A above B') and which words precede it, which a sentence encoder's "
         "noun features barely carry",
     )

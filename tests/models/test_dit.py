@@ -253,7 +253,7 @@ def test_sincos_table_indexes_each_axis():
 def test_text_positions_tell_word_order_apart():
     """Cross-attention and the pooled mean ignore the order of the text tokens: reversed words
     give the same output. ``text_pos`` makes the order matter, and starts as a no-op (its map is
-    zero-initialised), so it loads a model trained without it."""
+    zero-initialised), so it loads a model trained without it; the pooled vector takes none."""
     z, s, text, mask = inputs()
     reversed_text = text.flip(1)
     plain = make()
@@ -266,6 +266,9 @@ def test_text_positions_tell_word_order_apart():
         torch.testing.assert_close(ordered(z, s, text, mask), plain(z, s, text, mask))
         ordered.text_pos.weight.normal_(std=0.5)
         gap = (ordered(z, s, reversed_text, mask) - ordered(z, s, text, mask)).abs().amax()
+        # the pooled vector (global conditioning) still sees the words only
+        pooled = ordered.encode_text(text, mask).pooled
+        torch.testing.assert_close(pooled, plain.encode_text(text, mask).pooled)
     assert gap > 1e-3, gap
 
 
