@@ -121,6 +121,11 @@ def losses(run: Path) -> list[float]:
     return [json.loads(x)["loss"] for x in lines if "loss" in json.loads(x)]
 
 
+# Split batches sum their gradients in another order: float32 rounding reaches ~1e-5 of the loss
+# over 12 steps; a missing all-reduce (each rank on its own half batch) moves it by percents.
+SPLIT_REL = 5e-5
+
+
 def assert_close_trajectories(a: list[float], b: list[float], rel: float) -> None:
     assert len(a) == len(b) and len(a) > 0
     worst = max(abs(x - y) / abs(y) for x, y in zip(a, b))
@@ -135,7 +140,7 @@ def test_two_process_ddp_follows_one_process(setup, tmp_path) -> None:
     assert proc.stdout.count("process(es)") == 2
     ddp = tmp_path / "ddp"
     assert len(losses(one)) == 20
-    assert_close_trajectories(losses(ddp), losses(one), rel=1e-5)
+    assert_close_trajectories(losses(ddp), losses(one), rel=SPLIT_REL)
     # The loss moved (the comparison is not between two flat lines) ...
     assert abs(losses(one)[-1] - losses(one)[0]) > 1e-3
     # ... and the exported pipeline exists once (rank 0).
@@ -146,7 +151,7 @@ def test_grad_accumulation_and_activation_checkpointing_keep_the_trajectory(setu
     one = train_dit.main(config(setup, tmp_path / "one", steps=8))
     over = {"train.grad_accum": 4, "train.activation_checkpointing": True}
     accum = train_dit.main(config(setup, tmp_path / "accum", steps=8, **over))
-    assert_close_trajectories(losses(accum), losses(one), rel=1e-5)
+    assert_close_trajectories(losses(accum), losses(one), rel=SPLIT_REL)
 
 
 def test_fsdp_checkpoint_resumes_in_one_process(setup, tmp_path) -> None:
@@ -320,7 +325,7 @@ def test_two_process_ddp_vae_follows_one_process(clips, tmp_path) -> None:
     assert proc.stdout.count("ddp on cpu, 2 process(es)") == 2  # both ranks really ran
     ddp = tmp_path / "ddp"
     assert len(losses(one)) == 12
-    assert_close_trajectories(losses(ddp), losses(one), rel=1e-5)
+    assert_close_trajectories(losses(ddp), losses(one), rel=SPLIT_REL)
     assert abs(losses(one)[-1] - losses(one)[0]) > 1e-3  # the loss moved
     # Rank 0 alone evaluated and wrote the GIF; calibrated statistics are in both weight files
     # and agree with one process's.
@@ -337,7 +342,7 @@ def test_vae_grad_accumulation_and_checkpointing_keep_the_trajectory(clips, tmp_
     one = train_vae.main(vae_config(clips, tmp_path / "one", steps=6))
     over = {"train.grad_accum": 2, "train.activation_checkpointing": True}
     accum = train_vae.main(vae_config(clips, tmp_path / "accum", steps=6, **over))
-    assert_close_trajectories(losses(accum), losses(one), rel=1e-5)
+    assert_close_trajectories(losses(accum), losses(one), rel=SPLIT_REL)
 
 
 FLAT = {"optim.min_lr_ratio": 1.0}  # resumed runs grow train.steps: keep the lr schedule flat
