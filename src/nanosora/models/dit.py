@@ -426,7 +426,7 @@ class VideoDiT(nn.Module):
             valid = mask.any(0).nonzero()
             length = int(valid[-1]) + 1 if len(valid) else 1
             text, mask = text[:, :length], mask[:, :length]
-        order = 0.0
+        order = None
         if self.text_pos is not None:  # before the refiner, which can then use word order too
             table = sincos_1d(text.shape[1], text.shape[2], text.device).to(text.dtype)
             order = self.text_pos(table)
@@ -437,7 +437,7 @@ class VideoDiT(nn.Module):
             pooled = text.new_zeros(text.shape[0], 1, self.cfg.dim)
         else:
             m = mask.to(text.dtype)[..., None]
-            words = text - order  # the pooled vector takes no positions
+            words = text if order is None else text - order  # the pooled vector: no positions
             mean = (words * m).sum(1) / m.sum(1).clamp_min(1.0)  # (B, E)
             pooled = self.text_pool(mean)[:, None]
         kv = [block.cross.keys_values(text) for block in self.blocks] if keys else None
