@@ -1,6 +1,6 @@
 """The analysis scripts: scenes_compute_plot.py's tables of failure kinds and misdrawn shapes, read
-from snapshot reports, text_similarity.py's cosines, direction_probe.py's readings and
-grounding_score.py's attention shares, commit_steps.py's settling steps."""
+from snapshot reports, text_similarity.py's cosines, direction_probe.py's and relation_probe.py's
+readings, grounding_score.py's attention shares, commit_steps.py's settling steps."""
 
 from __future__ import annotations
 
@@ -132,6 +132,25 @@ def test_direction_probe_passes_the_worlds_renders_and_rejects_them_reversed() -
     frozen = probe.probe(still)
     assert frozen["right"] == 0.0 and frozen["confusion"]["up", "still"] == 2
     assert "| left | 2 | 0 | 0 | 0 | 0 |" in probe.table(result)
+
+
+def test_relation_probe_passes_the_worlds_renders_and_rejects_them_swapped() -> None:
+    probe = _script("relation_probe")
+    pairs = [probe.PAIRS[0]]
+    result = probe.probe(probe.render(pairs, seeds=2, swap=False), pairs)
+    assert result["right"] == 1.0 and result["confusion"]["above", "above"] == 2
+    assert result["word_effect"] > 0.6  # the world's layout follows the word as much as the seed
+    swapped = probe.probe(probe.render(pairs, seeds=2, swap=True), pairs)
+    assert swapped["right"] == 0.0
+    assert swapped["confusion"]["above", "below"] == swapped["confusion"]["left", "right"] == 2
+    # One seed's layout for every word: the word moves nothing, and three of four read wrong.
+    one = probe.render(pairs, seeds=2, swap=False)
+    fixed = {(i, r, s): one[i, "left", s] for i, r, s in one}
+    frozen = probe.probe(fixed, pairs)
+    assert frozen["word_effect"] == 0.0 and frozen["right"] == 0.25
+    blank = {k: np.zeros_like(v) for k, v in one.items()}
+    assert probe.probe(blank, pairs)["confusion"]["above", "missing"] == 2
+    assert "| left | 0 | 0 | 2 | 0 |" in probe.table(result)
 
 
 def test_direction_probe_reads_the_shipped_models_clips() -> None:
