@@ -153,6 +153,52 @@ def test_relation_probe_passes_the_worlds_renders_and_rejects_them_swapped() -> 
     assert "| left | 0 | 0 | 2 | 0 |" in probe.table(result)
 
 
+def test_relation_probe_says_each_spatial_caption_three_ways() -> None:
+    probe = _script("relation_probe")
+    said = probe.variants("On a black background, a purple ball over a cyan circle.")
+    assert said == {
+        "own": "a purple circle above a cyan circle",
+        "other axis": "a purple circle to the left of a cyan circle",
+        "inverse": "a purple circle below a cyan circle",
+    }
+    with pytest.raises(ValueError, match="is a single caption"):
+        probe.variants("a red circle moving left")
+
+
+class _SpatialCache:
+    """Three clips' latents for the shipped model; one caption is not a spatial one."""
+
+    meta = {"manifest": "m.parquet"}
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = shape
+        self.rows: list[list[int]] = []
+
+    def manifest_column(self, name: str) -> list[str]:
+        texts = ["a red circle above a blue square", "a red circle moving left", "A green block is right of a red triangle."]  # fmt: skip
+        return texts if name == "text" else ["spatial", "single", "spatial"]
+
+    def batch(self, rows, generator):
+        self.rows.append(list(rows))
+        return (torch.randn((len(rows), *self.shape), generator=generator),)
+
+
+def test_relation_losses_score_spatial_clips_alike_for_every_wording() -> None:
+    from nanosora.pipeline import Pipeline
+
+    probe = _script("relation_probe")
+    pipe = Pipeline.load()
+    cache = _SpatialCache(tuple(pipe.vae.latent_shape(17, 64, 64)))
+    losses = probe.relation_losses(pipe, cache, clips=8)
+    assert cache.rows == [[0, 2]]  # the spatial clips only
+    assert sorted(losses) == sorted((k, s) for k in ("own", "other axis", "inverse") for s in probe.LOSS_LEVELS)  # fmt: skip
+    assert all(np.isfinite(v) and v > 0 for v in losses.values())
+    # The same seeded latents and noise for every wording: the text alone moves the loss.
+    assert losses == probe.relation_losses(pipe, _SpatialCache(cache.shape), clips=8)
+    assert losses["own", 0.7] != losses["other axis", 0.7]
+    assert "| inverse |" in probe.loss_table(losses)
+
+
 def test_direction_probe_reads_the_shipped_models_clips() -> None:
     from nanosora.pipeline import SHIPPED_MODEL
 
