@@ -7,7 +7,8 @@
 Each pair of subjects is asked in each of the four relations with the same seeds; the benchmark's
 grader reads which relation holds between them. Printed: the confusion of asked and read relations
 (a clip that passes reads as asked; one whose grader verdict names another relation reads as that
-one; anything else, a missing or merged object, as its failure kind), the share read right, and
+one; anything else, a missing or merged object, as its failure kind), the share read right, the
+share read on the asked axis (right or reversed: "above" read as "above" or "below"), and
 how much the word moves the clip: the mean absolute pixel difference between two clips of one seed
 asked in two relations, over that between two seeds asked the same. Near 1 the word decides the
 layout as much as the noise does; near 0 the noise decides it and the word is not read.
@@ -113,6 +114,7 @@ def probe(videos: dict, pairs: list[tuple[str, str]]) -> dict:
     return {
         "confusion": confusion,
         "right": sum(confusion[r, r] for r in RELATIONS) / n,
+        "axis": sum(confusion[r, x] for r in RELATIONS for x in {r, INVERSE[r]}) / n,
         "word_effect": float(np.mean(word) / np.mean(noise))
         if np.mean(noise or [0])
         else float("nan"),
@@ -181,7 +183,7 @@ def table(result: dict) -> str:
     for a in RELATIONS:
         lines.append(f"| {a} | " + " | ".join(str(result["confusion"][a, r]) for r in reads) + " |")
     lines.append(
-        f"\nread right: {result['right']:.1%}; word effect (same seed, other word / same word, "
+        f"\nread right: {result['right']:.1%}; on the asked axis: {result['axis']:.1%}; word effect (same seed, other word / same word, "
         f"other seed): {result['word_effect']:.2f}"
     )
     return "\n".join(lines)

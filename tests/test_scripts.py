@@ -138,16 +138,16 @@ def test_relation_probe_passes_the_worlds_renders_and_rejects_them_swapped() -> 
     probe = _script("relation_probe")
     pairs = [probe.PAIRS[0]]
     result = probe.probe(probe.render(pairs, seeds=2, swap=False), pairs)
-    assert result["right"] == 1.0 and result["confusion"]["above", "above"] == 2
+    assert result["right"] == result["axis"] == 1.0 and result["confusion"]["above", "above"] == 2
     assert result["word_effect"] > 0.6  # the world's layout follows the word as much as the seed
     swapped = probe.probe(probe.render(pairs, seeds=2, swap=True), pairs)
-    assert swapped["right"] == 0.0
+    assert swapped["right"] == 0.0 and swapped["axis"] == 1.0
     assert swapped["confusion"]["above", "below"] == swapped["confusion"]["left", "right"] == 2
     # One seed's layout for every word: the word moves nothing, and three of four read wrong.
     one = probe.render(pairs, seeds=2, swap=False)
     fixed = {(i, r, s): one[i, "left", s] for i, r, s in one}
     frozen = probe.probe(fixed, pairs)
-    assert frozen["word_effect"] == 0.0 and frozen["right"] == 0.25
+    assert frozen["word_effect"] == 0.0 and frozen["right"] == 0.25 and frozen["axis"] == 0.5
     blank = {k: np.zeros_like(v) for k, v in one.items()}
     assert probe.probe(blank, pairs)["confusion"]["above", "missing"] == 2
     assert "| left | 0 | 0 | 2 | 0 |" in probe.table(result)
