@@ -83,3 +83,25 @@ def test_ground_names_the_missing_truth(tmp_path) -> None:
     result = CliRunner().invoke(app, ["ground", str(cache)])
     assert result.exit_code != 0 and f"{tmp_path / 'truth.jsonl'}: no ground truth" in result.output
     assert not (cache / "grounding.npy").exists()
+
+
+def test_scenes_writes_spatial_pairs_about_the_centre(tmp_path) -> None:
+    args = [
+        "scenes",
+        "--out",
+        str(tmp_path),
+        "--num",
+        "4",
+        "--category",
+        "spatial",
+        "--workers",
+        "1",
+    ]
+    result = CliRunner().invoke(app, [*args, "--spatial-centre", "3"])
+    assert result.exit_code == 0, result.output
+    for line in (tmp_path / "truth.jsonl").read_text().splitlines():
+        a, b = json.loads(line)["objects"]
+        mid = [(a[k][8] + a["side"][8] / 2 + b[k][8] + b["side"][8] / 2) / 2 for k in ("x", "y")]
+        assert max(abs(m - 32) for m in mid) <= 3.01  # the pair's midpoint at the middle frame
+    bad = CliRunner().invoke(app, [*args, "--spatial-centre", "-1"])
+    assert bad.exit_code != 0 and "spatial_centre must be in [0, 16] px, got -1" in bad.output

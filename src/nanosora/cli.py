@@ -762,14 +762,22 @@ def scenes(
         str, typer.Option(help="train (no held-out compositions), heldout or all")
     ] = "train",
     workers: Annotated[int, typer.Option(help="processes")] = 2,
+    spatial_centre: Annotated[
+        float | None,
+        typer.Option(
+            help="place each spatial pair's midpoint within this many px of the frame's centre "
+            "(default: anywhere, as the world does)"
+        ),
+    ] = None,
 ) -> None:
     """Write a scenes dataset: mp4 clips, manifest.parquet and the ground truth (truth.jsonl)."""
     try:
         if split not in ("train", "heldout", "all"):
             raise ValueError(f"--split must be train, heldout or all, not {split!r}")
         path = generate_scenes(
-            out, num, _categories(category), seed=seed, split=split, workers=workers
-        )  # type: ignore[arg-type]
+            out, num, _categories(category), seed=seed, split=split, workers=workers,
+            spatial_centre=spatial_centre,
+        )  # type: ignore[arg-type]  # fmt: skip
     except USER_ERRORS as e:
         _fail(e)
     typer.echo(f"wrote {num} clips to {path / 'manifest.parquet'} (ground truth: truth.jsonl)")

@@ -126,6 +126,29 @@ def test_spatial_and_motion_truth() -> None:
             assert 1.5 <= np.linalg.norm(step[0]) <= 2.5
 
 
+def test_spatial_pairs_about_the_centre_keep_their_relation() -> None:
+    rng = np.random.default_rng(0)
+    mids, anywhere = [], []
+    for _ in range(100):
+        scene = scenes.sample_scene(rng, "spatial", "all", spatial_centre=6)
+        a, b = (_centre(o) for o in scene.objects)
+        mids.append((a + b)[world.NUM_FRAMES // 2] / 2)
+        axis, sign = {"left": (0, -1), "right": (0, 1), "above": (1, -1), "below": (1, 1)}[scene.composition.words[0]]  # fmt: skip
+        assert (sign * (a - b)[:, axis] > 2 * np.abs((a - b)[:, 1 - axis])).all()
+        assert all(((o.x >= 0) & (o.x + o.side <= 64) & (o.y >= 0) & (o.y + o.side <= 64)).all() for o in scene.objects)  # fmt: skip
+    for scene in _scenes("spatial", 100):
+        a, b = (_centre(o) for o in scene.objects)
+        anywhere.append((a + b)[world.NUM_FRAMES // 2] / 2)
+    assert np.abs(np.array(mids) - 32).max() <= 6.01
+    assert np.abs(np.array(anywhere) - 32).max() > 12  # the world's own pairs go anywhere
+    # The other categories draw as before: the option touches spatial clips only.
+    one = scenes.sample_scene(np.random.default_rng(1), "motion", "all", spatial_centre=6)
+    two = scenes.sample_scene(np.random.default_rng(1), "motion", "all")
+    assert one.caption == two.caption and np.array_equal(one.objects[0].x, two.objects[0].x)
+    with pytest.raises(ValueError, match="spatial_centre must be in"):
+        scenes.generate_scenes("unused", num=1, spatial_centre=40)
+
+
 def test_dynamic_and_actions_truth() -> None:
     for scene in _scenes("dynamic", 100):
         (obj,), comp = scene.objects, scene.composition

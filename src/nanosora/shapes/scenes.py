@@ -411,9 +411,13 @@ def _still_objects(rng: np.random.Generator, things: tuple[Thing, ...], sides: l
     return [_object(t.shape, t.color, x, y, s) for t, (x, y), s in zip(things, paths, sides)]
 
 
-def _spatial(rng: np.random.Generator, comp: Composition) -> list[ObjectTruth]:
+def _spatial(
+    rng: np.random.Generator, comp: Composition, centre: float | None = None
+) -> list[ObjectTruth]:
     """A at ``relation`` of B: centres 4-14 px apart beyond touching along the relation's axis,
-    at most a quarter of that across it; both drift together."""
+    at most a quarter of that across it; both drift together. B anywhere in the frame, or with
+    ``centre`` the pair's midpoint within ``centre`` px of the frame's centre at the middle frame
+    (a layout the words decide more of: training data, not the world's own clips)."""
     (a, b), relation = comp.things, comp.words[0]
     sa, sb = _side(rng, MEDIUM), _side(rng, MEDIUM)
     v = _drift(rng)
@@ -423,8 +427,12 @@ def _spatial(rng: np.random.Generator, comp: Composition) -> list[ObjectTruth]:
         offset = np.zeros(2)
         offset[axis] = sign * along
         offset[1 - axis] = rng.uniform(-along / 4, along / 4)
-        b_xy = rng.uniform(0, SIZE - sb, 2)
-        a_xy = b_xy + sb / 2 + offset - sa / 2  # A's centre at B's centre + offset
+        if centre is None:
+            b_xy = rng.uniform(0, SIZE - sb, 2)
+            a_xy = b_xy + sb / 2 + offset - sa / 2  # A's centre at B's centre + offset
+        else:
+            mid = SIZE / 2 - v * (T - 1) / 2 + rng.uniform(-centre, centre, 2)
+            a_xy, b_xy = mid + offset / 2 - sa / 2, mid - offset / 2 - sb / 2
         boxes = [(xy[0] + v[0] * FRAMES, xy[1] + v[1] * FRAMES, s) for xy, s in ((a_xy, sa), (b_xy, sb))]  # fmt: skip
         if all(((p >= 0) & (p + s <= SIZE)).all() for x, y, s in boxes for p in (x, y)):
             return [_object(t.shape, t.color, x, y, s) for t, (x, y, s) in zip((a, b), boxes)]
@@ -555,15 +563,18 @@ def _interactions(rng: np.random.Generator, comp: Composition) -> tuple[list[Obj
     raise ValueError(f"could not place {comp}")
 
 
-def realise(rng: np.random.Generator, comp: Composition) -> tuple[list[ObjectTruth], list[dict]]:
-    """Objects (in the order the composition names them) and events that show ``comp``."""
+def realise(
+    rng: np.random.Generator, comp: Composition, spatial_centre: float | None = None
+) -> tuple[list[ObjectTruth], list[dict]]:
+    """Objects (in the order the composition names them) and events that show ``comp``;
+    ``spatial_centre``: see `_spatial`."""
     match comp.category:
         case "attributes":
             return _still_objects(rng, comp.things, [_side(rng, SIDES[t.size]) for t in comp.things]), []  # fmt: skip
         case "numeracy":
             return _still_objects(rng, comp.things, [_side(rng, (10, 14)) for _ in comp.things]), []  # fmt: skip
         case "spatial":
-            return _spatial(rng, comp), []
+            return _spatial(rng, comp, spatial_centre), []
         case "motion":
             return _motion(rng, comp), []
         case "dynamic":
@@ -586,15 +597,17 @@ def sample_scene(
     category: Category,
     split: Split = "train",
     phrasing: Phrasing = "train",
+    spatial_centre: float | None = None,
 ) -> Scene:
     """Draw one clip of ``category``: a composition of ``split``, its realisation and a caption.
 
     ``single`` with training phrasing is `world.sample_spec` itself (the same draws from ``rng``).
+    ``spatial_centre``: see `_spatial`.
     """
     if category == "single" and phrasing == "train":
         return _single(rng, split)
     comp = composition_for(rng, category, split)
-    objects, events = realise(rng, comp)
+    objects, events = realise(rng, comp, spatial_centre)
     text = caption(comp, rng, phrasing)
     return Scene(comp, text, "heldout" if is_held_out(comp) else "train", objects, events)
 
@@ -718,10 +731,12 @@ class _Job(NamedTuple):
     split: Split
     path: str
     crf: int
+    spatial_centre: float | None = None
 
 
 def _scene_of(job: _Job) -> Scene:
-    return sample_scene(world.clip_rng(job.seed, job.index), job.category, job.split)
+    rng = world.clip_rng(job.seed, job.index)
+    return sample_scene(rng, job.category, job.split, spatial_centre=job.spatial_centre)
 
 
 def _write(job: _Job) -> dict:
@@ -742,9 +757,11 @@ def generate_scenes(
     crf: int = 12,
     workers: int = 1,
     progress: bool = True,
+    spatial_centre: float | None = None,
 ) -> Path:
     """Write ``num`` clips to ``out_dir/clips/NNNNNN.mp4``, ``manifest.parquet`` and the ground
-    truth ``truth.jsonl`` (one line per clip, in manifest order).
+    truth ``truth.jsonl`` (one line per clip, in manifest order). ``spatial_centre``: spatial
+    pairs about the frame's centre (see `_spatial`).
 
     Clip i has category ``categories[i % len(categories)]`` and depends on ``(seed, i)`` only, so
     any worker count gives the same dataset; valid clips already on disk are kept (resumable). A
@@ -752,13 +769,23 @@ def generate_scenes(
     """
     if num < 0:
         raise ValueError(f"num must be >= 0, got {num}")
+    if spatial_centre is not None and not 0 <= spatial_centre <= 16:
+        raise ValueError(f"spatial_centre must be in [0, 16] px, got {spatial_centre}")
     unknown = [c for c in categories if c not in CATEGORIES]
     if unknown or not categories:
         raise ValueError(f"unknown categories {unknown}; expected some of {CATEGORIES}")
     out = Path(out_dir)
     (out / "clips").mkdir(parents=True, exist_ok=True)
     jobs = [
-        _Job(seed, i, categories[i % len(categories)], split, str(out / f"clips/{i:06d}.mp4"), crf)
+        _Job(
+            seed,
+            i,
+            categories[i % len(categories)],
+            split,
+            str(out / f"clips/{i:06d}.mp4"),
+            crf,
+            spatial_centre,
+        )  # fmt: skip
         for i in range(num)
     ]
     bar = tqdm(total=num, desc="scenes clips", unit="clip", disable=not progress)
