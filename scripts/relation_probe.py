@@ -13,13 +13,7 @@ how much the word moves the clip: the mean absolute pixel difference between two
 asked in two relations, over that between two seeds asked the same. Near 1 the word decides the
 layout as much as the noise does; near 0 the noise decides it and the word is not read.
 The ground truth must read 100% right and the swapped ground truth 0%, every clip reversed.
-
-    .venv/bin/python scripts/relation_probe.py PIPELINE --loss CACHE [--clips 96]
-
-prints instead the velocity loss on the cache's spatial clips at high noise levels, each clip's
-composition said with its own relation, with the other axis's ("above" for "left of") and with
-the inverse ("below" for "above"), the same noise for all three: how much reading the word is
-worth to the training loss where the sampler decides a layout.
+What reading the word is worth to the training loss: `scripts/binding_loss.py`.
 """
 
 from __future__ import annotations
@@ -32,11 +26,8 @@ from collections import Counter
 import numpy as np
 import torch
 
-from nanosora.data.cache import LatentCache
-from nanosora.diffusion.flow import add_noise, velocity_target
 from nanosora.evaluate.scenes import ground_truth
 from nanosora.pipeline import Pipeline, replace_cfg
-from nanosora.precision import bf16_autocast
 from nanosora.shapes import grader
 from nanosora.shapes.grammar import parse
 
@@ -52,9 +43,7 @@ PAIRS = (
     ("a white square", "a purple triangle"),
 )
 FIRST_SEED = 100
-OTHER_AXIS = {"above": "left", "below": "right", "left": "above", "right": "below"}
 INVERSE = {"above": "below", "below": "above", "left": "right", "right": "left"}
-LOSS_LEVELS = (0.995, 0.98, 0.95, 0.9, 0.7)
 _READ = re.compile(r" is (left of|right of|above|below) the ")
 
 
@@ -121,57 +110,6 @@ def probe(videos: dict, pairs: list[tuple[str, str]]) -> dict:
     }
 
 
-def variants(text: str) -> dict[str, str]:
-    """A spatial caption said plainly with its own relation, the other axis's and the inverse."""
-    comp = parse(text)[0]
-    if comp.category != "spatial":
-        raise ValueError(f"{text!r} is a {comp.category} caption, not a spatial one")
-    a, b = (f"a {t.color} {t.shape}" for t in comp.things)
-    word = comp.words[0]
-    return {
-        "own": prompt(a, word, b),
-        "other axis": prompt(a, OTHER_AXIS[word], b),
-        "inverse": prompt(a, INVERSE[word], b),
-    }
-
-
-@torch.no_grad()
-def relation_losses(
-    pipe: Pipeline, cache: LatentCache, clips: int
-) -> dict[tuple[str, float], float]:
-    """Mean velocity MSE over the first ``clips`` spatial clips of ``cache``, keyed (variant,
-    noise level); posterior samples and noise are seeded by the batch, shared by the variants."""
-    texts, cats = cache.manifest_column("text"), cache.manifest_column("category")
-    rows = [i for i, c in enumerate(cats) if c == "spatial"][:clips]
-    if not rows:
-        raise SystemExit(f"{cache.meta['manifest']} has no spatial clips")
-    sums: dict[tuple[str, float], float] = {}
-    for lo in range(0, len(rows), 32):
-        batch = rows[lo : lo + 32]
-        gen = torch.Generator().manual_seed(batch[0])
-        x0 = cache.batch(batch, gen)[0]
-        said = [variants(texts[i]) for i in batch]
-        encoded = {k: pipe.text_encoder([v[k] for v in said]) for k in said[0]}
-        for s in LOSS_LEVELS:
-            noise, level = torch.randn(x0.shape, generator=gen), torch.full((len(batch),), s)
-            for k, (text, mask) in encoded.items():
-                with bf16_autocast("cpu"):  # as the training's validation loss
-                    pred = pipe.dit(add_noise(x0, noise, level), level, text, mask).float()
-                err = (pred - velocity_target(x0, noise)).pow(2).flatten(1).mean(1).sum().item()
-                sums[k, s] = sums.get((k, s), 0.0) + err
-    return {k: v / len(rows) for k, v in sums.items()}
-
-
-def loss_table(losses: dict[tuple[str, float], float]) -> str:
-    lines = [
-        "| relation said | " + " | ".join(f"s = {s:g}" for s in LOSS_LEVELS) + " |",
-        "|---|" + "---|" * len(LOSS_LEVELS),
-    ]
-    for k in ("own", "other axis", "inverse"):
-        lines.append(f"| {k} | " + " | ".join(f"{losses[k, s]:.4f}" for s in LOSS_LEVELS) + " |")
-    return "\n".join(lines)
-
-
 def table(result: dict) -> str:
     """Markdown: one row per asked relation, one column per reading."""
     others = sorted({r for _, r in result["confusion"]} - set(RELATIONS))
@@ -198,17 +136,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--cfg", type=float, default=None, help="guidance (default: the pipeline's)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
-    ap.add_argument("--loss", metavar="CACHE", help="losses on a latent cache's spatial clips")
-    ap.add_argument("--clips", type=int, default=96, help="spatial clips for --loss")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.loss:
-        if not args.pipeline:
-            raise SystemExit("--loss needs a PIPELINE")
-        pipe = Pipeline.load(args.pipeline)
-        print(loss_table(relation_losses(pipe, LatentCache(args.loss), args.clips)))
-        return
     pairs = list(PAIRS)
     if args.pipeline:
         videos = generate(args.pipeline, pairs, args.seeds, args.cfg)

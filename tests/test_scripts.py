@@ -1,6 +1,7 @@
 """The analysis scripts: scenes_compute_plot.py's tables of failure kinds and misdrawn shapes, read
 from snapshot reports, text_similarity.py's cosines, direction_probe.py's and relation_probe.py's
-readings, grounding_score.py's attention shares, commit_steps.py's settling steps."""
+readings, binding_loss.py's wordings, grounding_score.py's attention shares, commit_steps.py's
+settling steps."""
 
 from __future__ import annotations
 
@@ -153,50 +154,59 @@ def test_relation_probe_passes_the_worlds_renders_and_rejects_them_swapped() -> 
     assert "| left | 0 | 0 | 2 | 0 |" in probe.table(result)
 
 
-def test_relation_probe_says_each_spatial_caption_three_ways() -> None:
-    probe = _script("relation_probe")
-    said = probe.variants("On a black background, a purple ball over a cyan circle.")
-    assert said == {
+def test_binding_loss_says_each_caption_in_its_categorys_wordings() -> None:
+    loss = _script("binding_loss")
+    assert loss.variants("On a black background, a purple ball over a cyan circle.") == {
         "own": "a purple circle above a cyan circle",
         "other axis": "a purple circle to the left of a cyan circle",
         "inverse": "a purple circle below a cyan circle",
     }
-    with pytest.raises(ValueError, match="is a single caption"):
-        probe.variants("a red circle moving left")
+    assert loss.variants("a clip of a tiny white box and a large cyan circle") == {
+        "own": "a small white square and a big cyan circle",
+        "sizes swapped": "a big white square and a small cyan circle",
+        "colours swapped": "a small cyan square and a big white circle",
+        "no sizes": "a white square and a cyan circle",
+    }
+    for text in ("a red circle moving left", "a big red square and a big blue circle"):
+        with pytest.raises(ValueError, match="not a spatial caption nor"):
+            loss.variants(text)
 
 
-class _SpatialCache:
-    """Three clips' latents for the shipped model; one caption is not a spatial one."""
+class _CaptionedCache:
+    """Four clips' latents for the shipped model; two are of the scored kind."""
 
     meta = {"manifest": "m.parquet"}
+    texts = ["a red circle above a blue square", "a red circle moving left", "A green block is right of a red triangle.", "a big red square and a small red circle"]  # fmt: skip
+    cats = ["spatial", "single", "spatial", "attributes"]
 
     def __init__(self, shape: tuple[int, ...]):
         self.shape = shape
         self.rows: list[list[int]] = []
 
     def manifest_column(self, name: str) -> list[str]:
-        texts = ["a red circle above a blue square", "a red circle moving left", "A green block is right of a red triangle."]  # fmt: skip
-        return texts if name == "text" else ["spatial", "single", "spatial"]
+        return self.texts if name == "text" else self.cats
 
     def batch(self, rows, generator):
         self.rows.append(list(rows))
         return (torch.randn((len(rows), *self.shape), generator=generator),)
 
 
-def test_relation_losses_score_spatial_clips_alike_for_every_wording() -> None:
+def test_binding_losses_score_one_categorys_clips_alike_for_every_wording() -> None:
     from nanosora.pipeline import Pipeline
 
-    probe = _script("relation_probe")
+    loss = _script("binding_loss")
     pipe = Pipeline.load()
-    cache = _SpatialCache(tuple(pipe.vae.latent_shape(17, 64, 64)))
-    losses = probe.relation_losses(pipe, cache, clips=8)
-    assert cache.rows == [[0, 2]]  # the spatial clips only
-    assert sorted(losses) == sorted((k, s) for k in ("own", "other axis", "inverse") for s in probe.LOSS_LEVELS)  # fmt: skip
+    cache = _CaptionedCache(tuple(pipe.vae.latent_shape(17, 64, 64)))
+    losses, n = loss.binding_losses(pipe, cache, "spatial", clips=8)
+    assert n == 2 and cache.rows == [[0, 2]]  # the spatial clips only
+    assert sorted(losses) == sorted((k, s) for k in loss.WORDINGS["spatial"] for s in loss.LEVELS)
     assert all(np.isfinite(v) and v > 0 for v in losses.values())
     # The same seeded latents and noise for every wording: the text alone moves the loss.
-    assert losses == probe.relation_losses(pipe, _SpatialCache(cache.shape), clips=8)
+    assert losses == loss.binding_losses(pipe, _CaptionedCache(cache.shape), "spatial", 8)[0]
     assert losses["own", 0.7] != losses["other axis", 0.7]
-    assert "| inverse |" in probe.loss_table(losses)
+    assert "| inverse |" in loss.table(losses, "spatial")
+    with pytest.raises(SystemExit, match="no attributes clips to score"):
+        loss.binding_losses(pipe, cache, "attributes", clips=8)  # same colours: not scored
 
 
 def test_direction_probe_reads_the_shipped_models_clips() -> None:
