@@ -237,6 +237,18 @@ def test_near_misses_differ_in_one_thing() -> None:
                 assert changed == 1 or swapped, (comp, m)
 
 
+def test_a_dataset_resumes_only_as_it_was_drawn(tmp_path: Path) -> None:
+    scenes.generate_scenes(tmp_path, num=2, categories=("spatial",), progress=False)
+    scenes.generate_scenes(tmp_path, num=3, categories=("spatial",), progress=False)  # resumes
+    # Clips drawn anywhere would be kept beside the truth of centred ones: refused, nothing written.
+    before = (tmp_path / "truth.jsonl").read_text()
+    with pytest.raises(ValueError, match=r"spatial_centre=None, not spatial_centre=6 \(.*generation.json\)"):  # fmt: skip
+        scenes.generate_scenes(tmp_path, num=3, categories=("spatial",), progress=False, spatial_centre=6)  # fmt: skip
+    with pytest.raises(ValueError, match="seed=0, not seed=1"):
+        scenes.generate_scenes(tmp_path, num=3, categories=("spatial",), seed=1, progress=False)
+    assert (tmp_path / "truth.jsonl").read_text() == before
+
+
 def test_generate_scenes_dataset(tmp_path: Path) -> None:
     out = scenes.generate_scenes(tmp_path / "a", num=10, seed=3, progress=False)
     m = pd.read_parquet(out / "manifest.parquet")

@@ -776,6 +776,7 @@ def generate_scenes(
         raise ValueError(f"unknown categories {unknown}; expected some of {CATEGORIES}")
     out = Path(out_dir)
     (out / "clips").mkdir(parents=True, exist_ok=True)
+    _check_drawn_alike(out, {"seed": seed, "split": split, "categories": list(categories), "spatial_centre": spatial_centre})  # fmt: skip
     jobs = [
         _Job(
             seed,
@@ -806,6 +807,21 @@ def generate_scenes(
     with atomic_path(out / "manifest.parquet") as tmp:  # readers never see half a manifest
         pd.DataFrame(rows).to_parquet(tmp, index=False)
     return out
+
+
+def _check_drawn_alike(out: Path, params: dict) -> None:
+    """Record how ``out``'s clips are drawn (``generation.json``); refuse to resume a folder whose
+    clips on disk were drawn otherwise: they would be kept beside a ground truth of other clips."""
+    path = out / "generation.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        changed = sorted(k for k in params if before.get(k) != params[k])
+        if changed:
+            raise ValueError(
+                f"{out} holds clips drawn with {', '.join(f'{k}={before.get(k)!r}' for k in changed)}, "
+                f"not {', '.join(f'{k}={params[k]!r}' for k in changed)} ({path}); write to another folder"
+            )
+    write_text_atomic(path, json.dumps(params))
 
 
 def _manifest_row(job: _Job, truth: dict) -> dict[str, object]:
