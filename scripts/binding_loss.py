@@ -22,10 +22,9 @@ from nanosora.data.cache import LatentCache
 from nanosora.diffusion.flow import add_noise, velocity_target
 from nanosora.pipeline import Pipeline
 from nanosora.precision import bf16_autocast
-from nanosora.shapes.grammar import Composition, parse
+from nanosora.shapes.grammar import Composition, canonical_caption, normalise, parse
 
 LEVELS = (0.995, 0.98, 0.95, 0.9, 0.7, 0.5)
-RELATIONS = {"above": "above", "below": "below", "left": "to the left of", "right": "to the right of"}  # fmt: skip
 OTHER_AXIS = {"above": "left", "below": "right", "left": "above", "right": "below"}
 INVERSE = {"above": "below", "below": "above", "left": "right", "right": "left"}
 WORDINGS = {
@@ -34,8 +33,9 @@ WORDINGS = {
 }
 
 
-def _things(things) -> str:
-    return " and ".join(" ".join(w for w in ("a", t.size, t.color, t.shape) if w) for t in things)
+def _unsized(things) -> str:
+    """Things without their sizes (no grammar template says attributed things without sizes)."""
+    return " and ".join(f"a {t.color} {t.shape}" for t in things)
 
 
 def scored(comp: Composition) -> bool:
@@ -53,22 +53,34 @@ def scored(comp: Composition) -> bool:
 
 def variants(text: str) -> dict[str, str]:
     """A caption said plainly in each wording of its category (see the module's doc)."""
-    comp = parse(text)[0]
+    return wordings(parse(text)[0], text)
+
+
+def _swapped(things: tuple, field: str) -> tuple:
+    """Two things with ``field`` (size or color) exchanged between them."""
+    a, b = things
+    return a._replace(**{field: getattr(b, field)}), b._replace(**{field: getattr(a, field)})
+
+
+def _said(comp: Composition) -> str:
+    """The grammar's canonical caption in the parser's normal form ("a orange", as measured)."""
+    return normalise(canonical_caption(comp))
+
+
+def wordings(comp: Composition, text: str = "") -> dict[str, str]:
+    """``comp`` in each wording of its category, the grammar's canonical caption (normalised)."""
     if not scored(comp):
         raise ValueError(f"{text!r}: not a spatial caption nor one of two attributed things")
     if comp.category == "spatial":
-        a, b = (_things([t]) for t in comp.things)
         word = comp.words[0]
         said = {"own": word, "other axis": OTHER_AXIS[word], "inverse": INVERSE[word]}
-        return {k: f"{a} {RELATIONS[w]} {b}" for k, w in said.items()}
+        return {k: _said(comp._replace(words=(w,))) for k, w in said.items()}
     things = comp.things
     return {
-        "own": _things(things),
-        "sizes swapped": _things([t._replace(size=u.size) for t, u in zip(things, things[::-1])]),
-        "colours swapped": _things(
-            [t._replace(color=u.color) for t, u in zip(things, things[::-1])]
-        ),  # fmt: skip
-        "no sizes": _things([t._replace(size="") for t in things]),
+        "own": _said(comp),
+        "sizes swapped": _said(comp._replace(things=_swapped(things, "size"))),
+        "colours swapped": _said(comp._replace(things=_swapped(things, "color"))),
+        "no sizes": _unsized(things),
     }
 
 
@@ -79,7 +91,8 @@ def binding_losses(
     """(mean velocity MSE keyed (wording, noise level), clips scored) over the first ``clips``
     clips of ``category`` in ``cache``; samples and noise seeded by the batch, shared by wordings."""
     texts, cats = cache.manifest_column("text"), cache.manifest_column("category")
-    rows = [i for i, c in enumerate(cats) if c == category and scored(parse(texts[i])[0])][:clips]
+    comps = {i: parse(t)[0] for i, (t, c) in enumerate(zip(texts, cats)) if c == category}
+    rows = [i for i, comp in comps.items() if scored(comp)][:clips]
     if not rows:
         raise SystemExit(f"{cache.meta['manifest']} has no {category} clips to score")
     sums: dict[tuple[str, float], float] = {}
@@ -87,7 +100,7 @@ def binding_losses(
         batch = rows[lo : lo + 32]
         gen = torch.Generator().manual_seed(batch[0])
         x0 = cache.batch(batch, gen)[0]
-        said = [variants(texts[i]) for i in batch]
+        said = [wordings(comps[i]) for i in batch]
         encoded = {k: pipe.text_encoder([v[k] for v in said]) for k in said[0]}
         for s in LEVELS:
             noise, level = torch.randn(x0.shape, generator=gen), torch.full((len(batch),), s)

@@ -99,14 +99,12 @@ def probe(videos: dict, pairs: list[tuple[str, str]]) -> dict:
             word += [np.abs(clip[r1, s] - clip[r2, s]).mean() for r1, r2 in itertools.combinations(RELATIONS, 2)]  # fmt: skip
         for r in RELATIONS:
             noise += [np.abs(clip[r, s1] - clip[r, s2]).mean() for s1, s2 in itertools.combinations(seeds, 2)]  # fmt: skip
-    n = sum(confusion.values())
+    n, spread = sum(confusion.values()), float(np.mean(noise)) if noise else 0.0
     return {
         "confusion": confusion,
         "right": sum(confusion[r, r] for r in RELATIONS) / n,
         "axis": sum(confusion[r, x] for r in RELATIONS for x in {r, INVERSE[r]}) / n,
-        "word_effect": float(np.mean(word) / np.mean(noise))
-        if np.mean(noise or [0])
-        else float("nan"),
+        "word_effect": float(np.mean(word) / spread) if spread else float("nan"),
     }
 
 
