@@ -287,6 +287,13 @@ def cache(
             "text.clauses=N)"
         ),
     ] = 0,
+    clause_split: Annotated[
+        str,
+        typer.Option(
+            help="conjunctions, or relations: also cut after a place preposition ('a red "
+            "circle above | a blue square'; the DiT then needs text.clause_split=relations)"
+        ),
+    ] = "conjunctions",
     latents_from: Annotated[
         Path | None,
         typer.Option(
@@ -301,7 +308,7 @@ def cache(
             layers = tuple(int(v) for v in text_layers.split(","))
         except ValueError:
             raise ValueError(f"--text-layers {text_layers!r}: expected integers such as -1,0") from None  # fmt: skip
-        text = TextEncoderConfig(layers=layers, clauses=clauses)
+        text = TextEncoderConfig(layers=layers, clauses=clauses, clause_split=clause_split)  # type: ignore[arg-type]
         build_cache(manifest, vae, out, text, num_frames=num_frames, height=size, width=size,
                     fps=fps, buckets=buckets, crop=crop, unfit=unfit, caption=caption,
                     latents_from=latents_from)  # type: ignore[arg-type]  # fmt: skip

@@ -170,12 +170,20 @@ class TextEncoderConfig:
         "semicolons, colons and 'and' / 'while' / 'then' / 'but', each clause encoded alone and "
         "mean-pooled into one token (each object's description in one place)",
     )
+    clause_split: Literal["conjunctions", "relations"] = doc(
+        "conjunctions",
+        "where clauses are cut: at punctuation and conjunctions, or also after a place "
+        "preposition ('a red circle above | a blue square': the subject's clause holds its "
+        "relation)",
+    )
 
     def __post_init__(self) -> None:
         if not self.layers or len(set(self.layers)) != len(self.layers):
             raise ConfigError(f"text.layers must be distinct layer indices, got {self.layers}")
         if self.clauses < 0:
             raise ConfigError(f"text.clauses must be >= 0, got {self.clauses}")
+        if self.clause_split not in ("conjunctions", "relations"):
+            raise ConfigError(f"text.clause_split must be conjunctions or relations, got {self.clause_split!r}")  # fmt: skip
         if self.kind not in ("minilm", "t5", "clip"):
             raise ConfigError(f"text.kind must be minilm, t5 or clip, got {self.kind!r}")
         if self.kind != "minilm" and not self.path:

@@ -71,6 +71,45 @@ def test_split_clauses(prompt: str, clauses: list[str]) -> None:
     assert split_clauses(prompt) == clauses
 
 
+@pytest.mark.parametrize(
+    ("prompt", "clauses"),
+    [
+        ("a red circle above a blue square", ["a red circle above", "a blue square"]),
+        ("On a black background, a yellow square to the left of a blue triangle.",
+         ["On a black background", "a yellow square to the left of", "a blue triangle"]),
+        ("there is a white square, and a cyan ball passes behind it",
+         ["there is a white square", "a cyan ball passes behind", "it"]),
+        ("a green square moves to the left", ["a green square moves to the left"]),
+        ("video of a red ball", ["video of a red ball"]),  # 'of' alone is no relation
+        ("a big red square and a small blue circle", ["a big red square", "a small blue circle"]),
+    ],
+)  # fmt: skip
+def test_split_clauses_at_relations(prompt: str, clauses: list[str]) -> None:
+    """text.clause_split=relations: the subject's clause keeps its place preposition."""
+    assert split_clauses(prompt, at_relations=True) == clauses
+
+
+def test_relation_clauses_tell_which_thing_is_on_top() -> None:
+    """Cut at the relation, "A above B" and "B above A" give different clause tokens; cut at
+    conjunctions only, both are one clause of the same words in another order."""
+    cfg = TextEncoderConfig(clauses=3, clause_split="relations")
+    at = TextEncoder(cfg)
+    prompts = ["a red circle above a blue square", "a blue square above a red circle"]
+    feats, mask = at(prompts)
+    n = mask.sum(1)
+    assert n.tolist() == (TextEncoder(TextEncoderConfig())(prompts)[1].sum(1) + 2).tolist()
+    plain = TextEncoder(TextEncoderConfig())
+    alone, alone_mask = plain(["a red circle above", "a blue square", "a blue square above"])
+    pooled = (alone * alone_mask[..., None]).sum(1) / alone_mask.sum(1, keepdim=True)
+    torch.testing.assert_close(feats[0, n[0] - 2 : n[0]], pooled[:2], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(feats[1, n[1] - 2], pooled[2], rtol=1e-4, atol=1e-5)
+    cos = torch.nn.functional.cosine_similarity
+    red_on_top = feats[0, n[0] - 2]  # the clause that says what is on top differs between the two
+    assert cos(red_on_top, feats[1, n[1] - 2], dim=0) < 0.95
+    with pytest.raises(ValueError, match="text.clause_split must be conjunctions or relations"):
+        TextEncoderConfig(clause_split="words")  # type: ignore[arg-type]
+
+
 def test_clause_tokens_follow_the_words(encoder: TextEncoder) -> None:
     """text.clauses=N: each prompt's word tokens unchanged, then one token per clause (at most
     N), the clause encoded alone and mean-pooled; the empty prompt gets none."""

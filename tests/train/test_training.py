@@ -555,6 +555,9 @@ def test_clause_cache_from_another_caches_latents_to_pipeline(data, vae_run, cac
     with pytest.raises(ValueError, match="was built from vae"):
         vae_copy = shutil.copytree(vae_run, tmp_path / "vae")
         build_cache(data, vae_copy, tmp_path / "e", text, shard_size=5, latents_from=cache, **SIZE)  # fmt: skip
+    cut_at_relations = ["text.clauses=3", "text.clause_split=relations"]  # not how it was built
+    with pytest.raises(ValueError, match="'clause_split': 'conjunctions'.*build the cache with"):
+        train_dit.main(apply_overrides(dit_cfg(other, vae_run, tmp_path / "x", steps=1), cut_at_relations))  # fmt: skip
     run = train_dit.main(apply_overrides(dit_cfg(other, vae_run, tmp_path / "r", steps=1), ["text.clauses=3"]))  # fmt: skip
     pipe = Pipeline.load(run / "pipeline")
     assert pipe.text_encoder.cfg.clauses == 3

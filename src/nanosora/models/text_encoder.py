@@ -133,10 +133,25 @@ _CLAUSE_BREAK = re.compile(
 )
 
 
-def split_clauses(prompt: str) -> list[str]:
+# A place preposition ends its subject's clause: "a red circle above | a blue square".
+_RELATION_END = re.compile(
+    r"\b((?:above|below|over|under|beneath|behind|beside|(?:left|right|front|top) of))\s+",
+    re.IGNORECASE,
+)
+
+
+def split_clauses(prompt: str, at_relations: bool = False) -> list[str]:
     """The prompt's clauses, in order: "a big red square and a small blue circle" -> ["a big red
-    square", "a small blue circle"]; a prompt with no break is its own one clause; "" has none."""
-    return [c for c in _CLAUSE_BREAK.split(prompt.strip()) if c]
+    square", "a small blue circle"]; a prompt with no break is its own one clause; "" has none.
+
+    ``at_relations`` also cuts after a place preposition, so the subject keeps its relation and
+    the object stands alone: "a red circle above a blue square" -> ["a red circle above", "a blue
+    square"] (which thing is on top is then said by one clause, not by word order)."""
+    clauses = [c for c in _CLAUSE_BREAK.split(prompt.strip()) if c]
+    if not at_relations:
+        return clauses
+    cut = [_RELATION_END.sub("\\1\0", c).split("\0") for c in clauses]
+    return [piece.strip() for pieces in cut for piece in pieces if piece.strip()]
 
 
 class TextEncoder(nn.Module):
@@ -215,7 +230,8 @@ class TextEncoder(nn.Module):
         self, prompts: list[str], feats: Tensor, mask: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Append each prompt's clause tokens (at most ``cfg.clauses``) after its real tokens."""
-        clauses = [split_clauses(p)[: self.cfg.clauses] for p in prompts]
+        at = self.cfg.clause_split == "relations"
+        clauses = [split_clauses(p, at)[: self.cfg.clauses] for p in prompts]
         flat = [c for cs in clauses for c in cs]
         pooled = feats.new_zeros(0, feats.shape[-1])
         if flat:
