@@ -165,6 +165,10 @@ def test_scenes_quickstart_trains_the_recipes_vae_and_dit():
         vae.crop,
         vae.crop_content,
     )
+    assert (qd.flow.train_shift, qd.flow.sample_shift) == (
+        dit.flow.train_shift,
+        dit.flow.sample_shift,
+    )
     assert (qd.optim.kind, qd.optim.lr, qd.flow.cfg_scale, qd.train.batch_size, qd.train.bf16) == (
         dit.optim.kind,
         dit.optim.lr,

@@ -355,14 +355,14 @@ def scenes_vae_config(workdir: Path, minutes: float, seed: int) -> VAETrainConfi
 
 def scenes_dit_config(workdir: Path, minutes: float, seed: int, num_clips: int) -> DiTTrainConfig:
     """`dit_config` with SCENES_DIT on the scenes latents (144 tokens), the scenes recipe's
-    sampler (25 steps, guidance 3), optimizer and lr (Muon at 1.5e-3, here with a shorter
-    warmup), batch 32, bf16 where the CPU has the units (at this width it is ~1.5x faster per
-    step) and the VAE of the first stage."""
+    training shift (6) and sampler (25 steps, guidance 3), optimizer and lr (Muon at 1.5e-3, here
+    with a shorter warmup), batch 32, bf16 where the CPU has the units (at this width it is ~1.5x
+    faster per step) and the VAE of the first stage."""
     quick = dit_config(workdir, minutes, seed, num_clips)
     return dataclasses.replace(
         quick,
         dit=SCENES_DIT,
-        flow=FlowConfig(cfg_scale=3.0),
+        flow=FlowConfig(cfg_scale=3.0, train_shift=6.0),
         optim=OptimConfig(kind="muon", lr=1.5e-3, warmup_steps=200),
         train=dataclasses.replace(quick.train, batch_size=min(32, num_clips), bf16=True),
         vae=str(workdir / "runs/vae"),
