@@ -89,7 +89,7 @@ def test_split_clauses_at_relations(prompt: str, clauses: list[str]) -> None:
     assert split_clauses(prompt, at_relations=True) == clauses
 
 
-def test_relation_clauses_tell_which_thing_is_on_top() -> None:
+def test_relation_clauses_tell_which_thing_is_on_top(encoder: TextEncoder) -> None:
     """Cut at the relation, "A above B" and "B above A" give different clause tokens; cut at
     conjunctions only, both are one clause of the same words in another order."""
     cfg = TextEncoderConfig(clauses=3, clause_split="relations")
@@ -97,9 +97,8 @@ def test_relation_clauses_tell_which_thing_is_on_top() -> None:
     prompts = ["a red circle above a blue square", "a blue square above a red circle"]
     feats, mask = at(prompts)
     n = mask.sum(1)
-    assert n.tolist() == (TextEncoder(TextEncoderConfig())(prompts)[1].sum(1) + 2).tolist()
-    plain = TextEncoder(TextEncoderConfig())
-    alone, alone_mask = plain(["a red circle above", "a blue square", "a blue square above"])
+    assert n.tolist() == (encoder(prompts)[1].sum(1) + 2).tolist()
+    alone, alone_mask = encoder(["a red circle above", "a blue square", "a blue square above"])
     pooled = (alone * alone_mask[..., None]).sum(1) / alone_mask.sum(1, keepdim=True)
     torch.testing.assert_close(feats[0, n[0] - 2 : n[0]], pooled[:2], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(feats[1, n[1] - 2], pooled[2], rtol=1e-4, atol=1e-5)

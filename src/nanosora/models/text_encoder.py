@@ -151,7 +151,7 @@ def split_clauses(prompt: str, at_relations: bool = False) -> list[str]:
     if not at_relations:
         return clauses
     cut = [_RELATION_END.sub("\\1\0", c).split("\0") for c in clauses]
-    return [piece.strip() for pieces in cut for piece in pieces if piece.strip()]
+    return [piece for pieces in cut for piece in map(str.strip, pieces) if piece]
 
 
 class TextEncoder(nn.Module):
