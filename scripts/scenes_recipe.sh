@@ -35,9 +35,9 @@ stage data_heldout "$ROOT/scenes/heldout" \
 stage data_train40k "$ROOT/scenes/train40k" \
     "$NANOSORA" scenes --out "$ROOT/scenes/train40k" --num 40000 --split train
 train vae configs/scenes_vae_s4.yaml "$ROOT/scenes_vae_s4"
-stage cache "$ROOT/scenes/cache_s4" "$NANOSORA" cache \
+stage cache "$ROOT/scenes/cache_s4_cl4" "$NANOSORA" cache \
     --manifest "$ROOT/scenes/train40k/manifest.parquet" --vae "$ROOT/scenes_vae_s4" \
-    -o "$ROOT/scenes/cache_s4"
+    -o "$ROOT/scenes/cache_s4_cl4" --clauses 4
 train dit configs/scenes_dit.yaml "$ROOT/scenes_dit" "$@"
 train dit configs/scenes_dit_masks.yaml "$ROOT/scenes_dit_masks"
 # The benchmark subset of every snapshot the DiT kept (snapshot_every): the points of the

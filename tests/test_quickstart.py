@@ -158,6 +158,7 @@ def test_scenes_quickstart_trains_the_recipes_vae_and_dit():
     vae = load_config(VAETrainConfig, root / "configs/scenes_vae_s4.yaml")
     dit = load_config(DiTTrainConfig, root / "configs/scenes_dit.yaml")
     assert quickstart.SCENES_VAE == vae.vae and quickstart.SCENES_DIT == dit.dit
+    assert quickstart.SCENES_TEXT == dit.text
     qv = quickstart.scenes_vae_config(Path("w"), 5.0, 0)
     qd = quickstart.scenes_dit_config(Path("w"), 40.0, 0, 8000)
     assert (qv.loss.object_weight, qv.crop, qv.crop_content) == (

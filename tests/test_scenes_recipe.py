@@ -64,4 +64,4 @@ def test_a_failed_stage_stops_the_recipe_unmarked(tmp_path):
     done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True)
     assert done.returncode != 0
     assert calls.read_text().splitlines()[-1].startswith("cache")
-    assert not (tmp_path / "runs" / "scenes" / "cache_s4" / ".recipe_done").exists()
+    assert not (tmp_path / "runs" / "scenes" / "cache_s4_cl4" / ".recipe_done").exists()

@@ -31,6 +31,7 @@ from nanosora.config import (
     DiTTrainConfig,
     FlowConfig,
     OptimConfig,
+    TextEncoderConfig,
     TrainConfig,
     VAEConfig,
     VAELossConfig,
@@ -73,13 +74,15 @@ SCENES_SHARES = {"vae": 0.15, "dit": 0.85}
 SCENES_OVERHEAD_SECONDS = {"data": 60.0, "vae": 30.0, "cache": 150.0, "dit": 15.0, "eval": 240.0}
 # The recipe's latents (configs/scenes_vae_s4.yaml: 4x spatial, no temporal compression, 4
 # channels) and its DiT (configs/scenes_dit.yaml: 7.4M parameters, patches of 2 x 4 x 4, 144
-# tokens): the VAE converges in minutes, and the wider DiT learns more per hour than narrower ones.
+# tokens) with its text (MiniLM's tokens and a token per clause): the VAE converges in minutes,
+# and the wider DiT learns more per hour than narrower ones.
 SCENES_VAE = VAEConfig(
     latent_channels=4, base_channels=16, channel_mult=(1, 3), temporal_down=(False,), fold=2
 )
 SCENES_DIT = DiTConfig(
     in_channels=4, patch_t=2, patch_hw=4, dim=192, depth=8, heads=6, abs_pos=True
 )
+SCENES_TEXT = TextEncoderConfig(clauses=4)
 SCENES_EVAL_PER_GROUP = 8
 SCENES_SAMPLE_PROMPTS = (
     "a small red circle and a big blue square",
@@ -354,14 +357,15 @@ def scenes_vae_config(workdir: Path, minutes: float, seed: int) -> VAETrainConfi
 
 
 def scenes_dit_config(workdir: Path, minutes: float, seed: int, num_clips: int) -> DiTTrainConfig:
-    """`dit_config` with SCENES_DIT on the scenes latents (144 tokens), the scenes recipe's
-    training shift (6) and sampler (25 steps, guidance 3), optimizer and lr (Muon at 1.5e-3, here
-    with a shorter warmup), batch 32, bf16 where the CPU has the units (at this width it is ~1.5x
-    faster per step) and the VAE of the first stage."""
+    """`dit_config` with SCENES_DIT on the scenes latents (144 tokens) and SCENES_TEXT, the scenes
+    recipe's training shift (6) and sampler (25 steps, guidance 3), optimizer and lr (Muon at
+    1.5e-3, here with a shorter warmup), batch 32, bf16 where the CPU has the units (at this width
+    it is ~1.5x faster per step) and the VAE of the first stage."""
     quick = dit_config(workdir, minutes, seed, num_clips)
     return dataclasses.replace(
         quick,
         dit=SCENES_DIT,
+        text=SCENES_TEXT,
         flow=FlowConfig(cfg_scale=3.0, train_shift=6.0),
         optim=OptimConfig(kind="muon", lr=1.5e-3, warmup_steps=200),
         train=dataclasses.replace(quick.train, batch_size=min(32, num_clips), bf16=True),
@@ -404,7 +408,7 @@ def main_scenes(
     stage.train("vae", vcfg)
     stage(
         "cache",
-        lambda: build_cache(vcfg.data.manifest, w / "runs/vae", w / "cache"),
+        lambda: build_cache(vcfg.data.manifest, w / "runs/vae", w / "cache", SCENES_TEXT),
         (w / "cache/meta.json").is_file(),
     )
     dcfg = scenes_dit_config(w, budget.minutes("dit", ["eval"]), seed, num_clips)
