@@ -11,6 +11,7 @@ from nanosora.config import (
     DistillConfig,
     DiTConfig,
     DiTTrainConfig,
+    PreferenceConfig,
     VAEConfig,
     VAETrainConfig,
     apply_overrides,
@@ -95,7 +96,7 @@ def test_every_shipped_config_loads() -> None:
     """Each recipe in configs/ loads into its config class (names and shapes checked), and the
     scenes VAE keeps the shipped VAE's architecture, so the shipped weights can start it."""
     root = Path(__file__).parents[1] / "configs"
-    kinds = {"vae": VAETrainConfig, "distill": DistillConfig, "dit": DiTTrainConfig, "lora": DiTTrainConfig}  # fmt: skip
+    kinds = {"vae": VAETrainConfig, "distill": DistillConfig, "dit": DiTTrainConfig, "lora": DiTTrainConfig, "dpo": PreferenceConfig}  # fmt: skip
     seen = 0
     for path in sorted(root.glob("*.yaml")):
         kind = next(k for k in kinds if k in path.stem)

@@ -18,6 +18,7 @@ from nanosora import studio as sd
 from nanosora.config import (
     DistillConfig,
     DiTTrainConfig,
+    PreferenceConfig,
     TextEncoderConfig,
     VAETrainConfig,
     load_config,
@@ -42,6 +43,7 @@ from nanosora.story.montage import MontageConfig
 from nanosora.train import distill as distill_trainer
 from nanosora.train import distributed as tdist
 from nanosora.train import dit as dit_trainer
+from nanosora.train import dpo as dpo_trainer
 from nanosora.train import vae as vae_trainer
 
 app = typer.Typer(
@@ -236,6 +238,21 @@ def train_distill(
     """Distil a pipeline's transformer into a few-step one (reflow on the teacher's samples)."""
     try:
         distill_trainer.main(load_config(DistillConfig, config, overrides or []), resume=resume)
+    except USER_ERRORS as e:
+        _fail(e)
+
+
+@train_app.command("dpo")
+def train_dpo(
+    config: Annotated[Path | None, typer.Option("--config", help="YAML experiment")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="dotted overrides, e.g. model=runs/x/pipeline")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in train.out_dir")] = False,
+) -> None:
+    """Fine-tune a scenes pipeline on its own clips as the grader judges them (Diffusion-DPO)."""
+    try:
+        dpo_trainer.main(load_config(PreferenceConfig, config, overrides or []), resume=resume)
     except USER_ERRORS as e:
         _fail(e)
 

@@ -661,6 +661,60 @@ class DistillConfig:
             raise ConfigError(f"few_steps must be step counts >= 1, got {self.few_steps}")
 
 
+@dataclass(frozen=True)
+class PreferenceConfig:
+    """`nanosora train dpo`: a scenes pipeline fine-tuned on its graded samples (Diffusion-DPO)."""
+
+    model: str = doc("", "scenes pipeline directory to fine-tune; it is also the frozen reference")
+    prompts: int = doc(
+        512, "training prompts sampled (captions of the scenes world's training compositions)"
+    )
+    categories: tuple[str, ...] = doc(
+        (), "categories the prompts are drawn from (empty: all alike)"
+    )
+    prompt_batch: int = doc(16, "prompts per sampling chunk (each chunk is written and resumable)")
+    samples_per_prompt: int = doc(4, "clips sampled per prompt, each graded by the scenes grader")
+    sample_steps: int = doc(25, "sampling steps of the candidate clips")
+    data_winners: bool = doc(
+        True,
+        "a prompt whose every clip fails is paired with a ground-truth clip of its composition "
+        "(rendered and encoded); otherwise it gives no pair",
+    )
+    beta: float = doc(
+        1000.0,
+        "inverse temperature on the difference of velocity errors (means over the latent's "
+        "elements) between winner and loser, policy against reference",
+    )
+    sft_weight: float = doc(0.0, "weight of the winners' plain flow loss added to the DPO loss")
+    level_shift: float = doc(3.0, "shift of the logit-normal noise levels trained on")
+    optim: OptimConfig = doc(OptimConfig(lr=2e-5, warmup_steps=20), "optimizer")
+    train: TrainConfig = doc(
+        TrainConfig(out_dir="runs/dpo", batch_size=16, steps=500, sample_every=0, ema_decay=0.0),
+        "loop (batch_size: pairs per step; minutes count training only, not sampling)",
+    )
+    sample_prompts: tuple[str, ...] = doc(
+        (
+            "a small red circle and a big blue square",
+            "a green square to the left of a yellow circle",
+            "a red circle hits a blue square and pushes it right",
+        ),
+        "prompts rendered into sample GIFs",
+    )
+
+    def __post_init__(self) -> None:
+        if self.prompts < 1 or self.prompt_batch < 1 or self.samples_per_prompt < 1:
+            raise ConfigError(
+                f"prompts={self.prompts}, prompt_batch={self.prompt_batch} and "
+                f"samples_per_prompt={self.samples_per_prompt} must be >= 1"
+            )
+        if self.samples_per_prompt < 2 and not self.data_winners:
+            raise ConfigError("one sample per prompt makes no pair without data_winners")
+        if self.beta <= 0 or self.sft_weight < 0:
+            raise ConfigError(f"beta={self.beta} must be > 0 and sft_weight={self.sft_weight} >= 0")
+        if self.level_shift <= 0:
+            raise ConfigError(f"level_shift must be > 0, got {self.level_shift}")
+
+
 # --------------------------------------------------------------------------------------------
 # Loading, overriding, saving
 # --------------------------------------------------------------------------------------------
