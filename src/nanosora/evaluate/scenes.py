@@ -257,10 +257,7 @@ def suite_subset(categories: tuple[Category, ...], per_group: int | None) -> lis
 
 def ground_truth(text: str, seed: int) -> np.ndarray:
     """A clip of the world realising the composition ``text`` states, drawn from ``seed``."""
-    comp = parse(text)[0]
-    objects, events = scenes.realise(np.random.default_rng(seed), comp)
-    split = "heldout" if scenes.is_held_out(comp) else "train"
-    return scenes.render(scenes.Scene(comp, text, split, objects, events))
+    return scenes.truth_clip(text, np.random.default_rng(seed))
 
 
 def reconstruct(vae: VideoVAE, clips: np.ndarray) -> np.ndarray:

@@ -615,6 +615,14 @@ def sample_scene(
 # ---- rendering --------------------------------------------------------------------------------
 
 
+def truth_clip(text: str, rng: np.random.Generator) -> np.ndarray:
+    """A clip of the world realising the composition ``text`` states, its layout from ``rng``."""
+    comp = parse(text)[0]
+    objects, events = realise(rng, comp)
+    split = "heldout" if is_held_out(comp) else "train"
+    return render(Scene(comp, text, split, objects, events))  # type: ignore[return-value]
+
+
 def object_masks(obj: ObjectTruth) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every frame of ``obj`` -> canvas indices ``(frame, row, col)`` of its pixels.
 

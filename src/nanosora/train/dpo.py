@@ -21,7 +21,6 @@ the judge, on rectified flow:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from collections import Counter
@@ -34,13 +33,14 @@ from safetensors.torch import load_file, save_file
 
 from nanosora.atomic import atomic_path, write_text_atomic
 from nanosora.config import PreferenceConfig
+from nanosora.data.datasets import frames_to_tensor
 from nanosora.diffusion.flow import add_noise, sample_timesteps, velocity_target
 from nanosora.models.dit import VideoDiT
 from nanosora.pipeline import Pipeline, load_weights, replace_cfg
 from nanosora.precision import bf16_autocast
 from nanosora.shapes.grader import grade_prompt
 from nanosora.shapes.grammar import CATEGORIES, caption, parse
-from nanosora.shapes.scenes import Scene, composition_for, realise, render
+from nanosora.shapes.scenes import composition_for, truth_clip
 from nanosora.train.checkpoint import plot_metrics
 from nanosora.train.distill import pad_text
 from nanosora.train.loop import StepResult, batch_indices, prepare, start_run, step_generator, train
@@ -63,19 +63,14 @@ def chunk_prompts(cfg: PreferenceConfig, chunk: int) -> list[str]:
 def truth_clips(prompts: list[str], seed: int) -> np.ndarray:
     """A clip of each prompt's composition drawn by the world itself: uint8 (B, T, H, W, 3)."""
     rng = np.random.default_rng(seed)
-    clips = []
-    for prompt in prompts:
-        comp, _ = parse(prompt)
-        objects, events = realise(rng, comp)
-        clips.append(render(Scene(comp, prompt, "train", objects, events)))
-    return np.stack(clips)
+    return np.stack([truth_clip(prompt, rng) for prompt in prompts])
 
 
 def ground_truth(pipe: Pipeline, prompts: list[str], seed: int) -> torch.Tensor:
     """`truth_clips` encoded by the pipeline's VAE -> (B, c, t, h, w) normalised latents."""
-    x = torch.from_numpy(truth_clips(prompts, seed)).float().div(127.5).sub(1)
+    x = torch.stack([frames_to_tensor(clip) for clip in truth_clips(prompts, seed)])
     with torch.no_grad():
-        return pipe.vae.encode(x.permute(0, 4, 1, 2, 3))
+        return pipe.vae.encode(x)
 
 
 def pair_up(passed: list[list[bool]], data_winners: bool) -> list[tuple[int, int, int]]:
@@ -122,10 +117,8 @@ def make_pairs(pipe: Pipeline, cfg: PreferenceConfig, out: Path) -> None:
                 [truth[p] if w < 0 else latents[p * k + w] for p, w, _ in pairs]  # type: ignore[index]
             )
             losers = torch.stack([latents[p * k + lose] for p, _, lose in pairs])
-            rows = [p for p, _, _ in pairs]
-            text, mask = text[rows], mask[rows]
-        else:
-            text, mask = text[:0], mask[:0]
+        rows = [p for p, _, _ in pairs]
+        text, mask = text[rows], mask[rows]
         record = {
             "prompts": prompts,
             "categories": [parse(p)[0].category for p in prompts],
@@ -202,10 +195,9 @@ def dpo_loss(
 
 
 def with_policy(reference: Pipeline, policy: VideoDiT) -> Pipeline:
-    """The reference pipeline with ``policy`` as its transformer (a few-step transformer
-    distilled from the reference no longer matches it, so it is left out)."""
-    cfg = dataclasses.replace(reference.cfg, few_step_max=0)
-    return Pipeline(reference.vae, policy, reference.text_encoder, cfg)
+    """The reference pipeline (loaded without its few-step transformer, which a tuned
+    transformer no longer matches) with ``policy`` as its transformer."""
+    return Pipeline(reference.vae, policy, reference.text_encoder, reference.cfg)
 
 
 def write_samples(pipe: Pipeline, cfg: PreferenceConfig, path: Path) -> None:
